@@ -1,0 +1,138 @@
+// Command tokenproxy is a forward-proxy sidecar that puts OAuth 2.0 client-credentials tokens on the
+// requests of apps that cannot fetch them themselves.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/lmittmann/tint"
+	"github.com/tokenproxy/tokenproxy/proxy"
+)
+
+const drainTimeout = 30 * time.Second
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run returns the exit code: 0 after a clean stop, 1 when serving fails, 2 for bad flags or configuration.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "ca" {
+		return runCA(args[1:], stdout, stderr)
+	}
+	fs := flag.NewFlagSet("tokenproxy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", envOr("TOKENPROXY_CONFIG", "routes.yaml"), "routes file (default $TOKENPROXY_CONFIG or ./routes.yaml)")
+	level := fs.String("log-level", "info", "debug | info | warn | error")
+	format := fs.String("log-format", "text", "text | json")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: tokenproxy [-config routes.yaml] [-log-level info] [-log-format text]\n       tokenproxy ca -out DIR")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	log, err := newLogger(stderr, *level, *format)
+	if err != nil {
+		fmt.Fprintf(stderr, "tokenproxy: %v\n", err)
+		return 2
+	}
+	cfg, err := proxy.LoadConfig(*configPath)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	srv, err := proxy.New(cfg, proxy.Options{Logger: log})
+	if err != nil {
+		fmt.Fprintf(stderr, "tokenproxy: %v\n", err)
+		return 2
+	}
+	for _, w := range srv.Warnings() {
+		log.Warn(w)
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		log.Error("cannot listen", "addr", cfg.Listen, "error", err)
+		return 1
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "config", cfg.File, "routes", len(cfg.Routes))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		log.Error("serving stopped", "error", err)
+		return 1
+	case <-ctx.Done():
+	}
+	log.Info("stopping: finishing requests in flight", "timeout", drainTimeout)
+	drain, cancel := context.WithTimeout(context.Background(), drainTimeout)
+	defer cancel()
+	if err := srv.Shutdown(drain); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		log.Warn("shutdown", "error", err)
+	}
+	log.Info("stopped")
+	return 0
+}
+
+func runCA(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("tokenproxy ca", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	out := fs.String("out", "", "directory to write ca.crt and ca.key into")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *out == "" {
+		fmt.Fprintln(stderr, "tokenproxy ca: -out DIR is required")
+		return 2
+	}
+	certFile, keyFile, err := proxy.WriteCA(*out)
+	if err != nil {
+		fmt.Fprintf(stderr, "tokenproxy ca: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "wrote %s (give this to the app to trust)\nwrote %s (mode 0600, for tokenproxy only)\n", certFile, keyFile)
+	return 0
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("-log-level %q: want debug, info, warn or error", level)
+	}
+	switch format {
+	case "text":
+		return slog.New(tint.NewHandler(w, &tint.Options{Level: lv, TimeFormat: time.DateTime, NoColor: !isTerminal(w)})), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lv})), nil
+	}
+	return nil, fmt.Errorf("-log-format %q: want text or json", format)
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+func envOr(name, fallback string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return fallback
+}

@@ -1,0 +1,288 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/elazarl/goproxy"
+	"github.com/tokenproxy/tokenproxy/tokensource"
+)
+
+// tunnel is what a CONNECT to a route's host leaves for the requests inside it.
+type tunnel struct {
+	host  string // as in the CONNECT line, host:port
+	route *Route
+}
+
+// exchange is one request's state between onRequest and RoundTrip.
+type exchange struct {
+	route *Route
+	start time.Time
+}
+
+// onConnect decides what a CONNECT becomes: interception for a route's host, a plain tunnel otherwise.
+func (s *Server) onConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.ConnectAction, string) {
+	route := s.routes.match(host, "443")
+	switch {
+	case route != nil && s.cfg.CA == nil:
+		s.log.Warn("CONNECT refused: route host but no mitm section", "route", route.Name, "host", host)
+		ctx.Resp = refusal(ctx.Req, http.StatusForbidden, fmt.Sprintf(
+			"tokenproxy: %s belongs to route %q, but routes.yaml has no mitm section, so https requests to it "+
+				"cannot get a token. Add mitm: {caCert, caKey} (tokenproxy ca -out DIR makes a CA), or send the "+
+				"request as plain http:// and set upstreamTLS: true on the route.\n", host, route.Name))
+		return goproxy.RejectConnect, host
+	case route != nil:
+		ctx.UserData = &tunnel{host: host, route: route}
+		return s.intercept, host
+	case s.cfg.RejectUnmatched:
+		s.log.Info("request", "route", "-", "method", http.MethodConnect, "host", host, "status", http.StatusForbidden)
+		ctx.Resp = refusal(ctx.Req, http.StatusForbidden, unmatchedMessage(host))
+		return goproxy.RejectConnect, host
+	}
+	s.log.Info("tunnel", "route", "-", "method", http.MethodConnect, "host", host)
+	return goproxy.OkConnect, host
+}
+
+// onRequest finds the route of a plain or intercepted request, refuses what must not pass, and leaves the
+// round trip to RoundTrip.
+func (s *Server) onRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
+	var route *Route
+	if t, inTunnel := ctx.UserData.(*tunnel); inTunnel {
+		// Inside an intercepted tunnel the Host header chooses the upstream: any other host than the
+		// CONNECT's would receive this route's token.
+		if !sameHost(req.URL.Host, defaultPort(req.URL.Scheme), t.host) {
+			s.log.Warn("request refused: host differs from its tunnel", "route", t.route.Name,
+				"tunnel", t.host, "host", req.URL.Host)
+			return req, refusal(req, http.StatusBadRequest, fmt.Sprintf(
+				"tokenproxy: this connection was opened (CONNECT) for %s; a request for %s cannot use it\n", t.host, req.URL.Host))
+		}
+		route = t.route
+	} else {
+		route = s.routes.match(req.URL.Host, defaultPort(req.URL.Scheme))
+	}
+	if route == nil && s.cfg.RejectUnmatched {
+		s.log.Info("request", "route", "-", "method", req.Method, "host", req.URL.Host, "status", http.StatusForbidden)
+		return req, refusal(req, http.StatusForbidden, unmatchedMessage(req.URL.Host))
+	}
+	// Connection names the hop-by-hop headers; goproxy deletes it before RoundTrip, so strip them here.
+	removeHopByHop(req.Header)
+	ctx.UserData = &exchange{route: route, start: time.Now()}
+	ctx.RoundTripper = s
+	return req, nil
+}
+
+var _ goproxy.RoundTripper = (*Server)(nil)
+
+// RoundTrip puts the route's token on the request and sends it upstream. It never returns an error:
+// failures become 502/504 answers that say which step broke, on plain and intercepted connections alike.
+func (s *Server) RoundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Response, error) {
+	x, ok := ctx.UserData.(*exchange)
+	if !ok {
+		x = &exchange{start: time.Now()}
+	}
+	s.inflight.Add(1)
+	// The app's Connection: close is about its own connection; the upstream one stays pooled.
+	req.Close = false
+	tokenVia := "none"
+	var fingerprint string
+	if r := x.route; r != nil {
+		tok, hit, err := s.token(req.Context(), r)
+		if err != nil {
+			s.inflight.Add(-1)
+			return s.tokenFailure(req, x, err), nil
+		}
+		tokenVia, fingerprint = "fetch", tok.Fingerprint()
+		if hit {
+			tokenVia = "cache"
+		}
+		req.Header.Set("Authorization", "Bearer "+tok.Value)
+		if r.UpstreamTLS && req.URL.Scheme == "http" {
+			req.URL.Scheme = "https"
+		}
+	}
+
+	resp, err := s.upstream.RoundTrip(req)
+	if err != nil {
+		s.inflight.Add(-1)
+		return s.upstreamFailure(req, x, err), nil
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		removeHopByHop(resp.Header)
+	}
+	if resp.ContentLength < 0 && resp.StatusCode != http.StatusSwitchingProtocols && resp.Header.Get("Content-Length") == "" {
+		// goproxy flushes each write only when it sees this header; the transport took the original away.
+		resp.Header.Set("Transfer-Encoding", "chunked")
+	}
+	resp.Body = &inflightBody{ReadCloser: resp.Body, s: s}
+	if s.log.Enabled(req.Context(), slog.LevelInfo) {
+		s.log.Info("request", "route", routeName(x.route), "method", req.Method, "host", req.URL.Host,
+			"status", resp.StatusCode, "duration", time.Since(x.start), "token", tokenVia, "token_fp", fingerprint)
+	}
+	return resp, nil
+}
+
+func (s *Server) token(ctx context.Context, r *Route) (*tokensource.Token, bool, error) {
+	f := s.fetchers[r]
+	if !r.Cache {
+		tok, err := f.Fetch(ctx)
+		return tok, false, err
+	}
+	return s.cache.Token(ctx, f)
+}
+
+// inflightBody counts an intercepted request as in flight until its answer has been sent.
+type inflightBody struct {
+	io.ReadCloser
+	s    *Server
+	done bool
+}
+
+func (b *inflightBody) Close() error {
+	if !b.done {
+		b.done = true
+		b.s.inflight.Add(-1)
+	}
+	return b.ReadCloser.Close()
+}
+
+// Write lets a websocket (101) body stay writable through the wrapper.
+func (b *inflightBody) Write(p []byte) (int, error) {
+	if w, ok := b.ReadCloser.(io.Writer); ok {
+		return w.Write(p)
+	}
+	return 0, errors.New("proxy: response body is not writable")
+}
+
+func (s *Server) tokenFailure(req *http.Request, x *exchange, err error) *http.Response {
+	var b strings.Builder
+	fmt.Fprintf(&b, "tokenproxy: route %q: the token step failed, so the request was not sent to %s.\n", x.route.Name, req.URL.Host)
+	if te, ok := tokensource.AsError(err); ok {
+		fmt.Fprintf(&b, "token endpoint: %s\n", te.TokenURL)
+		switch {
+		case te.StatusCode != 0:
+			fmt.Fprintf(&b, "answer: HTTP %d", te.StatusCode)
+			if te.Code != "" {
+				fmt.Fprintf(&b, ", error %s", te.Code)
+			}
+			if te.Description != "" {
+				fmt.Fprintf(&b, " (%s)", te.Description)
+			}
+			b.WriteString("\n")
+		}
+		fmt.Fprintf(&b, "cause: %s\n", strings.TrimPrefix(te.Error(), "tokensource: token endpoint "+te.TokenURL+": "))
+		if hint := te.Hint(); hint != "" {
+			fmt.Fprintf(&b, "hint: %s\n", hint)
+		}
+	} else {
+		fmt.Fprintf(&b, "cause: %v\n", err)
+	}
+	s.log.Error("token step failed", "route", x.route.Name, "method", req.Method, "host", req.URL.Host,
+		"status", http.StatusBadGateway, "duration", time.Since(x.start), "error", err)
+	return errorResponse(req, http.StatusBadGateway, "token", x.route, b.String())
+}
+
+func (s *Server) upstreamFailure(req *http.Request, x *exchange, err error) *http.Response {
+	status := http.StatusBadGateway
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+		status = http.StatusGatewayTimeout
+	}
+	level := slog.LevelError
+	if errors.Is(err, context.Canceled) {
+		level = slog.LevelDebug // the app went away
+	}
+	s.log.Log(req.Context(), level, "upstream failed", "route", routeName(x.route), "method", req.Method,
+		"host", req.URL.Host, "status", status, "duration", time.Since(x.start), "error", err)
+	body := fmt.Sprintf("tokenproxy: route %q: the request to the upstream %s failed: %v\n", routeName(x.route), req.URL.Host, err)
+	if x.route == nil {
+		body = fmt.Sprintf("tokenproxy: the request to %s (no route) failed: %v\n", req.URL.Host, err)
+	}
+	return errorResponse(req, status, "upstream", x.route, body)
+}
+
+// errorResponse is an answer of tokenproxy's own; step goes into X-Tokenproxy-Error.
+func errorResponse(req *http.Request, status int, step string, route *Route, body string) *http.Response {
+	resp := refusal(req, status, body)
+	resp.Header.Set("X-Tokenproxy-Error", step)
+	if route != nil {
+		resp.Header.Set("X-Tokenproxy-Route", route.Name)
+	}
+	return resp
+}
+
+// refusal is a small text answer; it closes the connection when answering a CONNECT.
+func refusal(req *http.Request, status int, body string) *http.Response {
+	resp := goproxy.NewResponse(req, goproxy.ContentTypeText, status, body)
+	resp.Header.Set("Content-Type", "text/plain; charset=utf-8")
+	resp.Header.Set("X-Tokenproxy-Error", "policy")
+	resp.Proto, resp.ProtoMajor, resp.ProtoMinor = "HTTP/1.1", 1, 1
+	if req.Method == http.MethodConnect {
+		resp.Close = true
+	}
+	return resp
+}
+
+func unmatchedMessage(host string) string {
+	return fmt.Sprintf("tokenproxy: %s matches no route and routes.yaml says unmatched: reject\n", host)
+}
+
+// tunnelDialError marks a failure to reach a CONNECT target, which is still answerable with a status line.
+type tunnelDialError struct {
+	addr string
+	err  error
+}
+
+func (e *tunnelDialError) Error() string { return fmt.Sprintf("cannot reach %s: %v", e.addr, e.err) }
+func (e *tunnelDialError) Unwrap() error { return e.err }
+
+func (s *Server) dialTunnel(req *http.Request, network, addr string) (net.Conn, error) {
+	c, err := s.dial(req.Context(), network, addr)
+	if err != nil {
+		return nil, &tunnelDialError{addr: addr, err: err}
+	}
+	return c, nil
+}
+
+// writeTunnelError answers a CONNECT whose target could not be reached. Errors after the tunnel is up
+// are not answerable (bytes are already flowing) and only logged.
+func (s *Server) writeTunnelError(w io.Writer, ctx *goproxy.ProxyCtx, err error) {
+	var de *tunnelDialError
+	if !errors.As(err, &de) {
+		s.log.Debug("tunnel closed with error", "error", err)
+		return
+	}
+	x := &exchange{start: time.Now()}
+	resp := s.upstreamFailure(ctx.Req, x, err)
+	resp.Close = true
+	if werr := resp.Write(w); werr != nil {
+		s.log.Debug("cannot answer CONNECT", "error", werr)
+	}
+}
+
+func routeName(r *Route) string {
+	if r == nil {
+		return "-"
+	}
+	return r.Name
+}
+
+func defaultPort(scheme string) string {
+	if scheme == "https" || scheme == "wss" {
+		return "443"
+	}
+	return "80"
+}
+
+// sameHost compares a request's URL host with a CONNECT host:port, case-insensitively.
+func sameHost(reqHost, reqDefaultPort, connectHost string) bool {
+	n1, p1 := splitHostPort(reqHost, reqDefaultPort)
+	n2, p2 := splitHostPort(connectHost, "443")
+	return p1 == p2 && strings.EqualFold(strings.TrimSuffix(n1, "."), strings.TrimSuffix(n2, "."))
+}

@@ -1,0 +1,124 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+)
+
+// HostPattern is one entry of a route's hosts: an exact name or a "*." wildcard, with an optional port.
+type HostPattern struct {
+	Wildcard bool   // "*.example.com": any subdomain, never example.com itself
+	Name     string // lower case, without "*." and without brackets for IPv6
+	Port     string // empty: every port
+}
+
+func (h HostPattern) String() string {
+	name := h.Name
+	if strings.Contains(name, ":") {
+		name = "[" + name + "]"
+	}
+	if h.Wildcard {
+		name = "*." + name
+	}
+	if h.Port != "" {
+		name += ":" + h.Port
+	}
+	return name
+}
+
+// ParseHostPattern reads "api.example.com", "*.example.com", "api.example.com:8443" or "[::1]:8080".
+func ParseHostPattern(s string) (HostPattern, error) {
+	var h HostPattern
+	raw := strings.ToLower(strings.TrimSpace(s))
+	if raw == "" {
+		return h, errors.New("empty host")
+	}
+	if strings.Contains(raw, "/") {
+		return h, fmt.Errorf("%q: a host is a name with an optional port, without scheme or path", s)
+	}
+	name := raw
+	if strings.HasPrefix(raw, "[") || strings.Count(raw, ":") == 1 {
+		var err error
+		if name, h.Port, err = net.SplitHostPort(raw); err != nil || !validPort(h.Port) || h.Port == "0" {
+			return h, fmt.Errorf("%q: bad host:port", s)
+		}
+	}
+	if rest, ok := strings.CutPrefix(name, "*."); ok {
+		h.Wildcard, name = true, rest
+	}
+	name = strings.TrimSuffix(name, ".")
+	if name == "" || strings.Contains(name, "*") {
+		return h, fmt.Errorf("%q: a wildcard may only be a leading \"*.\"", s)
+	}
+	if net.ParseIP(name) == nil && strings.ContainsFunc(name, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_')
+	}) {
+		return h, fmt.Errorf("%q: not a host name", s)
+	}
+	h.Name = name
+	return h, nil
+}
+
+// routeTable finds the route of a host. The most specific pattern wins: exact name with port, exact name,
+// then the longest wildcard suffix (with port before without).
+type routeTable struct {
+	exact map[string]*Route // "name:port" or "name"
+	wild  map[string]*Route // "suffix:port" or "suffix"
+}
+
+func newRouteTable(routes []*Route) *routeTable {
+	t := &routeTable{exact: map[string]*Route{}, wild: map[string]*Route{}}
+	for _, r := range routes {
+		for _, h := range r.Hosts {
+			key := h.Name
+			if h.Port != "" {
+				key += ":" + h.Port
+			}
+			if h.Wildcard {
+				t.wild[key] = r
+			} else {
+				t.exact[key] = r
+			}
+		}
+	}
+	return t
+}
+
+// match returns the route for a request's URL host ("name" or "name:port"), or nil. defaultPort applies
+// when host has no port (80 for http, 443 for https and CONNECT).
+func (t *routeTable) match(host, defaultPort string) *Route {
+	name, port := splitHostPort(host, defaultPort)
+	name = strings.TrimSuffix(strings.ToLower(name), ".")
+	if r := t.exact[name+":"+port]; r != nil {
+		return r
+	}
+	if r := t.exact[name]; r != nil {
+		return r
+	}
+	for suffix := name; ; {
+		i := strings.IndexByte(suffix, '.')
+		if i < 0 {
+			return nil
+		}
+		suffix = suffix[i+1:]
+		if r := t.wild[suffix+":"+port]; r != nil {
+			return r
+		}
+		if r := t.wild[suffix]; r != nil {
+			return r
+		}
+	}
+}
+
+// splitHostPort splits "name:port", "[v6]:port", "name" or "v6" without failing.
+func splitHostPort(host, defaultPort string) (name, port string) {
+	if h, p, err := net.SplitHostPort(host); err == nil {
+		if p == "" {
+			p = defaultPort
+		}
+		return h, p
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"), defaultPort
+}

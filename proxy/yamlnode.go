@@ -1,0 +1,132 @@
+package proxy
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// nodeReader walks a parsed routes.yaml and collects every problem, each naming file, line and key.
+type nodeReader struct {
+	file     string
+	problems []string
+	lookup   func(string) (string, bool) // environment, for ${VAR}
+}
+
+func (r *nodeReader) problem(n *yaml.Node, path, format string, args ...any) {
+	r.problems = append(r.problems, fmt.Sprintf("%s:%d: %s: %s", r.file, n.Line, path, fmt.Sprintf(format, args...)))
+}
+
+// mapping calls the handler of each key of n and reports keys without one; it returns the keys seen.
+func (r *nodeReader) mapping(n *yaml.Node, path string, handlers map[string]func(v *yaml.Node, path string)) map[string]*yaml.Node {
+	seen := map[string]*yaml.Node{}
+	if n.Kind != yaml.MappingNode {
+		r.problem(n, path, "must be a mapping of keys to values")
+		return seen
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		p := k.Value
+		if path != "" {
+			p = path + "." + k.Value
+		}
+		h, ok := handlers[k.Value]
+		if !ok {
+			r.problem(k, p, "unknown key")
+			continue
+		}
+		seen[k.Value] = k
+		h(v, p)
+	}
+	return seen
+}
+
+// require reports each key of keys that seen lacks, at the line of the mapping n.
+func (r *nodeReader) require(n *yaml.Node, path string, seen map[string]*yaml.Node, keys ...string) {
+	for _, k := range keys {
+		if _, ok := seen[k]; !ok {
+			r.problem(n, path+"."+k, "required key is missing")
+		}
+	}
+}
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// str reads a scalar string with ${VAR} expanded; an unset variable is a problem, never an empty value.
+func (r *nodeReader) str(n *yaml.Node, path string) string {
+	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
+		r.problem(n, path, "must be a string")
+		return ""
+	}
+	return envRef.ReplaceAllStringFunc(n.Value, func(ref string) string {
+		name := ref[2 : len(ref)-1]
+		v, ok := r.lookup(name)
+		if !ok {
+			r.problem(n, path, "environment variable %s is not set", name)
+		}
+		return v
+	})
+}
+
+// oneOf reads a string that must be one of allowed.
+func (r *nodeReader) oneOf(n *yaml.Node, path string, allowed ...string) string {
+	v := r.str(n, path)
+	for _, a := range allowed {
+		if v == a {
+			return v
+		}
+	}
+	if n.Kind == yaml.ScalarNode {
+		r.problem(n, path, "%q is not one of %s", v, strings.Join(allowed, " | "))
+	}
+	return ""
+}
+
+func (r *nodeReader) boolean(n *yaml.Node, path string) bool {
+	switch strings.ToLower(r.str(n, path)) {
+	case "true":
+		return true
+	case "false":
+		return false
+	}
+	if n.Kind == yaml.ScalarNode {
+		r.problem(n, path, "must be true or false")
+	}
+	return false
+}
+
+// strings reads a sequence of strings; each item's line is passed to each so it can report its own.
+func (r *nodeReader) list(n *yaml.Node, path string, each func(v string, item *yaml.Node, path string)) {
+	if n.Kind != yaml.SequenceNode {
+		r.problem(n, path, "must be a list")
+		return
+	}
+	for i, item := range n.Content {
+		p := fmt.Sprintf("%s[%d]", path, i)
+		each(r.str(item, p), item, p)
+	}
+}
+
+// readSecretFile reads a secret file with its trailing newline trimmed.
+func (r *nodeReader) readSecretFile(n *yaml.Node, path, file string) string {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		r.problem(n, path, "cannot read %s: %v", file, unwrapPathError(err))
+		return ""
+	}
+	s := strings.TrimRight(string(b), "\r\n")
+	if s == "" {
+		r.problem(n, path, "%s is empty", file)
+	}
+	return s
+}
+
+func unwrapPathError(err error) error {
+	if pe, ok := err.(*os.PathError); ok {
+		return pe.Err
+	}
+	return err
+}

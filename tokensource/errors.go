@@ -1,0 +1,131 @@
+package tokensource
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+)
+
+// Kind says which part of the token step went wrong.
+type Kind string
+
+const (
+	// KindNetwork: the token endpoint could not be reached or did not answer in time.
+	KindNetwork Kind = "network"
+	// KindStatus: the token endpoint answered with a non-2xx status.
+	KindStatus Kind = "status"
+	// KindNotJSON: a 2xx answer whose body is not a JSON object.
+	KindNotJSON Kind = "not-json"
+	// KindNoToken: a JSON answer in which tokenPath finds no non-empty string.
+	KindNoToken Kind = "no-token"
+	// KindTooLarge: the answer is larger than MaxResponseBytes.
+	KindTooLarge Kind = "too-large"
+)
+
+// Error is a failed token request. It never holds the client secret or a token.
+type Error struct {
+	Kind     Kind
+	TokenURL string // without query or user info
+	// StatusCode is the HTTP status of the answer; 0 for KindNetwork.
+	StatusCode int
+	// Code, Description and URI are the RFC 6749 §5.2 error fields, when the answer has them.
+	Code, Description, URI string
+	// Snippet is the start of a body that is not JSON, with long opaque runs redacted.
+	Snippet string
+	// TokenPath and Keys explain KindNoToken: the keys found where the path stopped, never their values.
+	TokenPath string
+	Keys      []string
+	// Timeout is set when a network error was a timeout.
+	Timeout bool
+	Err     error
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "tokensource: token endpoint %s: ", e.TokenURL)
+	switch e.Kind {
+	case KindNetwork:
+		fmt.Fprintf(&b, "request failed: %v", e.Err)
+	case KindStatus:
+		fmt.Fprintf(&b, "answered %d", e.StatusCode)
+		if e.Code != "" {
+			fmt.Fprintf(&b, " %s", e.Code)
+		}
+		if e.Description != "" {
+			fmt.Fprintf(&b, " (%s)", e.Description)
+		}
+	case KindNotJSON:
+		fmt.Fprintf(&b, "answered %d with a body that is not a JSON object: %q", e.StatusCode, e.Snippet)
+	case KindNoToken:
+		fmt.Fprintf(&b, "answered %d but tokenPath %q found no token; keys present: %s",
+			e.StatusCode, e.TokenPath, strings.Join(e.Keys, ", "))
+	case KindTooLarge:
+		fmt.Fprintf(&b, "answered %d with a body over %d bytes", e.StatusCode, MaxResponseBytes)
+	default:
+		fmt.Fprintf(&b, "%v", e.Err)
+	}
+	return b.String()
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Hint is one sentence telling the operator what to check; empty when there is nothing specific.
+func (e *Error) Hint() string {
+	switch {
+	case e.Code == "invalid_client" || e.StatusCode == 401:
+		return "check clientId and clientSecret, or switch authStyle between basic-header and body"
+	case e.Code == "invalid_scope":
+		return "check scope: the endpoint does not grant it to this client"
+	case e.Code == "unsupported_grant_type" || e.Code == "unauthorized_client":
+		return "check grantType: this client may not use it"
+	case e.Code == "invalid_request" || e.StatusCode == 400 || e.StatusCode == 415:
+		return "check requestStyle (form or json) and authStyle"
+	case e.Kind == KindNoToken:
+		return fmt.Sprintf("check tokenPath; keys present: %s", strings.Join(e.Keys, ", "))
+	case e.Kind == KindNotJSON:
+		return "check tokenUrl: it does not look like a token endpoint"
+	case e.Kind == KindNetwork && e.Timeout:
+		return "the token endpoint did not answer in time"
+	case e.Kind == KindNetwork:
+		return "check tokenUrl and that the token endpoint is reachable from here"
+	case e.StatusCode >= 500:
+		return "the token endpoint is failing; try again later"
+	}
+	return ""
+}
+
+// AsError returns the *Error inside err, if any.
+func AsError(err error) (*Error, bool) {
+	var e *Error
+	ok := errors.As(err, &e)
+	return e, ok
+}
+
+// displayURL drops query and user info, which may carry credentials.
+func displayURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparseable tokenUrl)"
+	}
+	u.User, u.RawQuery, u.Fragment = nil, "", ""
+	return u.String()
+}
+
+var opaqueRun = regexp.MustCompile(`[A-Za-z0-9_\-.~+/=]{20,}`)
+
+// snippet returns the first bytes of a body, printable and with anything that could be a token redacted.
+func snippet(body []byte) string {
+	const max = 80
+	if len(body) > max {
+		body = body[:max]
+	}
+	s := strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r == '\uFFFD' {
+			return '.'
+		}
+		return r
+	}, string(body))
+	return opaqueRun.ReplaceAllString(s, "[redacted]")
+}

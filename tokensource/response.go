@@ -1,0 +1,108 @@
+package tokensource
+
+import (
+	"bytes"
+	"encoding/json"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// parseAnswer turns a 2xx token answer into a token, or an *Error saying why it holds none.
+func parseAnswer(c Config, status int, body []byte, now time.Time) (*Token, error) {
+	obj, ok := decodeObject(body)
+	if !ok {
+		return nil, &Error{Kind: KindNotJSON, TokenURL: displayURL(c.TokenURL), StatusCode: status, Snippet: snippet(body)}
+	}
+	path := strings.Split(c.TokenPath, ".")
+	parent, value, keys := lookup(obj, path)
+	token, _ := value.(string)
+	if token == "" {
+		return nil, &Error{Kind: KindNoToken, TokenURL: displayURL(c.TokenURL), StatusCode: status,
+			TokenPath: c.TokenPath, Keys: keys}
+	}
+
+	// expires_in is read beside the token first (nested answers keep it there), then at the top.
+	lifetime, ok := seconds(parent["expires_in"])
+	if !ok {
+		lifetime, ok = seconds(obj["expires_in"])
+	}
+	if !ok || lifetime <= 0 {
+		lifetime = DefaultLifetime
+	}
+	scope, _ := obj["scope"].(string)
+	return &Token{Value: token, Obtained: now, Expiry: now.Add(lifetime), Scope: scope}, nil
+}
+
+// parseErrorAnswer reads the RFC 6749 §5.2 fields of a non-2xx answer, when it has them.
+func parseErrorAnswer(c Config, status int, body []byte) *Error {
+	e := &Error{Kind: KindStatus, TokenURL: displayURL(c.TokenURL), StatusCode: status}
+	if obj, ok := decodeObject(body); ok {
+		e.Code, _ = obj["error"].(string)
+		e.Description, _ = obj["error_description"].(string)
+		e.URI, _ = obj["error_uri"].(string)
+	}
+	return e
+}
+
+func decodeObject(body []byte) (map[string]any, bool) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var obj map[string]any
+	if err := dec.Decode(&obj); err != nil || obj == nil {
+		return nil, false
+	}
+	return obj, true
+}
+
+// lookup follows path through nested objects. It returns the object holding the last segment and the value
+// found there; when the path breaks, it returns the sorted keys of the object where it broke.
+func lookup(obj map[string]any, path []string) (parent map[string]any, value any, keys []string) {
+	cur := obj
+	for i, seg := range path {
+		v, ok := cur[seg]
+		if !ok {
+			return nil, nil, sortedKeys(cur)
+		}
+		if i == len(path)-1 {
+			if _, isString := v.(string); !isString {
+				return nil, nil, sortedKeys(cur)
+			}
+			return cur, v, nil
+		}
+		next, isObject := v.(map[string]any)
+		if !isObject {
+			return nil, nil, sortedKeys(cur)
+		}
+		cur = next
+	}
+	return nil, nil, sortedKeys(cur)
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// seconds reads a lifetime given as a JSON number or a numeric string.
+func seconds(v any) (time.Duration, bool) {
+	var s string
+	switch n := v.(type) {
+	case json.Number:
+		s = n.String()
+	case string:
+		s = strings.TrimSpace(n)
+	default:
+		return 0, false
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return 0, false
+	}
+	return time.Duration(f * float64(time.Second)), true
+}

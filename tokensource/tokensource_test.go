@@ -1,0 +1,359 @@
+package tokensource
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const testSecret = "s3cr3t:with/odd+chars"
+
+// tokenServer records every token request and answers with answer(n) for the n-th one.
+type tokenServer struct {
+	*httptest.Server
+	mu       sync.Mutex
+	requests []recorded
+	count    atomic.Int64
+	answer   func(n int64, w http.ResponseWriter)
+}
+
+type recorded struct {
+	header http.Header
+	body   string
+}
+
+func newTokenServer(t *testing.T, answer func(n int64, w http.ResponseWriter)) *tokenServer {
+	ts := &tokenServer{answer: answer}
+	ts.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		ts.mu.Lock()
+		ts.requests = append(ts.requests, recorded{header: r.Header.Clone(), body: string(body)})
+		ts.mu.Unlock()
+		ts.answer(ts.count.Add(1), w)
+	}))
+	t.Cleanup(ts.Close)
+	return ts
+}
+
+func jsonAnswer(obj any) func(int64, http.ResponseWriter) {
+	return func(_ int64, w http.ResponseWriter) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(obj)
+	}
+}
+
+func (ts *tokenServer) last(t *testing.T) recorded {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	require.NotEmpty(t, ts.requests, "the token server received no request")
+	return ts.requests[len(ts.requests)-1]
+}
+
+func TestRequestStyles(t *testing.T) {
+	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte("client%3A1:"+url.QueryEscape(testSecret)))
+	tests := []struct {
+		name       string
+		auth       AuthStyle
+		style      RequestStyle
+		wantAuth   string
+		wantType   string
+		wantFields map[string]string
+	}{
+		{"basic+form", AuthBasicHeader, RequestForm, basic, "application/x-www-form-urlencoded",
+			map[string]string{"grant_type": "client_credentials", "scope": "orders.read orders.write"}},
+		{"body+form", AuthBody, RequestForm, "", "application/x-www-form-urlencoded",
+			map[string]string{"grant_type": "client_credentials", "scope": "orders.read orders.write",
+				"client_id": "client:1", "client_secret": testSecret}},
+		{"basic+json", AuthBasicHeader, RequestJSON, basic, "application/json",
+			map[string]string{"grant_type": "client_credentials", "scope": "orders.read orders.write"}},
+		{"body+json", AuthBody, RequestJSON, "", "application/json",
+			map[string]string{"grant_type": "client_credentials", "scope": "orders.read orders.write",
+				"client_id": "client:1", "client_secret": testSecret}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := newTokenServer(t, jsonAnswer(map[string]any{"access_token": "tok-1", "expires_in": 60}))
+			f, err := NewFetcher(Config{TokenURL: ts.URL + "/oauth/token", ClientID: "client:1", ClientSecret: testSecret,
+				Scope: "orders.read orders.write", AuthStyle: tt.auth, RequestStyle: tt.style}, Options{})
+			require.NoError(t, err)
+			tok, err := f.Fetch(context.Background())
+			require.NoError(t, err)
+			assert.Equal(t, "tok-1", tok.Value)
+			assert.Equal(t, time.Minute, tok.Lifetime())
+
+			got := ts.last(t)
+			assert.Equal(t, tt.wantAuth, got.header.Get("Authorization"))
+			assert.Equal(t, tt.wantType, got.header.Get("Content-Type"))
+			assert.Equal(t, "application/json", got.header.Get("Accept"))
+			fields := map[string]string{}
+			if tt.style == RequestJSON {
+				require.NoError(t, json.Unmarshal([]byte(got.body), &fields))
+			} else {
+				form, err := url.ParseQuery(got.body)
+				require.NoError(t, err)
+				for k := range form {
+					fields[k] = form.Get(k)
+				}
+			}
+			assert.Equal(t, tt.wantFields, fields)
+		})
+	}
+}
+
+func TestScopeOmittedWhenEmpty(t *testing.T) {
+	ts := newTokenServer(t, jsonAnswer(map[string]any{"access_token": "t"}))
+	f, err := NewFetcher(Config{TokenURL: ts.URL, ClientID: "c", ClientSecret: "s"}, Options{})
+	require.NoError(t, err)
+	_, err = f.Fetch(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, "grant_type=client_credentials", ts.last(t).body)
+}
+
+func TestTokenPathAndLifetime(t *testing.T) {
+	tests := []struct {
+		name         string
+		path         string
+		answer       string
+		wantToken    string
+		wantLifetime time.Duration
+		wantKeys     []string // set when no token is expected
+	}{
+		{"top level", "", `{"access_token":"a","expires_in":3600}`, "a", time.Hour, nil},
+		{"numeric string lifetime", "", `{"access_token":"a","expires_in":"120"}`, "a", 2 * time.Minute, nil},
+		{"no lifetime", "", `{"access_token":"a"}`, "a", DefaultLifetime, nil},
+		{"zero lifetime", "", `{"access_token":"a","expires_in":0}`, "a", DefaultLifetime, nil},
+		{"nested", "data.token", `{"data":{"token":"n","expires_in":90}}`, "n", 90 * time.Second, nil},
+		{"nested, lifetime at top", "data.token", `{"data":{"token":"n"},"expires_in":30}`, "n", 30 * time.Second, nil},
+		{"missing", "", `{"token":"x","token_type":"bearer"}`, "", 0, []string{"token", "token_type"}},
+		{"nested missing", "data.token", `{"data":{"jwt":"x"}}`, "", 0, []string{"jwt"}},
+		{"not an object on the way", "data.token", `{"data":"x"}`, "", 0, []string{"data"}},
+		{"not a string", "", `{"access_token":{"v":1}}`, "", 0, []string{"access_token"}},
+		{"empty string", "", `{"access_token":""}`, "", 0, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := newTokenServer(t, func(_ int64, w http.ResponseWriter) { _, _ = io.WriteString(w, tt.answer) })
+			f, err := NewFetcher(Config{TokenURL: ts.URL, ClientID: "c", ClientSecret: "s", TokenPath: tt.path}, Options{})
+			require.NoError(t, err)
+			tok, err := f.Fetch(context.Background())
+			if tt.wantToken == "" {
+				e, ok := AsError(err)
+				require.True(t, ok, "want *Error, got %v", err)
+				assert.Equal(t, KindNoToken, e.Kind)
+				if tt.wantKeys != nil {
+					assert.Equal(t, tt.wantKeys, e.Keys)
+				}
+				assert.NotContains(t, err.Error(), `"x"`, "values must never appear")
+				assert.Contains(t, e.Hint(), "tokenPath")
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.wantToken, tok.Value)
+			assert.Equal(t, tt.wantLifetime, tok.Lifetime())
+		})
+	}
+}
+
+func TestErrors(t *testing.T) {
+	tests := []struct {
+		name     string
+		status   int
+		body     string
+		kind     Kind
+		code     string
+		hint     string
+		mustHide string
+	}{
+		{"invalid_client", 401, `{"error":"invalid_client","error_description":"bad secret"}`, KindStatus, "invalid_client", "authStyle", ""},
+		{"server error without json", 503, `<html>down</html>`, KindStatus, "", "failing", ""},
+		{"not json", 200, `access_token=abcdefghijklmnopqrstuvwxyz0123456789&token_type=bearer`, KindNotJSON, "", "tokenUrl", "abcdefghijklmnopqrstuvwxyz"},
+		{"too large", 200, `{"access_token":"` + strings.Repeat("a", MaxResponseBytes) + `"}`, KindTooLarge, "", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := newTokenServer(t, func(_ int64, w http.ResponseWriter) {
+				w.WriteHeader(tt.status)
+				_, _ = io.WriteString(w, tt.body)
+			})
+			f, err := NewFetcher(Config{TokenURL: ts.URL + "/token?tenant=x", ClientID: "c", ClientSecret: testSecret}, Options{})
+			require.NoError(t, err)
+			_, err = f.Fetch(context.Background())
+			e, ok := AsError(err)
+			require.True(t, ok, "want *Error, got %v", err)
+			assert.Equal(t, tt.kind, e.Kind)
+			assert.Equal(t, tt.status, e.StatusCode)
+			assert.Equal(t, tt.code, e.Code)
+			assert.Contains(t, e.Hint(), tt.hint)
+			assert.Equal(t, ts.URL+"/token", e.TokenURL, "the query is not shown")
+			assert.NotContains(t, err.Error(), testSecret)
+			if tt.mustHide != "" {
+				assert.NotContains(t, err.Error(), tt.mustHide)
+			}
+		})
+	}
+}
+
+func TestNetworkErrorAndRedirects(t *testing.T) {
+	ts := newTokenServer(t, jsonAnswer(map[string]any{"access_token": "x"}))
+	url := ts.URL
+	ts.Close()
+	f, err := NewFetcher(Config{TokenURL: url, ClientID: "c", ClientSecret: "s"}, Options{})
+	require.NoError(t, err)
+	_, err = f.Fetch(context.Background())
+	e, ok := AsError(err)
+	require.True(t, ok)
+	assert.Equal(t, KindNetwork, e.Kind)
+	assert.Contains(t, e.Hint(), "reachable")
+
+	other := newTokenServer(t, jsonAnswer(map[string]any{"access_token": "stolen"}))
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL, http.StatusTemporaryRedirect)
+	}))
+	defer redirector.Close()
+	f, err = NewFetcher(Config{TokenURL: redirector.URL, ClientID: "c", ClientSecret: "s"}, Options{})
+	require.NoError(t, err)
+	_, err = f.Fetch(context.Background())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "redirect")
+	assert.Zero(t, other.count.Load(), "the credentials must not follow a redirect to another host")
+}
+
+// fakeClock is a clock the test moves by hand.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+func TestCacheExpirySkew(t *testing.T) {
+	tests := []struct {
+		lifetime   int
+		reuseUntil time.Duration // last moment the first token is still handed out
+	}{
+		{3600, 3600*time.Second - 30*time.Second}, // skew capped at 30 s
+		{100, 90 * time.Second},                   // 10 % of the lifetime
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprint(tt.lifetime), func(t *testing.T) {
+			ts := newTokenServer(t, func(n int64, w http.ResponseWriter) {
+				_, _ = fmt.Fprintf(w, `{"access_token":"tok-%d","expires_in":%d}`, n, tt.lifetime)
+			})
+			clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+			f, err := NewFetcher(Config{TokenURL: ts.URL, ClientID: "c", ClientSecret: "s"}, Options{Clock: clock})
+			require.NoError(t, err)
+			c := NewCache(clock)
+
+			tok, hit, err := c.Token(context.Background(), f)
+			require.NoError(t, err)
+			assert.False(t, hit)
+			assert.Equal(t, "tok-1", tok.Value)
+
+			clock.Advance(tt.reuseUntil - time.Second)
+			tok, hit, err = c.Token(context.Background(), f)
+			require.NoError(t, err)
+			assert.True(t, hit)
+			assert.Equal(t, "tok-1", tok.Value)
+
+			clock.Advance(time.Second)
+			tok, hit, err = c.Token(context.Background(), f)
+			require.NoError(t, err)
+			assert.False(t, hit)
+			assert.Equal(t, "tok-2", tok.Value)
+			assert.EqualValues(t, 2, ts.count.Load())
+		})
+	}
+}
+
+func TestCacheSingleflight(t *testing.T) {
+	release := make(chan struct{})
+	ts := newTokenServer(t, func(_ int64, w http.ResponseWriter) {
+		<-release
+		_, _ = io.WriteString(w, `{"access_token":"shared","expires_in":3600}`)
+	})
+	f, err := NewFetcher(Config{TokenURL: ts.URL, ClientID: "c", ClientSecret: "s"}, Options{})
+	require.NoError(t, err)
+	c := NewCache(nil)
+
+	const callers = 1000
+	var started, done sync.WaitGroup
+	started.Add(callers)
+	done.Add(callers)
+	values := make([]string, callers)
+	errs := make([]error, callers)
+	for i := 0; i < callers; i++ {
+		go func() {
+			defer done.Done()
+			started.Done()
+			tok, _, err := c.Token(context.Background(), f)
+			errs[i] = err
+			if tok != nil {
+				values[i] = tok.Value
+			}
+		}()
+	}
+	started.Wait()
+	// Every caller is running; wait until the one fetch has reached the server before releasing it.
+	require.Eventually(t, func() bool { return ts.count.Load() == 1 }, 5*time.Second, time.Millisecond)
+	close(release)
+	done.Wait()
+	for i := range values {
+		require.NoError(t, errs[i])
+		require.Equal(t, "shared", values[i])
+	}
+	assert.EqualValues(t, 1, ts.count.Load(), "1,000 concurrent callers make exactly one token request")
+}
+
+func TestCacheSharedByEqualCredentials(t *testing.T) {
+	ts := newTokenServer(t, func(n int64, w http.ResponseWriter) {
+		_, _ = fmt.Fprintf(w, `{"access_token":"tok-%d","expires_in":3600}`, n)
+	})
+	c := NewCache(nil)
+	mk := func(scope string) *Fetcher {
+		f, err := NewFetcher(Config{TokenURL: ts.URL, ClientID: "c", ClientSecret: "s", Scope: scope}, Options{})
+		require.NoError(t, err)
+		return f
+	}
+	a, b, other := mk("read"), mk("read"), mk("write")
+	ta, _, err := c.Token(context.Background(), a)
+	require.NoError(t, err)
+	tb, hit, err := c.Token(context.Background(), b)
+	require.NoError(t, err)
+	assert.True(t, hit)
+	assert.Equal(t, ta.Value, tb.Value)
+	to, _, err := c.Token(context.Background(), other)
+	require.NoError(t, err)
+	assert.NotEqual(t, ta.Value, to.Value, "a different scope never shares a token")
+
+	c.Forget(a)
+	ta2, hit, err := c.Token(context.Background(), a)
+	require.NoError(t, err)
+	assert.False(t, hit)
+	assert.NotEqual(t, ta.Value, ta2.Value)
+}
+
+func TestFingerprintHidesToken(t *testing.T) {
+	tok := &Token{Value: "very-secret-token"}
+	fp := tok.Fingerprint()
+	assert.Len(t, fp, 8)
+	assert.NotContains(t, "very-secret-token", fp)
+	assert.Equal(t, fp, Fingerprint("very-secret-token"))
+}
