@@ -52,7 +52,7 @@ type Server struct {
 	gp       *goproxy.ProxyHttpServer
 	// intercept is the CONNECT action for route hosts; nil without a mitm section.
 	intercept *goproxy.ConnectAction
-	log      *slog.Logger
+	log       *slog.Logger
 
 	http     *http.Server
 	listener *trackingListener

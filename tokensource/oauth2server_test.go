@@ -32,7 +32,7 @@ func newOAuth2Server(t *testing.T, clientInfo server.ClientInfoHandler, secret s
 
 func TestAgainstGoOAuth2Server(t *testing.T) {
 	tests := []struct {
-		name  string
+		name   string
 		info   server.ClientInfoHandler
 		style  AuthStyle
 		secret string
