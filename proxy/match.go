@@ -39,7 +39,9 @@ func ParseHostPattern(s string) (HostPattern, error) {
 		return h, fmt.Errorf("%q: a host is a name with an optional port, without scheme or path", s)
 	}
 	name := raw
-	if strings.HasPrefix(raw, "[") || strings.Count(raw, ":") == 1 {
+	if strings.HasPrefix(raw, "[") && strings.HasSuffix(raw, "]") {
+		name = raw[1 : len(raw)-1]
+	} else if strings.HasPrefix(raw, "[") || strings.Count(raw, ":") == 1 {
 		var err error
 		if name, h.Port, err = net.SplitHostPort(raw); err != nil || !validPort(h.Port) || h.Port == "0" {
 			return h, fmt.Errorf("%q: bad host:port", s)

@@ -29,6 +29,8 @@ type Options struct {
 	// TokenTransport carries token requests; nil is tokensource's default.
 	TokenTransport http.RoundTripper
 	Clock          tokensource.Clock
+	// ResponseHeaderTimeout bounds the wait for an upstream's answer; zero is the default below.
+	ResponseHeaderTimeout time.Duration
 }
 
 // Timeouts of the upstream leg and of hijacked client connections.
@@ -64,6 +66,9 @@ func New(cfg *Config, opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.ResponseHeaderTimeout == 0 {
+		opts.ResponseHeaderTimeout = ResponseHeaderTimeout
+	}
 	if opts.DialContext == nil {
 		opts.DialContext = (&net.Dialer{Timeout: DialTimeout, KeepAlive: 30 * time.Second}).DialContext
 	}
@@ -87,7 +92,7 @@ func New(cfg *Config, opts Options) (*Server, error) {
 		DialContext:           opts.DialContext,
 		TLSClientConfig:       &tls.Config{RootCAs: opts.RootCAs, MinVersion: tls.VersionTLS12},
 		TLSHandshakeTimeout:   TLSHandshakeTimeout,
-		ResponseHeaderTimeout: ResponseHeaderTimeout,
+		ResponseHeaderTimeout: opts.ResponseHeaderTimeout,
 		ExpectContinueTimeout: time.Second,
 		MaxIdleConns:          4 * IdleConnsPerHost,
 		MaxIdleConnsPerHost:   IdleConnsPerHost,

@@ -1,0 +1,157 @@
+package proxy
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/tokenproxy/tokenproxy/tokensource"
+)
+
+func env(vars map[string]string) func(string) (string, bool) {
+	return func(name string) (string, bool) { v, ok := vars[name]; return v, ok }
+}
+
+const validRoute = `
+  - name: orders
+    hosts: [api.supplier.example]
+    tokenUrl: https://auth.supplier.example/oauth/token
+    clientId: buyer
+    clientSecret: ${SECRET}
+`
+
+func TestParseConfigValid(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "secret"), []byte("from-file\n"), 0o600))
+	file := filepath.Join(dir, "routes.yaml")
+	cfg, err := ParseConfig(file, []byte(`
+listen: 127.0.0.1:9999
+unmatched: reject
+routes:
+  - name: orders
+    hosts: [api.supplier.example, "*.Supplier.example", "edi.supplier.example:8443"]
+    tokenUrl: https://auth.supplier.example/oauth/token
+    clientId: buyer-${TENANT}
+    clientSecret: ${SECRET}
+    scope: orders.write orders.read
+    grantType: client_credentials
+    authStyle: body
+    requestStyle: json
+    tokenPath: data.token
+    cache: false
+    upstreamTLS: true
+  - name: local
+    hosts: ["127.0.0.1:8080"]
+    tokenUrl: http://localhost:9000/token
+    clientId: c
+    clientSecretFile: secret
+`), env(map[string]string{"SECRET": "s3cr3t", "TENANT": "42"}))
+	require.NoError(t, err)
+	assert.Equal(t, "127.0.0.1:9999", cfg.Listen)
+	assert.True(t, cfg.RejectUnmatched)
+	assert.Nil(t, cfg.CA)
+	require.Len(t, cfg.Routes, 2)
+	r := cfg.Routes[0]
+	assert.Equal(t, "orders", r.Name)
+	assert.Equal(t, []HostPattern{{Name: "api.supplier.example"}, {Wildcard: true, Name: "supplier.example"},
+		{Name: "edi.supplier.example", Port: "8443"}}, r.Hosts)
+	assert.Equal(t, tokensource.Config{TokenURL: "https://auth.supplier.example/oauth/token", ClientID: "buyer-42",
+		ClientSecret: "s3cr3t", Scope: "orders.write orders.read", GrantType: "client_credentials",
+		AuthStyle: tokensource.AuthBody, RequestStyle: tokensource.RequestJSON, TokenPath: "data.token"}, r.Token)
+	assert.False(t, r.Cache)
+	assert.True(t, r.UpstreamTLS)
+	assert.Equal(t, "from-file", cfg.Routes[1].Token.ClientSecret, "relative to routes.yaml, newline trimmed")
+	assert.True(t, cfg.Routes[1].Cache, "cache defaults to true")
+}
+
+func TestParseConfigDefaults(t *testing.T) {
+	cfg, err := ParseConfig("routes.yaml", []byte("routes:"+validRoute), env(map[string]string{"SECRET": "x"}))
+	require.NoError(t, err)
+	assert.Equal(t, DefaultListen, cfg.Listen)
+	assert.False(t, cfg.RejectUnmatched)
+	assert.True(t, cfg.Routes[0].Cache)
+	assert.False(t, cfg.Routes[0].UpstreamTLS)
+}
+
+func TestParseConfigErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string // each must appear as a whole line
+	}{
+		{"unknown key", "routes:" + validRoute + "    tokenPth: data.token\n",
+			[]string{"routes.yaml:7: routes[0].tokenPth: unknown key"}},
+		{"unknown top-level key", "listn: 1\nroutes:" + validRoute,
+			[]string{"routes.yaml:1: listn: unknown key"}},
+		{"unset variable", "routes:" + strings.Replace(validRoute, "${SECRET}", "${NOPE}", 1),
+			[]string{"routes.yaml:6: routes[0].clientSecret: environment variable NOPE is not set"}},
+		{"missing fields", "routes:\n  - name: a\n    hosts: [a.example]\n",
+			[]string{"routes.yaml:2: routes[0].tokenUrl: required key is missing",
+				"routes.yaml:2: routes[0].clientId: required key is missing",
+				"routes.yaml:2: routes[0].clientSecret: required key is missing (or set clientSecretFile)"}},
+		{"bad enums", "unmatched: drop\nroutes:" + validRoute + "    authStyle: header\n    requestStyle: xml\n    cache: maybe\n",
+			[]string{`routes.yaml:1: unmatched: "drop" is not one of forward | reject`,
+				`routes.yaml:8: routes[0].authStyle: "header" is not one of basic-header | body`,
+				`routes.yaml:9: routes[0].requestStyle: "xml" is not one of form | json`,
+				`routes.yaml:10: routes[0].cache: must be true or false`}},
+		{"duplicate name and host", "routes:" + validRoute + strings.Replace(validRoute, "API.", "api.", 1),
+			[]string{`routes.yaml:8: routes[1].name: "orders" is already the name of routes[0]`,
+				`routes.yaml:8: routes[1].hosts[0]: "api.supplier.example" is already claimed by route "orders"`}},
+		{"host claimed with other case", "routes:" + validRoute + strings.NewReplacer("orders", "b", "api.supplier", "API.Supplier").Replace(validRoute),
+			[]string{`routes.yaml:8: routes[1].hosts[0]: "api.supplier.example" is already claimed by route "orders"`}},
+		{"plain http token url", "routes:" + strings.Replace(validRoute, "https://auth", "http://auth", 1),
+			[]string{"routes.yaml:4: routes[0].tokenUrl: must use https (plain http is allowed only for localhost, 127.0.0.0/8 and ::1)"}},
+		{"bad hosts", "routes:" + strings.Replace(validRoute, "[api.supplier.example]", `["https://x.example/", "a.*.example", "x:99999"]`, 1),
+			[]string{`routes.yaml:3: routes[0].hosts[0]: "https://x.example/": a host is a name with an optional port, without scheme or path`,
+				`routes.yaml:3: routes[0].hosts[1]: "a.*.example": a wildcard may only be a leading "*."`,
+				`routes.yaml:3: routes[0].hosts[2]: "x:99999": bad host:port`}},
+		{"secret twice", "routes:" + validRoute + "    clientSecretFile: /run/secret\n",
+			[]string{"routes.yaml:7: routes[0].clientSecretFile: cannot read /run/secret: no such file or directory",
+				"routes.yaml:7: routes[0].clientSecretFile: set clientSecret or clientSecretFile, not both"}},
+		{"mitm incomplete", "mitm:\n  caCert: ca.crt\nroutes:" + validRoute,
+			[]string{"routes.yaml:2: mitm.caKey: required key is missing"}},
+		{"routes not a list", "routes: {}\n", []string{"routes.yaml:1: routes: must be a list of routes"}},
+		{"syntax", "routes:\n  - name: [\n", []string{"routes.yaml:2: did not find expected node content"}},
+		{"bad listen", "listen: nowhere\nroutes:" + validRoute, []string{`routes.yaml:1: listen: "nowhere" is not host:port`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseConfig("routes.yaml", []byte(tt.yaml), env(map[string]string{"SECRET": "s3cr3t"}))
+			var ce *ConfigError
+			require.ErrorAs(t, err, &ce)
+			for _, w := range tt.want {
+				assert.Contains(t, ce.Problems, w)
+			}
+			assert.Len(t, ce.Problems, len(tt.want), "problems: %q", ce.Problems)
+			assert.NotContains(t, err.Error(), "s3cr3t")
+		})
+	}
+}
+
+func TestLoadConfigMissingFile(t *testing.T) {
+	_, err := LoadConfig(filepath.Join(t.TempDir(), "routes.yaml"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "routes.yaml: cannot read: no such file or directory")
+}
+
+func TestLoadConfigWithCA(t *testing.T) {
+	dir := t.TempDir()
+	_, _, err := WriteCA(filepath.Join(dir, "ca"))
+	require.NoError(t, err)
+	info, err := os.Stat(filepath.Join(dir, "ca", "ca.key"))
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), info.Mode().Perm())
+	file := filepath.Join(dir, "routes.yaml")
+	require.NoError(t, os.WriteFile(file, []byte("mitm: {caCert: ca/ca.crt, caKey: ca/ca.key}\nroutes:"+
+		strings.Replace(validRoute, "${SECRET}", "x", 1)), 0o600))
+	cfg, err := LoadConfig(file)
+	require.NoError(t, err)
+	require.NotNil(t, cfg.CA)
+	assert.True(t, cfg.CA.Leaf.IsCA)
+
+	_, _, err = WriteCA(filepath.Join(dir, "ca"))
+	assert.ErrorContains(t, err, "exists already", "an existing CA key is never overwritten")
+}

@@ -1,0 +1,303 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const (
+	testClientSecret = "route-secret-Zq9"
+	testTokenPrefix  = "issued-token-"
+)
+
+// received is what an upstream saw of one request.
+type received struct {
+	Method, RequestURI, Host string
+	Header                   http.Header
+	BodySHA                  string
+	BodyLen                  int64
+	TLS                      bool
+}
+
+// upstream is an httptest server that records every request before its handler answers.
+type upstream struct {
+	*httptest.Server
+	mu  sync.Mutex
+	got []received
+}
+
+func (u *upstream) requests() []received {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]received(nil), u.got...)
+}
+
+func (u *upstream) last(t *testing.T) received {
+	got := u.requests()
+	require.NotEmpty(t, got, "the upstream received no request")
+	return got[len(got)-1]
+}
+
+// newUpstream starts an upstream; handler may be nil (answers "hello from upstream"). With cert, it speaks TLS.
+// Handlers that read the body themselves set readsBody; otherwise the body is hashed before handler runs.
+func newUpstream(t *testing.T, cert *tls.Certificate, readsBody bool, handler http.HandlerFunc) *upstream {
+	u := &upstream{}
+	u.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := received{Method: r.Method, RequestURI: r.RequestURI, Host: r.Host, Header: r.Header.Clone(), TLS: r.TLS != nil}
+		if !readsBody {
+			h := sha256.New()
+			n, _ := io.Copy(h, r.Body)
+			rec.BodySHA, rec.BodyLen = hex.EncodeToString(h.Sum(nil)), n
+		}
+		u.mu.Lock()
+		u.got = append(u.got, rec)
+		u.mu.Unlock()
+		if handler == nil {
+			w.Header().Set("X-Upstream", "yes")
+			_, _ = io.WriteString(w, "hello from upstream")
+			return
+		}
+		handler(w, r)
+	}))
+	if cert != nil {
+		u.TLS = &tls.Config{Certificates: []tls.Certificate{*cert}}
+		u.StartTLS()
+	} else {
+		u.Start()
+	}
+	t.Cleanup(u.Close)
+	return u
+}
+
+// tokenServer issues testTokenPrefix+N for the N-th request unless fail is set.
+type tokenServer struct {
+	*httptest.Server
+	count atomic.Int64
+	fail  atomic.Pointer[string] // a JSON error body answered with 401
+}
+
+func newTokenServer(t *testing.T) *tokenServer {
+	ts := &tokenServer{}
+	ts.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := ts.count.Add(1)
+		user, pass, _ := r.BasicAuth()
+		if f := ts.fail.Load(); f != nil || user != "buyer" || pass != testClientSecret {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = io.WriteString(w, `{"error":"invalid_client","error_description":"Client authentication failed"}`)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = fmt.Fprintf(w, `{"access_token":"%s%d","token_type":"Bearer","expires_in":3600}`, testTokenPrefix, n)
+	}))
+	t.Cleanup(ts.Close)
+	return ts
+}
+
+// harness is a running tokenproxy with a token server, upstreams behind test host names, and a CA.
+type harness struct {
+	t        *testing.T
+	srv      *Server
+	proxyURL *url.URL
+	tokens   *tokenServer
+	caFile   string
+	caPool   *x509.CertPool // trusts tokenproxy's interception CA
+	upPool   *x509.CertPool // trusts the upstreams' own certificate
+	upCert   *tls.Certificate
+	hosts    map[string]string // test host:port → loopback address
+	logs     *syncBuffer
+}
+
+type harnessOptions struct {
+	yaml                  string // routes.yaml; {{TOKEN_URL}} and {{MITM}} are filled in
+	noMITM                bool
+	responseHeaderTimeout time.Duration
+}
+
+const defaultRoutes = `
+unmatched: forward
+{{MITM}}
+routes:
+  - name: orders
+    hosts: [supplier.test]
+    tokenUrl: {{TOKEN_URL}}
+    clientId: buyer
+    clientSecret: ` + testClientSecret + `
+  - name: secure
+    hosts: [secure.test]
+    tokenUrl: {{TOKEN_URL}}
+    clientId: buyer
+    clientSecret: ` + testClientSecret + `
+    upstreamTLS: true
+  - name: fresh
+    hosts: [fresh.test]
+    tokenUrl: {{TOKEN_URL}}/fresh
+    clientId: buyer
+    clientSecret: ` + testClientSecret + `
+    cache: false
+`
+
+func newHarness(t *testing.T, o harnessOptions) *harness {
+	t.Helper()
+	dir := t.TempDir()
+	h := &harness{t: t, tokens: newTokenServer(t), hosts: map[string]string{}, logs: &syncBuffer{}}
+	h.upCert, h.upPool = selfSignedCert(t, "supplier.test", "secure.test", "tunnel.test", "fresh.test")
+	certFile, _, err := WriteCA(filepath.Join(dir, "ca"))
+	require.NoError(t, err)
+	h.caFile = certFile
+	pem, err := os.ReadFile(certFile)
+	require.NoError(t, err)
+	h.caPool = x509.NewCertPool()
+	require.True(t, h.caPool.AppendCertsFromPEM(pem))
+
+	if o.yaml == "" {
+		o.yaml = defaultRoutes
+	}
+	mitm := "mitm: {caCert: ca/ca.crt, caKey: ca/ca.key}"
+	if o.noMITM {
+		mitm = ""
+	}
+	yaml := strings.NewReplacer("{{TOKEN_URL}}", h.tokens.URL+"/oauth/token", "{{MITM}}", mitm).Replace(o.yaml)
+	cfg, err := ParseConfig(filepath.Join(dir, "routes.yaml"), []byte(yaml), os.LookupEnv)
+	require.NoError(t, err)
+
+	log := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	h.srv, err = New(cfg, Options{Logger: log, DialContext: h.dial, RootCAs: h.upPool,
+		ResponseHeaderTimeout: o.responseHeaderTimeout})
+	require.NoError(t, err)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	served := make(chan error, 1)
+	go func() { served <- h.srv.Serve(ln) }()
+	h.proxyURL = &url.URL{Scheme: "http", Host: ln.Addr().String()}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		assert.NoError(t, h.srv.Shutdown(ctx))
+		assert.NoError(t, <-served)
+		// No secret and no token ever reaches a log line.
+		logs := h.logs.String()
+		assert.NotContains(t, logs, testClientSecret)
+		assert.NotContains(t, logs, testTokenPrefix)
+	})
+	return h
+}
+
+// route maps a test host:port to an upstream.
+func (h *harness) route(hostport string, u *upstream) {
+	h.hosts[hostport] = u.Listener.Addr().String()
+}
+
+// dial is the proxy's dialer: test host names go to loopback, anything else fails without touching the network.
+func (h *harness) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	target, ok := h.hosts[strings.ToLower(addr)] // DNS names are case-insensitive
+	if !ok {
+		if host, _, _ := net.SplitHostPort(addr); host != "127.0.0.1" {
+			return nil, fmt.Errorf("dial %s: no such test host", addr)
+		}
+		target = addr
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, target)
+}
+
+// client goes through the proxy explicitly (ProxyFromEnvironment skips loopback) and trusts pool.
+func (h *harness) client(pool *x509.CertPool) *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{
+			Proxy:             http.ProxyURL(h.proxyURL),
+			TLSClientConfig:   &tls.Config{RootCAs: pool},
+			DisableKeepAlives: false,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+func (h *harness) get(pool *x509.CertPool, rawURL string, header http.Header) (*http.Response, string) {
+	h.t.Helper()
+	req, err := http.NewRequest(http.MethodGet, rawURL, nil)
+	require.NoError(h.t, err)
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := h.client(pool).Do(req)
+	require.NoError(h.t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(h.t, err)
+	return resp, string(body)
+}
+
+// selfSignedCert makes an ECDSA certificate for names (and 127.0.0.1) that is its own root.
+func selfSignedCert(t *testing.T, names ...string) (*tls.Certificate, *x509.CertPool) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(time.Now().UnixNano()),
+		Subject:               pkix.Name{CommonName: "test upstream"},
+		DNSNames:              names,
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	leaf, err := x509.ParseCertificate(der)
+	require.NoError(t, err)
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
+}
+
+// syncBuffer is a log sink safe for concurrent writers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func sha(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}

@@ -1,0 +1,102 @@
+package proxy
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestRouteTableMatch(t *testing.T) {
+	route := func(name string, hosts ...string) *Route {
+		r := &Route{Name: name}
+		for _, h := range hosts {
+			p, err := ParseHostPattern(h)
+			require.NoError(t, err)
+			r.Hosts = append(r.Hosts, p)
+		}
+		return r
+	}
+	table := newRouteTable([]*Route{
+		route("any-port", "api.example.com"),
+		route("edi", "edi.example.com:8443"),
+		route("wild", "*.example.com"),
+		route("wild-9000", "*.example.com:9000"),
+		route("deeper", "*.eu.example.com"),
+		route("exact-over-wild", "special.example.com"),
+		route("ipv4", "127.0.0.1:8080"),
+		route("ipv6", "[::1]:8080"),
+	})
+	tests := []struct {
+		host, defaultPort, want string
+	}{
+		{"api.example.com", "80", "any-port"},
+		{"api.example.com:8080", "80", "any-port"},
+		{"API.Example.COM", "443", "any-port"},
+		{"api.example.com.", "443", "any-port"},
+		{"edi.example.com:8443", "443", "edi"},
+		{"edi.example.com", "443", "wild"}, // edi's pattern names port 8443 only
+		{"x.example.com", "80", "wild"},
+		{"a.b.example.com", "80", "wild"},
+		{"x.example.com:9000", "80", "wild-9000"},
+		{"x.eu.example.com", "443", "deeper"},
+		{"special.example.com", "443", "exact-over-wild"},
+		{"example.com", "443", ""}, // a wildcard never matches the bare domain
+		{"notexample.com", "443", ""},
+		{"example.com.evil.net", "443", ""},
+		{"127.0.0.1:8080", "80", "ipv4"},
+		{"127.0.0.1:8081", "80", ""},
+		{"[::1]:8080", "80", "ipv6"},
+		{"other.net", "80", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.host, func(t *testing.T) {
+			got := table.match(tt.host, tt.defaultPort)
+			if tt.want == "" {
+				assert.Nil(t, got)
+				return
+			}
+			require.NotNil(t, got)
+			assert.Equal(t, tt.want, got.Name)
+		})
+	}
+}
+
+func TestParseHostPattern(t *testing.T) {
+	tests := []struct {
+		in   string
+		want HostPattern
+		err  string
+	}{
+		{"API.example.com", HostPattern{Name: "api.example.com"}, ""},
+		{"*.example.com:443", HostPattern{Wildcard: true, Name: "example.com", Port: "443"}, ""},
+		{"[::1]:8080", HostPattern{Name: "::1", Port: "8080"}, ""},
+		{"::1", HostPattern{Name: "::1"}, ""},
+		{"", HostPattern{}, "empty host"},
+		{"*", HostPattern{}, "wildcard"},
+		{"*.", HostPattern{}, "wildcard"},
+		{"a b.com", HostPattern{}, "not a host name"},
+		{"host:0", HostPattern{}, "bad host:port"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ParseHostPattern(tt.in)
+			if tt.err != "" {
+				assert.ErrorContains(t, err, tt.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+			again, err := ParseHostPattern(got.String())
+			require.NoError(t, err)
+			assert.Equal(t, got, again, "String() reads back")
+		})
+	}
+}
+
+func TestSameHost(t *testing.T) {
+	assert.True(t, sameHost("api.example.com", "443", "api.example.com:443"))
+	assert.True(t, sameHost("API.example.com:443", "443", "api.example.com:443"))
+	assert.False(t, sameHost("evil.example.com", "443", "api.example.com:443"))
+	assert.False(t, sameHost("api.example.com:8443", "443", "api.example.com:443"))
+}
