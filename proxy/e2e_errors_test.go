@@ -1,0 +1,227 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestTokenFailureIsA502ThatSaysWhy(t *testing.T) {
+	for _, sc := range schemes {
+		t.Run(sc.name, func(t *testing.T) {
+			h := newHarness(t, harnessOptions{})
+			up := h.upstreamFor(sc.tls, false, nil)
+			h.route(sc.hostport, up)
+			failing := `{"error":"invalid_client"}`
+			h.tokens.fail.Store(&failing)
+
+			resp, body := h.get(h.caPool, sc.scheme+"://supplier.test/orders", nil)
+			assert.Equal(t, http.StatusBadGateway, resp.StatusCode)
+			assert.Equal(t, "token", resp.Header.Get("X-Tokenproxy-Error"))
+			assert.Equal(t, "orders", resp.Header.Get("X-Tokenproxy-Route"))
+			assert.Contains(t, body, `route "orders": the token step failed`)
+			assert.Contains(t, body, "token endpoint: "+h.tokens.URL+"/oauth/token")
+			assert.Contains(t, body, "answer: HTTP 401, error invalid_client (Client authentication failed)")
+			assert.Contains(t, body, "hint: check clientId and clientSecret, or switch authStyle between basic-header and body")
+			assert.NotContains(t, body, testClientSecret)
+			assert.Empty(t, up.requests(), "nothing reaches the supplier without a token")
+
+			// The proxy stays up and recovers once the endpoint does.
+			h.tokens.fail.Store(nil)
+			resp, _ = h.get(h.caPool, sc.scheme+"://supplier.test/orders", nil)
+			assert.Equal(t, http.StatusOK, resp.StatusCode)
+		})
+	}
+}
+
+func TestTokenPathMissIsExplained(t *testing.T) {
+	h := newHarness(t, harnessOptions{yaml: defaultRoutes + "    tokenPath: data.token\n"})
+	up := newUpstream(t, nil, false, nil)
+	h.route("fresh.test:80", up)
+	resp, body := h.get(nil, "http://fresh.test/", nil)
+	assert.Equal(t, http.StatusBadGateway, resp.StatusCode)
+	assert.Equal(t, "token", resp.Header.Get("X-Tokenproxy-Error"))
+	assert.Contains(t, body, "hint: check tokenPath; keys present: access_token, expires_in, token_type")
+	assert.NotContains(t, body, testTokenPrefix)
+}
+
+func TestUpstreamFailureIsA502ThatSaysWhy(t *testing.T) {
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	deadAddr := dead.Addr().String()
+	require.NoError(t, dead.Close()) // connection refused from now on
+
+	for _, sc := range schemes {
+		t.Run(sc.name, func(t *testing.T) {
+			h := newHarness(t, harnessOptions{})
+			h.hosts[sc.hostport] = deadAddr
+			resp, body := h.get(h.caPool, sc.scheme+"://supplier.test/orders", nil)
+			assert.Equal(t, http.StatusBadGateway, resp.StatusCode)
+			assert.Equal(t, "upstream", resp.Header.Get("X-Tokenproxy-Error"))
+			assert.Contains(t, body, `route "orders": the request to the upstream supplier.test`)
+			assert.Contains(t, body, "connection refused")
+			assert.NotContains(t, body, testTokenPrefix)
+		})
+	}
+
+	t.Run("tunnel", func(t *testing.T) {
+		h := newHarness(t, harnessOptions{})
+		h.hosts["tunnel.test:443"] = deadAddr
+		c, err := net.Dial("tcp", h.proxyURL.Host)
+		require.NoError(t, err)
+		defer c.Close()
+		_, err = io.WriteString(c, "CONNECT tunnel.test:443 HTTP/1.1\r\nHost: tunnel.test:443\r\n\r\n")
+		require.NoError(t, err)
+		resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: http.MethodConnect})
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		assert.Equal(t, http.StatusBadGateway, resp.StatusCode)
+		assert.Equal(t, "upstream", resp.Header.Get("X-Tokenproxy-Error"))
+		assert.Contains(t, string(body), "cannot reach tunnel.test:443")
+	})
+}
+
+func TestUpstreamTimeoutIsA504(t *testing.T) {
+	for _, sc := range schemes {
+		t.Run(sc.name, func(t *testing.T) {
+			h := newHarness(t, harnessOptions{responseHeaderTimeout: 200 * time.Millisecond})
+			stuck := make(chan struct{})
+			up := h.upstreamFor(sc.tls, false, func(w http.ResponseWriter, r *http.Request) {
+				select { // never answers in time
+				case <-stuck:
+				case <-r.Context().Done():
+				}
+			})
+			h.route(sc.hostport, up)
+			t.Cleanup(func() { close(stuck) })
+			resp, body := h.get(h.caPool, sc.scheme+"://supplier.test/slow", nil)
+			assert.Equal(t, http.StatusGatewayTimeout, resp.StatusCode)
+			assert.Equal(t, "upstream", resp.Header.Get("X-Tokenproxy-Error"))
+			assert.Contains(t, body, "timeout")
+		})
+	}
+}
+
+func TestShutdownLetsRequestsInFlightFinish(t *testing.T) {
+	for _, sc := range schemes {
+		t.Run(sc.name, func(t *testing.T) {
+			h := newHarness(t, harnessOptions{})
+			arrived, finish := make(chan struct{}), make(chan struct{})
+			up := h.upstreamFor(sc.tls, false, func(w http.ResponseWriter, r *http.Request) {
+				close(arrived)
+				<-finish
+				_, _ = io.WriteString(w, "finished")
+			})
+			h.route(sc.hostport, up)
+
+			type result struct {
+				status int
+				body   string
+				err    error
+			}
+			done := make(chan result, 1)
+			go func() {
+				resp, err := h.client(h.caPool).Get(sc.scheme + "://supplier.test/long")
+				if err != nil {
+					done <- result{err: err}
+					return
+				}
+				b, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				done <- result{resp.StatusCode, string(b), err}
+			}()
+			<-arrived
+			var stopped atomic.Bool
+			shutdown := make(chan error, 1)
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				shutdown <- h.srv.Shutdown(ctx)
+				stopped.Store(true)
+			}()
+			// New connections are refused once shutdown has begun.
+			require.Eventually(t, func() bool {
+				c, err := net.Dial("tcp", h.proxyURL.Host)
+				if err == nil {
+					c.Close()
+				}
+				return err != nil
+			}, 5*time.Second, 5*time.Millisecond)
+			assert.False(t, stopped.Load(), "shutdown waits for the request in flight")
+			close(finish)
+			r := <-done
+			require.NoError(t, r.err)
+			assert.Equal(t, http.StatusOK, r.status)
+			assert.Equal(t, "finished", r.body)
+			assert.NoError(t, <-shutdown)
+		})
+	}
+}
+
+func TestLeafCertificateGeneratedOncePerHost(t *testing.T) {
+	cache := newCertCache(2)
+	var generated atomic.Int64
+	gen := func() (*tls.Certificate, error) {
+		generated.Add(1)
+		return &tls.Certificate{}, nil
+	}
+	var wg sync.WaitGroup
+	certs := make([]*tls.Certificate, 200)
+	for i := range certs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := cache.Fetch("supplier.test", gen)
+			assert.NoError(t, err)
+			certs[i] = c
+		}()
+	}
+	wg.Wait()
+	assert.EqualValues(t, 1, generated.Load(), "200 concurrent tunnels, one certificate")
+	for _, c := range certs {
+		assert.Same(t, certs[0], c)
+	}
+	for i := 0; i < 5; i++ {
+		_, err := cache.Fetch(fmt.Sprintf("h%d.test", i), gen)
+		require.NoError(t, err)
+	}
+	assert.LessOrEqual(t, len(cache.certs), 2, "the cache is bounded")
+	_, err := cache.Fetch("broken.test", func() (*tls.Certificate, error) { return nil, errors.New("boom") })
+	assert.EqualError(t, err, "boom")
+}
+
+func TestInterceptedHostsShareCachedCertificates(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	up := newUpstream(t, h.upCert, false, nil)
+	h.route("supplier.test:443", up)
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// A fresh client per request: a new CONNECT and TLS handshake each time.
+			resp, err := h.client(h.caPool).Get("https://supplier.test/")
+			if assert.NoError(t, err) {
+				resp.Body.Close()
+				assert.Equal(t, http.StatusOK, resp.StatusCode)
+			}
+		}()
+	}
+	wg.Wait()
+	cache, ok := h.srv.gp.CertStore.(*certCache)
+	require.True(t, ok)
+	assert.Len(t, cache.certs, 1)
+	assert.EqualValues(t, 1, h.tokens.count.Load())
+}
