@@ -1,0 +1,193 @@
+package proxy
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+const (
+	benchConcurrency = 8
+	benchRounds      = 5
+)
+
+var benchBody = strings.Repeat("x", 1024)
+
+// BenchmarkProxyOverhead measures, in one run and interleaved, a keep-alive client going (a) direct to a
+// local upstream, (b) through tokenproxy on a matched route with a cached token, and (c) through a minimal
+// net/http forward proxy, the floor any Go proxy starts from. It reports b/a and b/c of requests per second.
+//
+//	go test ./proxy -run '^$' -bench ProxyOverhead -benchtime 20000x -count 3
+func BenchmarkProxyOverhead(b *testing.B) {
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = io.WriteString(w, benchBody)
+	}))
+	var newConns atomic.Int64
+	up.Config.ConnState = func(c net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			newConns.Add(1)
+		}
+	}
+	up.Start()
+	defer func() {
+		// Three clients of benchConcurrency workers each: more connections than that means pooling broke.
+		if n := newConns.Load(); n > 4*benchConcurrency {
+			b.Errorf("the upstream saw %d new connections; keep-alive is not working", n)
+		}
+	}()
+	defer up.Close()
+	tokens := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, `{"access_token":"bench-token","expires_in":86400}`)
+	}))
+	defer tokens.Close()
+
+	cfg, err := ParseConfig("bench.yaml", []byte(fmt.Sprintf(`
+routes:
+  - name: bench
+    hosts: ["%s"]
+    tokenUrl: %s
+    clientId: c
+    clientSecret: s
+`, up.Listener.Addr(), tokens.URL)), os.LookupEnv)
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Info level, as deployed: the per-request log line is part of the cost (written to nowhere).
+	log := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	srv, err := New(cfg, Options{Logger: log})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tokenproxyURL := serveBench(b, srv.Serve)
+	floorURL := serveBench(b, func(l net.Listener) error { return http.Serve(l, minimalProxy()) })
+
+	scenarios := []struct {
+		name  string
+		proxy *url.URL
+		lat   []time.Duration
+		took  time.Duration
+	}{
+		{name: "direct"}, {name: "tokenproxy", proxy: tokenproxyURL}, {name: "floor", proxy: floorURL},
+	}
+	clients := make([]*http.Client, len(scenarios))
+	for i, sc := range scenarios {
+		tr := &http.Transport{MaxIdleConnsPerHost: benchConcurrency, DisableCompression: true}
+		if sc.proxy != nil {
+			tr.Proxy = http.ProxyURL(sc.proxy)
+		}
+		clients[i] = &http.Client{Transport: tr}
+		run(b, clients[i], up.URL, 200) // warm connections and the token cache
+	}
+
+	b.ResetTimer()
+	perRound := max(b.N/benchRounds, benchConcurrency)
+	for round := 0; round < benchRounds; round++ {
+		for k := range scenarios {
+			i := (k + round) % len(scenarios) // rotate the order so no scenario always runs first
+			start := time.Now()
+			scenarios[i].lat = append(scenarios[i].lat, run(b, clients[i], up.URL, perRound)...)
+			scenarios[i].took += time.Since(start)
+		}
+	}
+	b.StopTimer()
+
+	rps := map[string]float64{}
+	for _, sc := range scenarios {
+		rps[sc.name] = float64(len(sc.lat)) / sc.took.Seconds()
+		slices.Sort(sc.lat)
+		b.ReportMetric(rps[sc.name], sc.name+"-req/s")
+		b.ReportMetric(float64(percentile(sc.lat, 50).Microseconds()), sc.name+"-p50-µs")
+		b.ReportMetric(float64(percentile(sc.lat, 99).Microseconds()), sc.name+"-p99-µs")
+	}
+	b.ReportMetric(rps["tokenproxy"]/rps["direct"], "b/a")
+	b.ReportMetric(rps["tokenproxy"]/rps["floor"], "b/c")
+}
+
+// run sends n GETs from benchConcurrency workers and returns each one's latency.
+func run(b *testing.B, c *http.Client, target string, n int) []time.Duration {
+	lat := make([]time.Duration, n)
+	var wg sync.WaitGroup
+	var next sync.Mutex
+	i := 0
+	for w := 0; w < benchConcurrency; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				next.Lock()
+				j := i
+				i++
+				next.Unlock()
+				if j >= n {
+					return
+				}
+				start := time.Now()
+				resp, err := c.Get(target)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					b.Errorf("status %d", resp.StatusCode)
+					return
+				}
+				lat[j] = time.Since(start)
+			}
+		}()
+	}
+	wg.Wait()
+	return lat
+}
+
+func percentile(sorted []time.Duration, p int) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[(len(sorted)-1)*p/100]
+}
+
+func serveBench(b *testing.B, serve func(net.Listener) error) *url.URL {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() { _ = serve(ln) }()
+	b.Cleanup(func() { _ = ln.Close() })
+	return &url.URL{Scheme: "http", Host: ln.Addr().String()}
+}
+
+// minimalProxy is the smallest correct net/http forward proxy for absolute-form requests.
+func minimalProxy() http.Handler {
+	tr := &http.Transport{MaxIdleConnsPerHost: IdleConnsPerHost, DisableCompression: true}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.RequestURI = ""
+		removeHopByHop(r.Header)
+		resp, err := tr.RoundTrip(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		removeHopByHop(resp.Header)
+		for k, v := range resp.Header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, resp.Body)
+	})
+}
