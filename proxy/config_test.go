@@ -94,7 +94,7 @@ func TestParseConfigErrors(t *testing.T) {
 				"routes.yaml:2: routes[0].clientSecret: required key is missing (or set clientSecretFile)"}},
 		{"bad enums", "unmatched: drop\nroutes:" + validRoute + "    authStyle: header\n    requestStyle: xml\n    cache: maybe\n",
 			[]string{`routes.yaml:1: unmatched: "drop" is not one of forward | reject`,
-				`routes.yaml:8: routes[0].authStyle: "header" is not one of basic-header | body`,
+				`routes.yaml:8: routes[0].authStyle: "header" is not one of basic-header | body | auto | private-key-jwt | client-secret-jwt | tls-client-auth`,
 				`routes.yaml:9: routes[0].requestStyle: "xml" is not one of form | json`,
 				`routes.yaml:10: routes[0].cache: must be true or false`}},
 		{"duplicate name and host", "routes:" + validRoute + strings.Replace(validRoute, "API.", "api.", 1),

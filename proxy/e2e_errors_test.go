@@ -16,6 +16,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tokenproxy/tokenproxy/tokensource"
 )
 
 func TestTokenFailureIsA502ThatSaysWhy(t *testing.T) {
@@ -38,8 +39,16 @@ func TestTokenFailureIsA502ThatSaysWhy(t *testing.T) {
 			assert.NotContains(t, body, testClientSecret)
 			assert.Empty(t, up.requests(), "nothing reaches the supplier without a token")
 
-			// The proxy stays up and recovers once the endpoint does.
+			// Right after a failure the endpoint is not asked again: the app gets the same answer at once.
 			h.tokens.fail.Store(nil)
+			resp, body = h.get(h.caPool, sc.scheme+"://supplier.test/orders", nil)
+			assert.Equal(t, http.StatusBadGateway, resp.StatusCode)
+			assert.Equal(t, "token", resp.Header.Get("X-Tokenproxy-Error"))
+			assert.Contains(t, body, "backing off")
+			assert.EqualValues(t, 1, h.tokens.count.Load())
+
+			// The proxy stays up and recovers once the endpoint does and the backoff has passed.
+			h.clock.Advance(tokensource.BackoffMin)
 			resp, _ = h.get(h.caPool, sc.scheme+"://supplier.test/orders", nil)
 			assert.Equal(t, http.StatusOK, resp.StatusCode)
 		})

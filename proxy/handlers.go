@@ -131,7 +131,7 @@ func (s *Server) RoundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Resp
 func (s *Server) token(ctx context.Context, r *Route) (*tokensource.Token, bool, error) {
 	f := s.fetchers[r]
 	if !r.Cache {
-		tok, err := f.Fetch(ctx)
+		tok, err := s.cache.Fresh(ctx, f)
 		return tok, false, err
 	}
 	return s.cache.Token(ctx, f)
@@ -177,6 +177,11 @@ func (s *Server) tokenFailure(req *http.Request, x *exchange, err error) *http.R
 			b.WriteString("\n")
 		}
 		fmt.Fprintf(&b, "cause: %s\n", strings.TrimPrefix(te.Error(), "tokensource: token endpoint "+te.TokenURL+": "))
+		var bo *tokensource.BackoffError
+		if errors.As(err, &bo) {
+			fmt.Fprintf(&b, "note: tokenproxy is backing off this endpoint after failures; it asks again after %s\n",
+				bo.Until.UTC().Format(time.RFC3339))
+		}
 		if hint := te.Hint(); hint != "" {
 			fmt.Fprintf(&b, "hint: %s\n", hint)
 		}

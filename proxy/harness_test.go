@@ -132,6 +132,21 @@ type harness struct {
 	upCert   *tls.Certificate
 	hosts    map[string]string // test host:port → loopback address
 	logs     *syncBuffer
+	clock    *fakeClock // token lifetimes and backoff run on it
+}
+
+// fakeClock is a clock the test moves by hand.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
 }
 
 type harnessOptions struct {
@@ -166,7 +181,8 @@ routes:
 func newHarness(t *testing.T, o harnessOptions) *harness {
 	t.Helper()
 	dir := t.TempDir()
-	h := &harness{t: t, tokens: newTokenServer(t), hosts: map[string]string{}, logs: &syncBuffer{}}
+	h := &harness{t: t, tokens: newTokenServer(t), hosts: map[string]string{}, logs: &syncBuffer{},
+		clock: &fakeClock{now: time.Unix(1_800_000_000, 0)}}
 	h.upCert, h.upPool = selfSignedCert(t, "supplier.test", "secure.test", "tunnel.test", "fresh.test")
 	certFile, _, err := WriteCA(filepath.Join(dir, "ca"))
 	require.NoError(t, err)
@@ -188,7 +204,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	require.NoError(t, err)
 
 	log := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	h.srv, err = New(cfg, Options{Logger: log, DialContext: h.dial, RootCAs: h.upPool,
+	h.srv, err = New(cfg, Options{Logger: log, DialContext: h.dial, RootCAs: h.upPool, Clock: h.clock,
 		ResponseHeaderTimeout: o.responseHeaderTimeout})
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

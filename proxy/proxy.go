@@ -26,8 +26,8 @@ type Options struct {
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 	// RootCAs verifies upstream certificates; nil is the system pool (which honours SSL_CERT_FILE).
 	RootCAs *x509.CertPool
-	// TokenTransport carries token requests; nil is tokensource's default.
-	TokenTransport http.RoundTripper
+	// TokenRootCAs verifies token endpoints; nil is the system pool.
+	TokenRootCAs *x509.CertPool
 	Clock          tokensource.Clock
 	// ResponseHeaderTimeout bounds the wait for an upstream's answer; zero is the default below.
 	ResponseHeaderTimeout time.Duration
@@ -76,12 +76,12 @@ func New(cfg *Config, opts Options) (*Server, error) {
 		cfg:      cfg,
 		routes:   newRouteTable(cfg.Routes),
 		fetchers: map[*Route]*tokensource.Fetcher{},
-		cache:    tokensource.NewCache(opts.Clock),
+		cache:    tokensource.NewCache(opts.Clock, opts.Logger),
 		dial:     opts.DialContext,
 		log:      opts.Logger,
 	}
 	for _, r := range cfg.Routes {
-		f, err := tokensource.NewFetcher(r.Token, tokensource.Options{Transport: opts.TokenTransport, Clock: opts.Clock})
+		f, err := tokensource.NewFetcher(r.Token, tokensource.Options{RootCAs: opts.TokenRootCAs, Clock: opts.Clock, Logger: opts.Logger})
 		if err != nil {
 			return nil, fmt.Errorf("proxy: route %q: %w", r.Name, err)
 		}

@@ -3,7 +3,13 @@
 package tokensource
 
 import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/tls"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 )
@@ -16,6 +22,15 @@ const (
 	AuthBasicHeader AuthStyle = "basic-header"
 	// AuthBody sends client_id and client_secret as fields of the request body.
 	AuthBody AuthStyle = "body"
+	// AuthAuto tries basic-header, falls back to body when the endpoint rejects the client, and remembers
+	// which worked.
+	AuthAuto AuthStyle = "auto"
+	// AuthPrivateKeyJWT sends a client_assertion JWT signed with the client's private key (RFC 7523 §2.2).
+	AuthPrivateKeyJWT AuthStyle = "private-key-jwt"
+	// AuthClientSecretJWT sends a client_assertion JWT signed HS256 with the client secret.
+	AuthClientSecretJWT AuthStyle = "client-secret-jwt"
+	// AuthTLSClient presents the client certificate to the token endpoint (RFC 8705 §2).
+	AuthTLSClient AuthStyle = "tls-client-auth"
 )
 
 // RequestStyle says how the token request body is encoded.
@@ -34,6 +49,10 @@ const (
 	DefaultTokenPath = "access_token"
 	// DefaultLifetime is how long a token whose answer names no lifetime is reused.
 	DefaultLifetime = 5 * time.Minute
+	// MinLifetime and MaxLifetime clamp every lifetime, so a 0, negative or absurd value neither fetches a
+	// token per request nor keeps one forever.
+	MinLifetime = 5 * time.Second
+	MaxLifetime = 24 * time.Hour
 	// RequestTimeout bounds one token request, connection to last byte.
 	RequestTimeout = 10 * time.Second
 	// MaxResponseBytes caps the token endpoint's answer.
@@ -42,7 +61,7 @@ const (
 
 // AuthStyles and RequestStyles list the accepted values, for validation messages.
 var (
-	AuthStyles    = []AuthStyle{AuthBasicHeader, AuthBody}
+	AuthStyles    = []AuthStyle{AuthBasicHeader, AuthBody, AuthAuto, AuthPrivateKeyJWT, AuthClientSecretJWT, AuthTLSClient}
 	RequestStyles = []RequestStyle{RequestForm, RequestJSON}
 )
 
@@ -56,6 +75,22 @@ type Config struct {
 	AuthStyle    AuthStyle
 	RequestStyle RequestStyle
 	TokenPath    string // dot path into the JSON answer, e.g. data.token
+
+	// ClientKey signs private-key-jwt assertions (RSA: RS256, EC P-256: ES256) and, with ClientCert,
+	// authenticates tls-client-auth.
+	ClientKey   crypto.Signer
+	ClientKeyID string // the assertion's kid header, when set
+	ClientCert  *tls.Certificate
+
+	// Params are extra token-request fields (audience, resource, ...); TokenHeaders extra headers.
+	Params       map[string]string
+	TokenHeaders map[string]string
+
+	// ExpiresPath (seconds) and ExpiresAtPath (epoch seconds or RFC 3339) are dot paths to the lifetime;
+	// DefaultTTL applies when the answer gives none.
+	ExpiresPath   string
+	ExpiresAtPath string
+	DefaultTTL    time.Duration
 }
 
 // withDefaults fills every empty field that has a default.
@@ -83,23 +118,71 @@ func (c Config) Validate() error {
 		return fmt.Errorf("tokensource: tokenUrl is required")
 	case c.ClientID == "":
 		return fmt.Errorf("tokensource: clientId is required")
+	case c.AuthStyle == AuthPrivateKeyJWT && c.ClientKey == nil:
+		return fmt.Errorf("tokensource: authStyle private-key-jwt needs a client key")
+	case c.AuthStyle == AuthPrivateKeyJWT && signingMethod(c.ClientKey) == "":
+		return fmt.Errorf("tokensource: the client key must be RSA or EC P-256")
+	case c.AuthStyle == AuthTLSClient && c.ClientCert == nil:
+		return fmt.Errorf("tokensource: authStyle tls-client-auth needs a client certificate and key")
+	case usesSecret(c.AuthStyle) && c.ClientSecret == "":
+		return fmt.Errorf("tokensource: authStyle %s needs a client secret", c.AuthStyle)
 	case !valid(c.AuthStyle, AuthStyles):
 		return fmt.Errorf("tokensource: authStyle %q is not one of %s", c.AuthStyle, join(AuthStyles))
 	case !valid(c.RequestStyle, RequestStyles):
 		return fmt.Errorf("tokensource: requestStyle %q is not one of %s", c.RequestStyle, join(RequestStyles))
 	}
-	for _, seg := range strings.Split(c.TokenPath, ".") {
-		if seg == "" {
-			return fmt.Errorf("tokensource: tokenPath %q has an empty segment", c.TokenPath)
+	for _, p := range []struct{ name, path string }{{"tokenPath", c.TokenPath}, {"expiresPath", c.ExpiresPath}, {"expiresAtPath", c.ExpiresAtPath}} {
+		if p.path != "" && !ValidPath(p.path) {
+			return fmt.Errorf("tokensource: %s %q is not a dot path like access_token or data.token", p.name, p.path)
 		}
 	}
 	return nil
 }
 
+// ValidPath reports whether p is a dot path without empty segments.
+func ValidPath(p string) bool {
+	for _, seg := range strings.Split(p, ".") {
+		if seg == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// usesSecret reports whether the style sends or signs with the client secret.
+func usesSecret(s AuthStyle) bool {
+	return s == AuthBasicHeader || s == AuthBody || s == AuthAuto || s == AuthClientSecretJWT
+}
+
+// NeedsSecret reports whether a client secret must be configured for the style.
+func (s AuthStyle) NeedsSecret() bool { return usesSecret(s) || s == "" }
+
+// signingMethod names the JWS algorithm for a private key, or "" when the key is not supported.
+func signingMethod(k crypto.Signer) string {
+	switch key := k.(type) {
+	case *rsa.PrivateKey:
+		return "RS256"
+	case *ecdsa.PrivateKey:
+		if key.Curve == elliptic.P256() {
+			return "ES256"
+		}
+	}
+	return ""
+}
+
 // key identifies the credentials a token was issued for: configs with equal keys may share one token.
 func (c Config) key() string {
 	c = c.withDefaults()
-	return strings.Join([]string{c.TokenURL, c.ClientID, c.GrantType, c.Scope, string(c.AuthStyle)}, "\x00")
+	parts := []string{c.TokenURL, c.ClientID, c.GrantType, c.Scope, string(c.AuthStyle)}
+	names := make([]string, 0, len(c.Params))
+	for k := range c.Params {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		parts = append(parts, k+"="+c.Params[k])
+	}
+	return strings.Join(parts, "\x00")
 }
 
 func valid[T ~string](v T, allowed []T) bool {

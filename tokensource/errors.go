@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // Kind says which part of the token step went wrong.
@@ -39,6 +40,8 @@ type Error struct {
 	Keys      []string
 	// Timeout is set when a network error was a timeout.
 	Timeout bool
+	// RetryAfter is the endpoint's Retry-After, when it sent one.
+	RetryAfter time.Duration
 	Err     error
 }
 

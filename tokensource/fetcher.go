@@ -2,12 +2,17 @@ package tokensource
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,30 +22,34 @@ type Fetcher struct {
 	key    string
 	client *http.Client
 	clock  Clock
+	log    *slog.Logger
+	// detected is the style authStyle auto settled on; nil until one worked.
+	detected atomic.Pointer[AuthStyle]
 }
 
 // Options are the parts of a Fetcher that tests and the proxy replace; zero values are production defaults.
 type Options struct {
-	// Transport carries token requests; nil is a transport that never uses HTTP_PROXY (which may point at
-	// tokenproxy itself) and verifies certificates against the system roots.
-	Transport http.RoundTripper
-	Clock     Clock
+	// RootCAs verifies token endpoints; nil is the system pool (SSL_CERT_FILE honoured).
+	RootCAs *x509.CertPool
+	Clock   Clock
+	Logger  *slog.Logger
 }
 
-// NewFetcher checks cfg and returns a Fetcher for it.
+// NewFetcher checks cfg and returns a Fetcher for it. Token requests never use HTTP_PROXY (which may point
+// at tokenproxy itself).
 func NewFetcher(cfg Config, opts Options) (*Fetcher, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if opts.Transport == nil {
-		opts.Transport = defaultTransport
-	}
 	if opts.Clock == nil {
 		opts.Clock = SystemClock{}
 	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
 	client := &http.Client{
-		Transport: opts.Transport,
+		Transport: newTransport(opts.RootCAs, cfg.ClientCert),
 		Timeout:   RequestTimeout,
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) >= 3 {
@@ -52,25 +61,91 @@ func NewFetcher(cfg Config, opts Options) (*Fetcher, error) {
 			return nil
 		},
 	}
-	return &Fetcher{cfg: cfg, key: cfg.key(), client: client, clock: opts.Clock}, nil
+	return &Fetcher{cfg: cfg, key: cfg.key(), client: client, clock: opts.Clock, log: opts.Logger}, nil
 }
 
-var defaultTransport = &http.Transport{
-	Proxy:                 nil,
-	DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-	TLSHandshakeTimeout:   5 * time.Second,
-	ResponseHeaderTimeout: RequestTimeout,
-	MaxIdleConnsPerHost:   4,
-	IdleConnTimeout:       90 * time.Second,
-	ForceAttemptHTTP2:     true,
+// sharedTransport serves every fetcher with the system roots and no client certificate.
+var sharedTransport = buildTransport(nil, nil)
+
+// newTransport returns the shared transport, or one of its own when the fetcher has its own trust or
+// presents a client certificate (tls-client-auth).
+func newTransport(roots *x509.CertPool, cert *tls.Certificate) *http.Transport {
+	if roots == nil && cert == nil {
+		return sharedTransport
+	}
+	return buildTransport(roots, cert)
+}
+
+func buildTransport(roots *x509.CertPool, cert *tls.Certificate) *http.Transport {
+	tlsConfig := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	if cert != nil {
+		tlsConfig.Certificates = []tls.Certificate{*cert}
+	}
+	return &http.Transport{
+		Proxy:                 nil,
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:       tlsConfig,
+		TLSHandshakeTimeout:   5 * time.Second,
+		ResponseHeaderTimeout: RequestTimeout,
+		MaxIdleConnsPerHost:   4,
+		IdleConnTimeout:       90 * time.Second,
+		ForceAttemptHTTP2:     true,
+	}
 }
 
 // Config returns the fetcher's settings with defaults filled in.
 func (f *Fetcher) Config() Config { return f.cfg }
 
-// Fetch makes one token request and returns the token, or an *Error.
+// Fetch makes one token request (two while authStyle auto is still finding out) and returns the token,
+// or an *Error.
 func (f *Fetcher) Fetch(ctx context.Context) (*Token, error) {
-	req, err := newRequest(ctx, f.cfg)
+	style := f.cfg.AuthStyle
+	if style != AuthAuto {
+		return f.fetch(ctx, style)
+	}
+	if known := f.detected.Load(); known != nil {
+		return f.fetch(ctx, *known)
+	}
+	tok, err := f.fetch(ctx, AuthBasicHeader)
+	if err == nil {
+		f.remember(AuthBasicHeader)
+		return tok, nil
+	}
+	// Only a rejection of the client's credentials says "try the other style"; a 5xx or a timeout says
+	// nothing about the style, and asking a down endpoint twice is not gentle.
+	if !rejectsClient(err) {
+		return nil, err
+	}
+	tok, err = f.fetch(ctx, AuthBody)
+	if err == nil {
+		f.remember(AuthBody)
+	}
+	return tok, err
+}
+
+// Detected returns the style authStyle auto settled on, or "" before one worked.
+func (f *Fetcher) Detected() AuthStyle {
+	if s := f.detected.Load(); s != nil {
+		return *s
+	}
+	return ""
+}
+
+func (f *Fetcher) remember(style AuthStyle) {
+	if f.detected.CompareAndSwap(nil, &style) {
+		f.log.Info("authStyle auto: the token endpoint accepts this style", "tokenUrl", displayURL(f.cfg.TokenURL),
+			"clientId", f.cfg.ClientID, "authStyle", string(style))
+	}
+}
+
+func rejectsClient(err error) bool {
+	e, ok := AsError(err)
+	return ok && e.Kind == KindStatus && (e.StatusCode == http.StatusBadRequest || e.StatusCode == http.StatusUnauthorized) &&
+		(e.Code == "invalid_client" || e.Code == "")
+}
+
+func (f *Fetcher) fetch(ctx context.Context, style AuthStyle) (*Token, error) {
+	req, err := newRequest(ctx, f.cfg, style, f.clock.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -87,9 +162,25 @@ func (f *Fetcher) Fetch(ctx context.Context) (*Token, error) {
 		return nil, &Error{Kind: KindTooLarge, TokenURL: displayURL(f.cfg.TokenURL), StatusCode: resp.StatusCode}
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return nil, parseErrorAnswer(f.cfg, resp.StatusCode, body)
+		e := parseErrorAnswer(f.cfg, resp.StatusCode, body)
+		e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), f.clock.Now())
+		return nil, e
 	}
 	return parseAnswer(f.cfg, resp.StatusCode, body, f.clock.Now())
+}
+
+// retryAfter reads Retry-After as seconds or an HTTP date; 0 when absent or unreadable.
+func retryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.Atoi(v); err == nil && secs > 0 {
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
 }
 
 func (f *Fetcher) networkError(err error) *Error {

@@ -7,16 +7,39 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"sort"
+	"time"
 )
 
-// newRequest builds the token request in the config's authStyle and requestStyle.
-func newRequest(ctx context.Context, c Config) (*http.Request, error) {
+// assertionType is the client_assertion_type of RFC 7523 §2.2.
+const assertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+// newRequest builds the token request in the given authStyle and the config's requestStyle.
+func newRequest(ctx context.Context, c Config, style AuthStyle, now time.Time) (*http.Request, error) {
 	fields := []field{{"grant_type", c.GrantType}}
 	if c.Scope != "" {
 		fields = append(fields, field{"scope", c.Scope})
 	}
-	if c.AuthStyle == AuthBody {
+	switch style {
+	case AuthBody:
 		fields = append(fields, field{"client_id", c.ClientID}, field{"client_secret", c.ClientSecret})
+	case AuthTLSClient:
+		fields = append(fields, field{"client_id", c.ClientID})
+	case AuthPrivateKeyJWT, AuthClientSecretJWT:
+		assertion, err := clientAssertion(c, style, now)
+		if err != nil {
+			return nil, err
+		}
+		fields = append(fields, field{"client_id", c.ClientID},
+			field{"client_assertion_type", assertionType}, field{"client_assertion", assertion})
+	}
+	names := make([]string, 0, len(c.Params))
+	for k := range c.Params {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		fields = append(fields, field{k, c.Params[k]})
 	}
 
 	var body []byte
@@ -45,10 +68,15 @@ func newRequest(ctx context.Context, c Config) (*http.Request, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tokensource: tokenUrl %s: %w", displayURL(c.TokenURL), err)
 	}
+	for k, v := range c.TokenHeaders {
+		req.Header.Set(k, v)
+	}
 	req.Header.Set("Content-Type", contentType)
 	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", "tokenproxy")
-	if c.AuthStyle == AuthBasicHeader {
+	if req.Header.Get("User-Agent") == "" {
+		req.Header.Set("User-Agent", "tokenproxy")
+	}
+	if style == AuthBasicHeader {
 		// RFC 6749 §2.3.1: each part is form-url-encoded before Basic encoding.
 		req.SetBasicAuth(url.QueryEscape(c.ClientID), url.QueryEscape(c.ClientSecret))
 	}

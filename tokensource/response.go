@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -15,24 +14,16 @@ func parseAnswer(c Config, status int, body []byte, now time.Time) (*Token, erro
 	if !ok {
 		return nil, &Error{Kind: KindNotJSON, TokenURL: displayURL(c.TokenURL), StatusCode: status, Snippet: snippet(body)}
 	}
-	path := strings.Split(c.TokenPath, ".")
-	parent, value, keys := lookup(obj, path)
+	parent, value, keys := lookup(obj, strings.Split(c.TokenPath, "."))
 	token, _ := value.(string)
 	if token == "" {
 		return nil, &Error{Kind: KindNoToken, TokenURL: displayURL(c.TokenURL), StatusCode: status,
 			TokenPath: c.TokenPath, Keys: keys}
 	}
-
-	// expires_in is read beside the token first (nested answers keep it there), then at the top.
-	lifetime, ok := seconds(parent["expires_in"])
-	if !ok {
-		lifetime, ok = seconds(obj["expires_in"])
-	}
-	if !ok || lifetime <= 0 {
-		lifetime = DefaultLifetime
-	}
+	lifetime, source := lifetimeOf(c, obj, parent, token, now)
 	scope, _ := obj["scope"].(string)
-	return &Token{Value: token, Obtained: now, Expiry: now.Add(lifetime), Scope: scope}, nil
+	return &Token{Value: token, Obtained: now, Expiry: now.Add(lifetime), LifetimeSource: source,
+		Scope: scope, Status: status}, nil
 }
 
 // parseErrorAnswer reads the RFC 6749 §5.2 fields of a non-2xx answer, when it has them.
@@ -89,20 +80,3 @@ func sortedKeys(m map[string]any) []string {
 	return keys
 }
 
-// seconds reads a lifetime given as a JSON number or a numeric string.
-func seconds(v any) (time.Duration, bool) {
-	var s string
-	switch n := v.(type) {
-	case json.Number:
-		s = n.String()
-	case string:
-		s = strings.TrimSpace(n)
-	default:
-		return 0, false
-	}
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		return 0, false
-	}
-	return time.Duration(f * float64(time.Second)), true
-}

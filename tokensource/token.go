@@ -12,6 +12,9 @@ type Token struct {
 	Obtained time.Time
 	Expiry   time.Time
 	Scope    string // the scope the endpoint says it granted, if it says
+	// LifetimeSource says where the lifetime came from (expires_in, expiresPath, jwt exp, default, ...).
+	LifetimeSource string
+	Status         int // HTTP status of the answer
 }
 
 // Lifetime is how long the token was issued for.
@@ -35,6 +38,11 @@ func (t *Token) skew() time.Duration {
 // validAt reports whether the cached token may still be handed out at now.
 func (t *Token) validAt(now time.Time) bool {
 	return now.Before(t.Expiry.Add(-t.skew()))
+}
+
+// refreshDue reports whether the token has lived past RefreshAt of its lifetime.
+func (t *Token) refreshDue(now time.Time) bool {
+	return now.Sub(t.Obtained) >= time.Duration(float64(t.Lifetime())*RefreshAt)
 }
 
 // Clock tells the time; tests pass a clock they control.

@@ -134,7 +134,7 @@ func TestTokenPathAndLifetime(t *testing.T) {
 		{"top level", "", `{"access_token":"a","expires_in":3600}`, "a", time.Hour, nil},
 		{"numeric string lifetime", "", `{"access_token":"a","expires_in":"120"}`, "a", 2 * time.Minute, nil},
 		{"no lifetime", "", `{"access_token":"a"}`, "a", DefaultLifetime, nil},
-		{"zero lifetime", "", `{"access_token":"a","expires_in":0}`, "a", DefaultLifetime, nil},
+		{"zero lifetime is clamped", "", `{"access_token":"a","expires_in":0}`, "a", MinLifetime, nil},
 		{"nested", "data.token", `{"data":{"token":"n","expires_in":90}}`, "n", 90 * time.Second, nil},
 		{"nested, lifetime at top", "data.token", `{"data":{"token":"n"},"expires_in":30}`, "n", 30 * time.Second, nil},
 		{"missing", "", `{"token":"x","token_type":"bearer"}`, "", 0, []string{"token", "token_type"}},
@@ -260,7 +260,7 @@ func TestCacheExpirySkew(t *testing.T) {
 			clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
 			f, err := NewFetcher(Config{TokenURL: ts.URL, ClientID: "c", ClientSecret: "s"}, Options{Clock: clock})
 			require.NoError(t, err)
-			c := NewCache(clock)
+			c := NewCache(clock, nil)
 
 			tok, hit, err := c.Token(context.Background(), f)
 			require.NoError(t, err)
@@ -291,7 +291,7 @@ func TestCacheSingleflight(t *testing.T) {
 	})
 	f, err := NewFetcher(Config{TokenURL: ts.URL, ClientID: "c", ClientSecret: "s"}, Options{})
 	require.NoError(t, err)
-	c := NewCache(nil)
+	c := NewCache(nil, nil)
 
 	const callers = 1000
 	var started, done sync.WaitGroup
@@ -326,7 +326,7 @@ func TestCacheSharedByEqualCredentials(t *testing.T) {
 	ts := newTokenServer(t, func(n int64, w http.ResponseWriter) {
 		_, _ = fmt.Fprintf(w, `{"access_token":"tok-%d","expires_in":3600}`, n)
 	})
-	c := NewCache(nil)
+	c := NewCache(nil, nil)
 	mk := func(scope string) *Fetcher {
 		f, err := NewFetcher(Config{TokenURL: ts.URL, ClientID: "c", ClientSecret: "s", Scope: scope}, Options{})
 		require.NoError(t, err)
@@ -343,11 +343,38 @@ func TestCacheSharedByEqualCredentials(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotEqual(t, ta.Value, to.Value, "a different scope never shares a token")
 
-	c.Forget(a)
+	c.Reject(a, ta)
 	ta2, hit, err := c.Token(context.Background(), a)
 	require.NoError(t, err)
 	assert.False(t, hit)
 	assert.NotEqual(t, ta.Value, ta2.Value)
+	c.Reject(b, ta) // a stale rejection does not drop the new token
+	tb2, hit, err := c.Token(context.Background(), b)
+	require.NoError(t, err)
+	assert.True(t, hit)
+	assert.Equal(t, ta2.Value, tb2.Value)
+}
+
+func TestCacheKeyCoversParamsAndAuthStyle(t *testing.T) {
+	ts := newTokenServer(t, func(n int64, w http.ResponseWriter) {
+		_, _ = fmt.Fprintf(w, `{"access_token":"tok-%d","expires_in":3600}`, n)
+	})
+	c := NewCache(nil, nil)
+	mk := func(style AuthStyle, params map[string]string) *Fetcher {
+		f, err := NewFetcher(Config{TokenURL: ts.URL, ClientID: "c", ClientSecret: "s", AuthStyle: style, Params: params}, Options{})
+		require.NoError(t, err)
+		return f
+	}
+	value := func(f *Fetcher) string {
+		tok, _, err := c.Token(context.Background(), f)
+		require.NoError(t, err)
+		return tok.Value
+	}
+	base := value(mk(AuthBasicHeader, map[string]string{"audience": "a", "resource": "r"}))
+	assert.Equal(t, base, value(mk(AuthBasicHeader, map[string]string{"resource": "r", "audience": "a"})))
+	assert.NotEqual(t, base, value(mk(AuthBasicHeader, map[string]string{"audience": "b", "resource": "r"})))
+	assert.NotEqual(t, base, value(mk(AuthBody, map[string]string{"audience": "a", "resource": "r"})))
+	assert.EqualValues(t, 3, ts.count.Load())
 }
 
 func TestFingerprintHidesToken(t *testing.T) {
