@@ -28,7 +28,7 @@ type Options struct {
 	RootCAs *x509.CertPool
 	// TokenRootCAs verifies token endpoints; nil is the system pool.
 	TokenRootCAs *x509.CertPool
-	Clock          tokensource.Clock
+	Clock        tokensource.Clock
 	// ResponseHeaderTimeout bounds the wait for an upstream's answer; zero is the default below.
 	ResponseHeaderTimeout time.Duration
 }

@@ -42,7 +42,7 @@ type Error struct {
 	Timeout bool
 	// RetryAfter is the endpoint's Retry-After, when it sent one.
 	RetryAfter time.Duration
-	Err     error
+	Err        error
 }
 
 func (e *Error) Error() string {
