@@ -17,7 +17,7 @@ import (
 
 // The routes.yaml at the root starts as it is.
 func TestRepositoryRoutesYAMLLoads(t *testing.T) {
-	cfg, err := proxy.LoadConfig("routes.yaml")
+	cfg, err := proxy.LoadConfig("routes.yaml", proxy.LoadOptions{})
 	require.NoError(t, err)
 	_, err = proxy.New(cfg, proxy.Options{})
 	require.NoError(t, err)
@@ -78,7 +78,7 @@ func TestExampleRoutesAreValid(t *testing.T) {
 	require.NoError(t, yaml.NewDecoder(bytes.NewReader(raw)).Decode(&composeFile))
 
 	for _, r := range routes {
-		_, err := proxy.ParseConfig(filepath.Join(dir, "routes.yaml"), []byte(fixPaths.Replace(r)), os.LookupEnv)
+		_, err := proxy.ParseConfig(filepath.Join(dir, "routes.yaml"), []byte(fixPaths.Replace(r)), proxy.LoadOptions{})
 		assert.NoError(t, err)
 	}
 }

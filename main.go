@@ -21,24 +21,32 @@ import (
 
 const drainTimeout = 30 * time.Second
 
+const usage = `usage:
+  tokenproxy [-config routes.yaml] [-secret-key-file F] [-log-level info] [-log-format text]
+  tokenproxy check [-config routes.yaml] [-secret-key-file F] [-route NAME] [-url URL]
+  tokenproxy encrypt [-secret-key-file F] < secret
+  tokenproxy ca -out DIR`
+
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
 // run returns the exit code: 0 after a clean stop, 1 when serving fails, 2 for bad flags or configuration.
-func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "ca" {
-		return runCA(args[1:], stdout, stderr)
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "ca":
+			return runCA(args[1:], stdout, stderr)
+		case "encrypt":
+			return runEncrypt(args[1:], stdin, stdout, stderr)
+		case "check":
+			return runCheck(args[1:], stdout, stderr)
+		}
 	}
-	fs := flag.NewFlagSet("tokenproxy", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configPath := fs.String("config", envOr("TOKENPROXY_CONFIG", "routes.yaml"), "routes file (default $TOKENPROXY_CONFIG or ./routes.yaml)")
+	fs := newFlagSet("tokenproxy", stderr)
+	cf := addConfigFlags(fs)
 	level := fs.String("log-level", "info", "debug | info | warn | error")
 	format := fs.String("log-format", "text", "text | json")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: tokenproxy [-config routes.yaml] [-log-level info] [-log-format text]\n       tokenproxy ca -out DIR")
-		fs.PrintDefaults()
-	}
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -47,7 +55,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "tokenproxy: %v\n", err)
 		return 2
 	}
-	cfg, err := proxy.LoadConfig(*configPath)
+	cfg, err := cf.load()
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2
@@ -87,24 +95,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func runCA(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("tokenproxy ca", flag.ContinueOnError)
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	out := fs.String("out", "", "directory to write ca.crt and ca.key into")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, usage)
+		fs.PrintDefaults()
 	}
-	if *out == "" {
-		fmt.Fprintln(stderr, "tokenproxy ca: -out DIR is required")
-		return 2
-	}
-	certFile, keyFile, err := proxy.WriteCA(*out)
-	if err != nil {
-		fmt.Fprintf(stderr, "tokenproxy ca: %v\n", err)
-		return 1
-	}
-	fmt.Fprintf(stdout, "wrote %s (give this to the app to trust)\nwrote %s (mode 0600, for tokenproxy only)\n", certFile, keyFile)
-	return 0
+	return fs
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -61,7 +60,7 @@ routes:
     tokenUrl: %s
     clientId: c
     clientSecret: s
-`, up.Listener.Addr(), tokens.URL)), os.LookupEnv)
+`, up.Listener.Addr(), tokens.URL)), LoadOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}

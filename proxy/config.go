@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/tokenproxy/tokenproxy/secrets"
 	"github.com/tokenproxy/tokenproxy/tokensource"
 	"gopkg.in/yaml.v3"
 )
@@ -29,16 +30,34 @@ type Config struct {
 	Routes []*Route
 }
 
-// Route is one supplier: the hosts it covers and how to get its token.
+// Route is one supplier: the hosts it covers, how to get its token and how to put it on requests.
 type Route struct {
 	Name  string
 	Hosts []HostPattern
 	Token tokensource.Config
+	// Issuer, when set, names the authorization server whose metadata gives Token.TokenURL at start-up.
+	Issuer string
 	// Cache reuses one token until shortly before it expires; false fetches one per request.
 	Cache bool
 	// UpstreamTLS sends the app's plain-http requests upstream over https.
 	UpstreamTLS bool
+	// Header and Prefix say where the token goes: Header: Prefix+token.
+	Header string
+	Prefix string
+	// Headers are set on every forwarded request of the route.
+	Headers map[string]string
+	// RetryOn401 replays a request once with a fresh token when the supplier answers 401, if its body is
+	// at most RetryBodyLimit bytes.
+	RetryOn401     bool
+	RetryBodyLimit int64
 }
+
+// Route defaults.
+const (
+	DefaultHeader         = "Authorization"
+	DefaultPrefix         = "Bearer "
+	DefaultRetryBodyLimit = 1 << 20
+)
 
 // DefaultListen is used when routes.yaml names no listen address.
 const DefaultListen = "127.0.0.1:3128"
@@ -48,18 +67,29 @@ type ConfigError struct{ Problems []string }
 
 func (e *ConfigError) Error() string { return strings.Join(e.Problems, "\n") }
 
+// LoadOptions are where the loader finds what routes.yaml refers to.
+type LoadOptions struct {
+	// LookupEnv expands ${VAR}; nil is os.LookupEnv.
+	LookupEnv func(string) (string, bool)
+	// SecretKey decrypts aes256gcm: secrets; nil reads TOKENPROXY_SECRET_KEY through LookupEnv.
+	SecretKey []byte
+}
+
 // LoadConfig reads and validates a routes.yaml, expanding ${VAR} from the environment. Relative paths
-// inside it (secret files, CA files) are relative to the file's directory.
-func LoadConfig(path string) (*Config, error) {
+// inside it (secret, key, certificate and CA files) are relative to the file's directory.
+func LoadConfig(path string, opts LoadOptions) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, &ConfigError{Problems: []string{fmt.Sprintf("%s: cannot read: %v", path, unwrapPathError(err))}}
 	}
-	return ParseConfig(path, data, os.LookupEnv)
+	return ParseConfig(path, data, opts)
 }
 
 // ParseConfig validates routes.yaml content; file names it in messages and anchors relative paths.
-func ParseConfig(file string, data []byte, lookupEnv func(string) (string, bool)) (*Config, error) {
+func ParseConfig(file string, data []byte, opts LoadOptions) (*Config, error) {
+	if opts.LookupEnv == nil {
+		opts.LookupEnv = os.LookupEnv
+	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, &ConfigError{Problems: []string{yamlSyntaxProblem(file, err)}}
@@ -67,8 +97,17 @@ func ParseConfig(file string, data []byte, lookupEnv func(string) (string, bool)
 	if len(doc.Content) == 0 {
 		return nil, &ConfigError{Problems: []string{file + ":1: the file is empty; it needs at least routes:"}}
 	}
-	r := &nodeReader{file: file, lookup: lookupEnv}
-	l := &configLoader{nodeReader: r, dir: filepath.Dir(file)}
+	r := &nodeReader{file: file, lookup: opts.LookupEnv}
+	l := &configLoader{nodeReader: r, dir: filepath.Dir(file), secretKey: opts.SecretKey}
+	if l.secretKey == nil {
+		if v, ok := opts.LookupEnv(secrets.KeyEnv); ok && v != "" {
+			key, err := secrets.ParseKey(v)
+			if err != nil {
+				return nil, &ConfigError{Problems: []string{fmt.Sprintf("%s: %s: %v", file, secrets.KeyEnv, err)}}
+			}
+			l.secretKey = key
+		}
+	}
 	cfg := l.load(doc.Content[0])
 	if len(r.problems) > 0 {
 		return nil, &ConfigError{Problems: r.problems}
@@ -88,7 +127,8 @@ func yamlSyntaxProblem(file string, err error) string {
 
 type configLoader struct {
 	*nodeReader
-	dir string
+	dir       string
+	secretKey []byte
 }
 
 func (l *configLoader) path(p string) string {
@@ -163,69 +203,8 @@ func (l *configLoader) mitm(n *yaml.Node, path string) *tls.Certificate {
 	return ca
 }
 
-func (l *configLoader) route(n *yaml.Node, path string) *Route {
-	rt := &Route{Cache: true}
-	tc := &rt.Token
-	var secretNode, secretFileNode *yaml.Node
-	seen := l.mapping(n, path, map[string]func(*yaml.Node, string){
-		"name": func(v *yaml.Node, p string) { rt.Name = l.str(v, p) },
-		"hosts": func(v *yaml.Node, p string) {
-			l.list(v, p, func(s string, item *yaml.Node, p string) {
-				h, err := ParseHostPattern(s)
-				if err != nil {
-					l.problem(item, p, "%v", err)
-					return
-				}
-				rt.Hosts = append(rt.Hosts, h)
-			})
-			if v.Kind == yaml.SequenceNode && len(v.Content) == 0 {
-				l.problem(v, p, "must name at least one host")
-			}
-		},
-		"tokenUrl": func(v *yaml.Node, p string) {
-			tc.TokenURL = l.str(v, p)
-			if err := checkTokenURL(tc.TokenURL); err != nil {
-				l.problem(v, p, "%v", err)
-			}
-		},
-		"clientId":     func(v *yaml.Node, p string) { tc.ClientID = l.str(v, p) },
-		"clientSecret": func(v *yaml.Node, p string) { secretNode = v; tc.ClientSecret = l.str(v, p) },
-		"clientSecretFile": func(v *yaml.Node, p string) {
-			secretFileNode = v
-			tc.ClientSecret = l.readSecretFile(v, p, l.path(l.str(v, p)))
-		},
-		"scope":     func(v *yaml.Node, p string) { tc.Scope = l.str(v, p) },
-		"grantType": func(v *yaml.Node, p string) { tc.GrantType = l.str(v, p) },
-		"authStyle": func(v *yaml.Node, p string) {
-			tc.AuthStyle = tokensource.AuthStyle(l.oneOf(v, p, names(tokensource.AuthStyles)...))
-		},
-		"requestStyle": func(v *yaml.Node, p string) {
-			tc.RequestStyle = tokensource.RequestStyle(l.oneOf(v, p, names(tokensource.RequestStyles)...))
-		},
-		"tokenPath": func(v *yaml.Node, p string) {
-			tc.TokenPath = l.str(v, p)
-			if slicesContainsEmpty(strings.Split(tc.TokenPath, ".")) {
-				l.problem(v, p, "%q is not a dot path like access_token or data.token", tc.TokenPath)
-			}
-		},
-		"cache":       func(v *yaml.Node, p string) { rt.Cache = l.boolean(v, p) },
-		"upstreamTLS": func(v *yaml.Node, p string) { rt.UpstreamTLS = l.boolean(v, p) },
-	})
-	if n.Kind != yaml.MappingNode {
-		return rt
-	}
-	l.require(n, path, seen, "name", "hosts", "tokenUrl", "clientId")
-	switch {
-	case secretNode != nil && secretFileNode != nil:
-		l.problem(secretFileNode, path+".clientSecretFile", "set clientSecret or clientSecretFile, not both")
-	case secretNode == nil && secretFileNode == nil:
-		l.problem(n, path+".clientSecret", "required key is missing (or set clientSecretFile)")
-	}
-	return rt
-}
-
-// checkTokenURL insists on https, except for loopback hosts used in local testing.
-func checkTokenURL(raw string) error {
+// checkEndpointURL insists on https, except for loopback hosts used in local testing.
+func checkEndpointURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
 		return errors.New("must be an absolute http(s) URL")
@@ -257,11 +236,3 @@ func names[T ~string](vs []T) []string {
 	return s
 }
 
-func slicesContainsEmpty(s []string) bool {
-	for _, v := range s {
-		if v == "" {
-			return true
-		}
-	}
-	return false
-}

@@ -48,7 +48,7 @@ routes:
     tokenUrl: http://localhost:9000/token
     clientId: c
     clientSecretFile: secret
-`), env(map[string]string{"SECRET": "s3cr3t", "TENANT": "42"}))
+`), LoadOptions{LookupEnv: env(map[string]string{"SECRET": "s3cr3t", "TENANT": "42"})})
 	require.NoError(t, err)
 	assert.Equal(t, "127.0.0.1:9999", cfg.Listen)
 	assert.True(t, cfg.RejectUnmatched)
@@ -68,7 +68,7 @@ routes:
 }
 
 func TestParseConfigDefaults(t *testing.T) {
-	cfg, err := ParseConfig("routes.yaml", []byte("routes:"+validRoute), env(map[string]string{"SECRET": "x"}))
+	cfg, err := ParseConfig("routes.yaml", []byte("routes:"+validRoute), LoadOptions{LookupEnv: env(map[string]string{"SECRET": "x"})})
 	require.NoError(t, err)
 	assert.Equal(t, DefaultListen, cfg.Listen)
 	assert.False(t, cfg.RejectUnmatched)
@@ -89,7 +89,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"unset variable", "routes:" + strings.Replace(validRoute, "${SECRET}", "${NOPE}", 1),
 			[]string{"routes.yaml:6: routes[0].clientSecret: environment variable NOPE is not set"}},
 		{"missing fields", "routes:\n  - name: a\n    hosts: [a.example]\n",
-			[]string{"routes.yaml:2: routes[0].tokenUrl: required key is missing",
+			[]string{"routes.yaml:2: routes[0].tokenUrl: required key is missing (or set issuer)",
 				"routes.yaml:2: routes[0].clientId: required key is missing",
 				"routes.yaml:2: routes[0].clientSecret: required key is missing (or set clientSecretFile)"}},
 		{"bad enums", "unmatched: drop\nroutes:" + validRoute + "    authStyle: header\n    requestStyle: xml\n    cache: maybe\n",
@@ -119,7 +119,7 @@ func TestParseConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseConfig("routes.yaml", []byte(tt.yaml), env(map[string]string{"SECRET": "s3cr3t"}))
+			_, err := ParseConfig("routes.yaml", []byte(tt.yaml), LoadOptions{LookupEnv: env(map[string]string{"SECRET": "s3cr3t"})})
 			var ce *ConfigError
 			require.ErrorAs(t, err, &ce)
 			for _, w := range tt.want {
@@ -132,7 +132,7 @@ func TestParseConfigErrors(t *testing.T) {
 }
 
 func TestLoadConfigMissingFile(t *testing.T) {
-	_, err := LoadConfig(filepath.Join(t.TempDir(), "routes.yaml"))
+	_, err := LoadConfig(filepath.Join(t.TempDir(), "routes.yaml"), LoadOptions{})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "routes.yaml: cannot read: no such file or directory")
 }
@@ -147,7 +147,7 @@ func TestLoadConfigWithCA(t *testing.T) {
 	file := filepath.Join(dir, "routes.yaml")
 	require.NoError(t, os.WriteFile(file, []byte("mitm: {caCert: ca/ca.crt, caKey: ca/ca.key}\nroutes:"+
 		strings.Replace(validRoute, "${SECRET}", "x", 1)), 0o600))
-	cfg, err := LoadConfig(file)
+	cfg, err := LoadConfig(file, LoadOptions{})
 	require.NoError(t, err)
 	require.NotNil(t, cfg.CA)
 	assert.True(t, cfg.CA.Leaf.IsCA)

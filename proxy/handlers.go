@@ -23,8 +23,11 @@ type tunnel struct {
 
 // exchange is one request's state between onRequest and RoundTrip.
 type exchange struct {
-	route *Route
-	start time.Time
+	route       *Route
+	start       time.Time
+	tokenVia    string // none, cache or fetch
+	fingerprint string
+	replayed    bool // sent again with a fresh token after a 401
 }
 
 // onConnect decides what a CONNECT becomes: interception for a route's host, a plain tunnel otherwise.
@@ -73,7 +76,7 @@ func (s *Server) onRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Requ
 	}
 	// Connection names the hop-by-hop headers; goproxy deletes it before RoundTrip, so strip them here.
 	removeHopByHop(req.Header)
-	ctx.UserData = &exchange{route: route, start: time.Now()}
+	ctx.UserData = &exchange{route: route, start: time.Now(), tokenVia: "none"}
 	ctx.RoundTripper = s
 	return req, nil
 }
@@ -90,42 +93,94 @@ func (s *Server) RoundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Resp
 	s.inflight.Add(1)
 	// The app's Connection: close is about its own connection; the upstream one stays pooled.
 	req.Close = false
-	tokenVia := "none"
-	var fingerprint string
-	if r := x.route; r != nil {
-		tok, hit, err := s.token(req.Context(), r)
-		if err != nil {
-			s.inflight.Add(-1)
-			return s.tokenFailure(req, x, err), nil
-		}
-		tokenVia, fingerprint = "fetch", tok.Fingerprint()
-		if hit {
-			tokenVia = "cache"
-		}
-		req.Header.Set("Authorization", "Bearer "+tok.Value)
-		if r.UpstreamTLS && req.URL.Scheme == "http" {
-			req.URL.Scheme = "https"
-		}
-	}
-
-	resp, err := s.upstream.RoundTrip(req)
-	if err != nil {
+	resp, failed := s.forward(req, x)
+	if failed {
 		s.inflight.Add(-1)
-		return s.upstreamFailure(req, x, err), nil
+		return resp, nil
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		removeHopByHop(resp.Header)
-	}
-	if resp.ContentLength < 0 && resp.StatusCode != http.StatusSwitchingProtocols && resp.Header.Get("Content-Length") == "" {
-		// goproxy flushes each write only when it sees this header; the transport took the original away.
-		resp.Header.Set("Transfer-Encoding", "chunked")
+		if resp.ContentLength < 0 && resp.Header.Get("Content-Length") == "" {
+			// goproxy flushes each write only when it sees this header; the transport took the original away.
+			resp.Header.Set("Transfer-Encoding", "chunked")
+		}
 	}
 	resp.Body = &inflightBody{ReadCloser: resp.Body, s: s}
 	if s.log.Enabled(req.Context(), slog.LevelInfo) {
 		s.log.Info("request", "route", routeName(x.route), "method", req.Method, "host", req.URL.Host,
-			"status", resp.StatusCode, "duration", time.Since(x.start), "token", tokenVia, "token_fp", fingerprint)
+			"status", resp.StatusCode, "duration", time.Since(x.start), "token", x.tokenVia, "token_fp", x.fingerprint,
+			"replayed", x.replayed)
 	}
 	return resp, nil
+}
+
+// forward sends req upstream with the route's token and, when the supplier refuses the token, once more
+// with a fresh one. A failure comes back as tokenproxy's own answer, with failed set.
+func (s *Server) forward(req *http.Request, x *exchange) (resp *http.Response, failed bool) {
+	r := x.route
+	if r == nil {
+		resp, err := s.upstream.RoundTrip(req)
+		if err != nil {
+			return s.upstreamFailure(req, x, err), true
+		}
+		return resp, false
+	}
+	if r.UpstreamTLS && req.URL.Scheme == "http" {
+		req.URL.Scheme = "https"
+	}
+	body := keepForReplay(req, r)
+	tok, err := s.authorize(req, x)
+	if err != nil {
+		return s.tokenFailure(req, x, err), true
+	}
+	resp, err = s.upstream.RoundTrip(req)
+	if err != nil {
+		return s.upstreamFailure(req, x, err), true
+	}
+	if resp.StatusCode != http.StatusUnauthorized || !body.replayable() {
+		return resp, false
+	}
+	// The supplier refused the token. Drop it; requests refused the same token share one fresh fetch.
+	if r.Cache {
+		s.cache.Reject(s.fetchers[r], tok)
+	}
+	retry := req.Clone(req.Context())
+	retry.Body = body.replay()
+	if _, err := s.authorize(retry, x); err != nil {
+		s.log.Warn("no fresh token after a 401; the app gets the supplier's 401", "route", r.Name, "error", err)
+		return resp, false
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_ = resp.Body.Close()
+	x.replayed = true
+	resp, err = s.upstream.RoundTrip(retry)
+	if err != nil {
+		return s.upstreamFailure(retry, x, err), true
+	}
+	return resp, false
+}
+
+// authorize puts a token of the exchange's route on req.
+func (s *Server) authorize(req *http.Request, x *exchange) (*tokensource.Token, error) {
+	tok, hit, err := s.token(req.Context(), x.route)
+	if err != nil {
+		return nil, err
+	}
+	x.tokenVia, x.fingerprint = "fetch", tok.Fingerprint()
+	if hit {
+		x.tokenVia = "cache"
+	}
+	x.route.Authorize(req.Header, tok.Value)
+	return tok, nil
+}
+
+// Authorize sets the route's token header (replacing the app's value) and its extra headers.
+func (r *Route) Authorize(h http.Header, token string) {
+	h.Del(r.Header)
+	h.Set(r.Header, r.Prefix+token)
+	for k, v := range r.Headers {
+		h.Set(k, v)
+	}
 }
 
 func (s *Server) token(ctx context.Context, r *Route) (*tokensource.Token, bool, error) {

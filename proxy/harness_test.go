@@ -200,7 +200,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		mitm = ""
 	}
 	yaml := strings.NewReplacer("{{TOKEN_URL}}", h.tokens.URL+"/oauth/token", "{{MITM}}", mitm).Replace(o.yaml)
-	cfg, err := ParseConfig(filepath.Join(dir, "routes.yaml"), []byte(yaml), os.LookupEnv)
+	cfg, err := ParseConfig(filepath.Join(dir, "routes.yaml"), []byte(yaml), LoadOptions{})
 	require.NoError(t, err)
 
 	log := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))

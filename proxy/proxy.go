@@ -81,9 +81,9 @@ func New(cfg *Config, opts Options) (*Server, error) {
 		log:      opts.Logger,
 	}
 	for _, r := range cfg.Routes {
-		f, err := tokensource.NewFetcher(r.Token, tokensource.Options{RootCAs: opts.TokenRootCAs, Clock: opts.Clock, Logger: opts.Logger})
+		f, err := NewFetcher(r, opts)
 		if err != nil {
-			return nil, fmt.Errorf("proxy: route %q: %w", r.Name, err)
+			return nil, err
 		}
 		s.fetchers[r] = f
 	}
@@ -116,6 +116,36 @@ func New(cfg *Config, opts Options) (*Server, error) {
 	gp.OnRequest().DoFunc(s.onRequest)
 	s.gp = gp
 	return s, nil
+}
+
+// NewFetcher returns the token fetcher of a route, first finding its token endpoint when it names an issuer.
+func NewFetcher(r *Route, opts Options) (*tokensource.Fetcher, error) {
+	if err := resolveIssuer(r, opts.TokenRootCAs); err != nil {
+		return nil, err
+	}
+	f, err := tokensource.NewFetcher(r.Token, tokensource.Options{RootCAs: opts.TokenRootCAs, Clock: opts.Clock, Logger: opts.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("proxy: route %q: %w", r.Name, err)
+	}
+	return f, nil
+}
+
+// resolveIssuer fills in the token endpoint of a route configured with issuer:, from the issuer's metadata.
+func resolveIssuer(r *Route, roots *x509.CertPool) error {
+	if r.Issuer == "" || r.Token.TokenURL != "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), tokensource.RequestTimeout)
+	defer cancel()
+	endpoint, err := tokensource.Discover(ctx, r.Issuer, tokensource.Options{RootCAs: roots})
+	if err != nil {
+		return fmt.Errorf("proxy: route %q: %w", r.Name, err)
+	}
+	if err := checkEndpointURL(endpoint); err != nil {
+		return fmt.Errorf("proxy: route %q: issuer %s names token_endpoint %s, which %v", r.Name, r.Issuer, endpoint, err)
+	}
+	r.Token.TokenURL = endpoint
+	return nil
 }
 
 // ServeHTTP serves one proxy request (absolute-form or CONNECT).

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -108,6 +110,55 @@ func (r *nodeReader) list(n *yaml.Node, path string, each func(v string, item *y
 		p := fmt.Sprintf("%s[%d]", path, i)
 		each(r.str(item, p), item, p)
 	}
+}
+
+// stringMap reads a mapping of strings to strings, with ${VAR} expanded in the values.
+func (r *nodeReader) stringMap(n *yaml.Node, path string) map[string]string {
+	m := map[string]string{}
+	if n.Kind != yaml.MappingNode {
+		r.problem(n, path, "must be a mapping of names to values")
+		return m
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := n.Content[i].Value
+		m[k] = r.str(n.Content[i+1], path+"."+k)
+	}
+	return m
+}
+
+// duration reads a Go duration ("90s", "15m", "1h") or a number of seconds.
+func (r *nodeReader) duration(n *yaml.Node, path string) time.Duration {
+	s := r.str(n, path)
+	if secs, err := strconv.Atoi(s); err == nil && secs > 0 {
+		return time.Duration(secs) * time.Second
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		if n.Kind == yaml.ScalarNode {
+			r.problem(n, path, "%q is not a positive duration like 90s, 15m or 1h", s)
+		}
+		return 0
+	}
+	return d
+}
+
+// size reads a byte count: a number, or one with a KiB/MiB suffix.
+func (r *nodeReader) size(n *yaml.Node, path string) int64 {
+	s := r.str(n, path)
+	mult := int64(1)
+	for suffix, m := range map[string]int64{"KiB": 1 << 10, "MiB": 1 << 20} {
+		if rest, ok := strings.CutSuffix(s, suffix); ok {
+			s, mult = strings.TrimSpace(rest), m
+		}
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v < 0 {
+		if n.Kind == yaml.ScalarNode {
+			r.problem(n, path, "%q is not a size like 65536, 512KiB or 1MiB", n.Value)
+		}
+		return 0
+	}
+	return v * mult
 }
 
 // readSecretFile reads a secret file with its trailing newline trimmed.

@@ -1,9 +1,14 @@
 package tokensource
 
 import (
+	"crypto"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
+	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -48,4 +53,33 @@ func clientAssertion(c Config, style AuthStyle, now time.Time) (string, error) {
 		return "", fmt.Errorf("tokensource: signing the client assertion: %w", err)
 	}
 	return signed, nil
+}
+
+// LoadPrivateKey reads an RSA or EC P-256 private key from a PEM file (PKCS #8, PKCS #1 or SEC 1).
+func LoadPrivateKey(path string) (crypto.Signer, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, fmt.Errorf("cannot read %s: %v", path, err)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return nil, fmt.Errorf("%s holds no PEM block", path)
+	}
+	var key any
+	if key, err = x509.ParsePKCS8PrivateKey(block.Bytes); err != nil {
+		if key, err = x509.ParsePKCS1PrivateKey(block.Bytes); err != nil {
+			if key, err = x509.ParseECPrivateKey(block.Bytes); err != nil {
+				return nil, fmt.Errorf("%s is not a PKCS #8, PKCS #1 or SEC 1 private key", path)
+			}
+		}
+	}
+	signer, ok := key.(crypto.Signer)
+	if !ok || signingMethod(signer) == "" {
+		return nil, fmt.Errorf("%s: the key must be RSA or EC P-256", path)
+	}
+	return signer, nil
 }

@@ -1,0 +1,151 @@
+// Package check test-fires routes before traffic depends on them: the token request, then optionally one
+// real request to the supplier with the route's settings, each printed as a green or red step.
+package check
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/tokenproxy/tokenproxy/proxy"
+	"github.com/tokenproxy/tokenproxy/tokensource"
+)
+
+// Options choose what to check and where the output goes.
+type Options struct {
+	Route string // only this route; empty: every route
+	URL   string // also send one GET to this URL with the route's token
+	Color bool   // ANSI green and red marks
+	// Fetcher builds the token fetcher of a route (the proxy's, so discovery and trust are the same).
+	Fetcher func(*proxy.Route) (*tokensource.Fetcher, error)
+	// Client sends the -url request; it must not use HTTP_PROXY.
+	Client *http.Client
+}
+
+// Run checks the routes of cfg, writes one line per step to w, and reports whether every step passed.
+func Run(ctx context.Context, w io.Writer, cfg *proxy.Config, o Options) bool {
+	p := printer{w: w, color: o.Color}
+	routes := cfg.Routes
+	if o.Route != "" {
+		routes = nil
+		for _, r := range cfg.Routes {
+			if r.Name == o.Route {
+				routes = append(routes, r)
+			}
+		}
+		if len(routes) == 0 {
+			p.fail("route %q is not in %s", o.Route, cfg.File)
+			return false
+		}
+	}
+	ok := true
+	for _, r := range routes {
+		fmt.Fprintf(w, "route %s (%s)\n", r.Name, hostList(r))
+		tok := tokenStep(ctx, p, r, o)
+		if tok == nil {
+			ok = false
+			continue
+		}
+		if o.URL != "" && !requestStep(ctx, p, r, tok, o) {
+			ok = false
+		}
+	}
+	fmt.Fprintln(w, "note: a 2xx proves connection and token exchange, not that the supplier accepted the content.")
+	return ok
+}
+
+func tokenStep(ctx context.Context, p printer, r *proxy.Route, o Options) *tokensource.Token {
+	f, err := o.Fetcher(r)
+	if err != nil {
+		p.fail("token: %v", err)
+		return nil
+	}
+	start := time.Now()
+	tok, err := f.Fetch(ctx)
+	took := time.Since(start).Round(time.Millisecond)
+	if err != nil {
+		p.fail("token: %s (%s)", strings.TrimPrefix(err.Error(), "tokensource: "), took)
+		if te, ok := tokensource.AsError(err); ok && te.Hint() != "" {
+			p.line("  hint: %s", te.Hint())
+		}
+		return nil
+	}
+	scope := tok.Scope
+	if scope == "" {
+		scope = "(not stated)"
+	}
+	p.pass("token: %s answered %d in %s; token %s, lifetime %s (from %s), scope granted %s",
+		f.Config().TokenURL, tok.Status, took, tok.Fingerprint(), tok.Lifetime().Round(time.Second), tok.LifetimeSource, scope)
+	if s := f.Detected(); s != "" {
+		p.line("  authStyle auto settled on %s", s)
+	}
+	return tok
+}
+
+func requestStep(ctx context.Context, p printer, r *proxy.Route, tok *tokensource.Token, o Options) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, o.URL, nil)
+	if err != nil {
+		p.fail("request: %v", err)
+		return false
+	}
+	if r.UpstreamTLS && req.URL.Scheme == "http" {
+		req.URL.Scheme = "https"
+	}
+	r.Authorize(req.Header, tok.Value)
+	start := time.Now()
+	resp, err := o.Client.Do(req)
+	took := time.Since(start).Round(time.Millisecond)
+	if err != nil {
+		var ue interface{ Unwrap() error }
+		if errors.As(err, &ue) && ue.Unwrap() != nil {
+			err = ue.Unwrap()
+		}
+		p.fail("request: GET %s failed after %s: %v", req.URL.Redacted(), took, err)
+		p.line("  hint: the supplier could not be reached; check the URL, DNS and firewalls")
+		return false
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+		p.pass("request: GET %s answered %d in %s", req.URL.Redacted(), resp.StatusCode, took)
+		return true
+	}
+	p.fail("request: GET %s answered %d in %s", req.URL.Redacted(), resp.StatusCode, took)
+	switch resp.StatusCode {
+	case http.StatusUnauthorized:
+		p.line("  hint: the supplier refused the token; check scope, params (audience/resource) and header/prefix")
+	case http.StatusForbidden:
+		p.line("  hint: the token is accepted but lacks rights here; check scope")
+	}
+	return false
+}
+
+func hostList(r *proxy.Route) string {
+	s := make([]string, len(r.Hosts))
+	for i, h := range r.Hosts {
+		s[i] = h.String()
+	}
+	return strings.Join(s, ", ")
+}
+
+// printer writes marked lines: ✔ in green for a step that passed, ✘ in red for one that failed.
+type printer struct {
+	w     io.Writer
+	color bool
+}
+
+func (p printer) pass(format string, a ...any) { p.mark("✔", "\x1b[32m", format, a...) }
+func (p printer) fail(format string, a ...any) { p.mark("✘", "\x1b[31m", format, a...) }
+
+func (p printer) mark(sym, color, format string, a ...any) {
+	if p.color {
+		sym = color + sym + "\x1b[0m"
+	}
+	fmt.Fprintf(p.w, "  %s %s\n", sym, fmt.Sprintf(format, a...))
+}
+
+func (p printer) line(format string, a ...any) { fmt.Fprintf(p.w, "  "+format+"\n", a...) }

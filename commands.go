@@ -1,0 +1,139 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/tokenproxy/tokenproxy/check"
+	"github.com/tokenproxy/tokenproxy/proxy"
+	"github.com/tokenproxy/tokenproxy/secrets"
+	"github.com/tokenproxy/tokenproxy/tokensource"
+)
+
+// configFlags are the flags of every subcommand that reads routes.yaml.
+type configFlags struct {
+	path, keyFile *string
+}
+
+func addConfigFlags(fs *flag.FlagSet) configFlags {
+	return configFlags{
+		path:    fs.String("config", envOr("TOKENPROXY_CONFIG", "routes.yaml"), "routes file (default $TOKENPROXY_CONFIG or ./routes.yaml)"),
+		keyFile: fs.String("secret-key-file", "", "file with the base64 key for aes256gcm: secrets (default $"+secrets.KeyEnv+")"),
+	}
+}
+
+func (c configFlags) key() ([]byte, error) {
+	if *c.keyFile == "" {
+		if v := os.Getenv(secrets.KeyEnv); v != "" {
+			return secrets.ParseKey(v)
+		}
+		return nil, nil
+	}
+	return secrets.LoadKeyFile(*c.keyFile)
+}
+
+func (c configFlags) load() (*proxy.Config, error) {
+	key, err := c.key()
+	if err != nil {
+		return nil, fmt.Errorf("tokenproxy: %v", err)
+	}
+	return proxy.LoadConfig(*c.path, proxy.LoadOptions{SecretKey: key})
+}
+
+func runCA(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("tokenproxy ca", stderr)
+	out := fs.String("out", "", "directory to write ca.crt and ca.key into")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *out == "" {
+		fmt.Fprintln(stderr, "tokenproxy ca: -out DIR is required")
+		return 2
+	}
+	certFile, keyFile, err := proxy.WriteCA(*out)
+	if err != nil {
+		fmt.Fprintf(stderr, "tokenproxy ca: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "wrote %s (give this to the app to trust)\nwrote %s (mode 0600, for tokenproxy only)\n", certFile, keyFile)
+	return 0
+}
+
+// runEncrypt reads a secret on stdin and prints the aes256gcm: value to paste into routes.yaml.
+func runEncrypt(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := newFlagSet("tokenproxy encrypt", stderr)
+	keyFile := fs.String("secret-key-file", "", "file with the base64 key (default $"+secrets.KeyEnv+")")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	key, err := configFlags{keyFile: keyFile}.key()
+	if err != nil {
+		fmt.Fprintf(stderr, "tokenproxy encrypt: %v\n", err)
+		return 2
+	}
+	if key == nil {
+		newKey, _ := secrets.NewKey()
+		fmt.Fprintf(stderr, "tokenproxy encrypt: %v\nA new key, if you need one (keep it out of routes.yaml):\n  %s=%s\n",
+			secrets.ErrNoKey, secrets.KeyEnv, newKey)
+		return 2
+	}
+	line, err := bufio.NewReader(io.LimitReader(stdin, 64<<10)).ReadString('\n')
+	if err != nil && err != io.EOF {
+		fmt.Fprintf(stderr, "tokenproxy encrypt: reading stdin: %v\n", err)
+		return 1
+	}
+	secret := strings.TrimRight(line, "\r\n")
+	if secret == "" {
+		fmt.Fprintln(stderr, "tokenproxy encrypt: stdin is empty; pipe the secret in: tokenproxy encrypt < secret.txt")
+		return 2
+	}
+	value, err := secrets.Encrypt(key, secret)
+	if err != nil {
+		fmt.Fprintf(stderr, "tokenproxy encrypt: %v\n", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, value)
+	return 0
+}
+
+// runCheck test-fires the routes; exit 0 only when every step passed.
+func runCheck(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("tokenproxy check", stderr)
+	cf := addConfigFlags(fs)
+	route := fs.String("route", "", "check only this route")
+	target := fs.String("url", "", "also send one GET to this URL with the route's token")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := cf.load()
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	client := &http.Client{
+		Transport: &http.Transport{Proxy: nil, TLSHandshakeTimeout: 10 * time.Second},
+		Timeout:   30 * time.Second,
+	}
+	ok := check.Run(context.Background(), stdout, cfg, check.Options{
+		Route: *route,
+		URL:   *target,
+		Color: isTerminal(stdout),
+		Fetcher: func(r *proxy.Route) (*tokensource.Fetcher, error) {
+			return proxy.NewFetcher(r, proxy.Options{Logger: log})
+		},
+		Client: client,
+	})
+	if !ok {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,84 @@
+package proxy
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"sync"
+)
+
+// replayBody keeps a request body of at most a route's retryBodyLimit, so the request can be sent again
+// byte-identical after a 401. A nil *replayBody keeps nothing.
+type replayBody struct {
+	mu       sync.Mutex
+	src      io.ReadCloser // nil when the body was read ahead
+	buf      []byte
+	limit    int64
+	complete bool // the whole body is in buf
+	overflow bool // the body is larger than limit: not replayable
+}
+
+// keepForReplay arranges for req's body to be kept when the route replays after a 401. A body of known
+// size within the limit is read now, so a 401 that arrives before it was sent still finds it whole; a
+// body of unknown size is kept as the upstream reads it, never waiting for bytes the app has not sent.
+func keepForReplay(req *http.Request, r *Route) *replayBody {
+	if !r.RetryOn401 {
+		return nil
+	}
+	if req.Body == nil || req.Body == http.NoBody {
+		return &replayBody{complete: true}
+	}
+	if req.ContentLength > r.RetryBodyLimit {
+		return nil
+	}
+	if req.ContentLength >= 0 {
+		buf, err := io.ReadAll(io.LimitReader(req.Body, req.ContentLength))
+		if err != nil {
+			// The app's body broke; send what arrived and let the upstream see the short body.
+			req.Body = io.NopCloser(bytes.NewReader(buf))
+			return nil
+		}
+		req.Body = io.NopCloser(bytes.NewReader(buf))
+		return &replayBody{buf: buf, complete: true}
+	}
+	b := &replayBody{src: req.Body, limit: r.RetryBodyLimit}
+	req.Body = b
+	return b
+}
+
+func (b *replayBody) Read(p []byte) (int, error) {
+	n, err := b.src.Read(p)
+	b.mu.Lock()
+	if !b.overflow {
+		if int64(len(b.buf)+n) > b.limit {
+			b.overflow, b.buf = true, nil
+		} else {
+			b.buf = append(b.buf, p[:n]...)
+		}
+	}
+	if err == io.EOF {
+		b.complete = true
+	}
+	b.mu.Unlock()
+	return n, err
+}
+
+func (b *replayBody) Close() error { return b.src.Close() }
+
+// replayable reports whether the whole body is kept.
+func (b *replayBody) replayable() bool {
+	if b == nil {
+		return false
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.complete && !b.overflow
+}
+
+// replay returns the kept body for a second send.
+func (b *replayBody) replay() io.ReadCloser {
+	if len(b.buf) == 0 {
+		return http.NoBody
+	}
+	return io.NopCloser(bytes.NewReader(b.buf))
+}
