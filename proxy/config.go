@@ -235,4 +235,3 @@ func names[T ~string](vs []T) []string {
 	}
 	return s
 }
-

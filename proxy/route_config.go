@@ -32,14 +32,17 @@ func (l *configLoader) route(n *yaml.Node, path string) *Route {
 				l.problem(v, p, "%v", err)
 			}
 		},
-		"clientId":         func(v *yaml.Node, p string) { tc.ClientID = l.str(v, p) },
-		"clientSecret":     func(v *yaml.Node, p string) { secretNode = v; tc.ClientSecret = l.str(v, p) },
-		"clientSecretFile": func(v *yaml.Node, p string) { secretFileNode = v; tc.ClientSecret = l.readSecretFile(v, p, l.path(l.str(v, p))) },
-		"clientKeyFile":    func(v *yaml.Node, p string) { keyNode, keyFile = v, l.path(l.str(v, p)) },
-		"clientKeyId":      func(v *yaml.Node, p string) { tc.ClientKeyID = l.str(v, p) },
-		"clientCertFile":   func(v *yaml.Node, p string) { certNode, certFile = v, l.path(l.str(v, p)) },
-		"scope":            func(v *yaml.Node, p string) { tc.Scope = l.str(v, p) },
-		"grantType":        func(v *yaml.Node, p string) { tc.GrantType = l.str(v, p) },
+		"clientId":     func(v *yaml.Node, p string) { tc.ClientID = l.str(v, p) },
+		"clientSecret": func(v *yaml.Node, p string) { secretNode = v; tc.ClientSecret = l.str(v, p) },
+		"clientSecretFile": func(v *yaml.Node, p string) {
+			secretFileNode = v
+			tc.ClientSecret = l.readSecretFile(v, p, l.path(l.str(v, p)))
+		},
+		"clientKeyFile":  func(v *yaml.Node, p string) { keyNode, keyFile = v, l.path(l.str(v, p)) },
+		"clientKeyId":    func(v *yaml.Node, p string) { tc.ClientKeyID = l.str(v, p) },
+		"clientCertFile": func(v *yaml.Node, p string) { certNode, certFile = v, l.path(l.str(v, p)) },
+		"scope":          func(v *yaml.Node, p string) { tc.Scope = l.str(v, p) },
+		"grantType":      func(v *yaml.Node, p string) { tc.GrantType = l.str(v, p) },
 		"authStyle": func(v *yaml.Node, p string) {
 			tc.AuthStyle = tokensource.AuthStyle(l.oneOf(v, p, names(tokensource.AuthStyles)...))
 		},
@@ -179,4 +182,3 @@ func (l *configLoader) checkHeaderName(at *yaml.Node, p, name string) {
 		}
 	}
 }
-
