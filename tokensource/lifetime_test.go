@@ -1,0 +1,271 @@
+package tokensource
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func fakeJWT(exp int64) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	return enc([]byte(`{"alg":"none"}`)) + "." + enc([]byte(fmt.Sprintf(`{"sub":"x","exp":%d}`, exp))) + ".sig"
+}
+
+func TestLifetimeSources(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	tests := []struct {
+		name       string
+		cfg        Config
+		answer     string
+		want       time.Duration
+		wantSource string
+	}{
+		{"expires_in", Config{}, `{"access_token":"a","expires_in":3600}`, time.Hour, "expires_in"},
+		{"expires_in string", Config{}, `{"access_token":"a","expires_in":"3600"}`, time.Hour, "expires_in"},
+		{"expiresPath", Config{ExpiresPath: "meta.ttl"}, `{"access_token":"a","meta":{"ttl":"900"}}`, 15 * time.Minute, "expiresPath"},
+		{"expiresAtPath epoch", Config{ExpiresAtPath: "exp"}, fmt.Sprintf(`{"access_token":"a","exp":%d}`, now.Unix()+600), 10 * time.Minute, "expiresAtPath"},
+		{"expiresAtPath epoch string", Config{ExpiresAtPath: "exp"}, fmt.Sprintf(`{"access_token":"a","exp":"%d"}`, now.Unix()+600), 10 * time.Minute, "expiresAtPath"},
+		{"expiresAtPath RFC 3339", Config{ExpiresAtPath: "data.expiresAt"},
+			`{"access_token":"a","data":{"expiresAt":"` + now.Add(45*time.Minute).UTC().Format(time.RFC3339) + `"}}`, 45 * time.Minute, "expiresAtPath"},
+		{"defaultTTL", Config{DefaultTTL: 20 * time.Minute}, `{"access_token":"a"}`, 20 * time.Minute, "defaultTTL"},
+		{"defaultTTL only without an answer", Config{DefaultTTL: 20 * time.Minute}, `{"access_token":"a","expires_in":60}`, time.Minute, "expires_in"},
+		{"JWT exp", Config{}, `{"access_token":"` + fakeJWT(now.Unix()+1800) + `"}`, 30 * time.Minute, "jwt exp"},
+		{"default", Config{}, `{"access_token":"opaque"}`, DefaultLifetime, "default"},
+		{"clamp zero", Config{}, `{"access_token":"a","expires_in":0}`, MinLifetime, "expires_in"},
+		{"clamp negative", Config{}, `{"access_token":"a","expires_in":-30}`, MinLifetime, "expires_in"},
+		{"clamp tiny", Config{}, `{"access_token":"a","expires_in":1}`, MinLifetime, "expires_in"},
+		{"clamp absurd", Config{}, `{"access_token":"a","expires_in":"315360000"}`, MaxLifetime, "expires_in"},
+		{"clamp past expiresAt", Config{ExpiresAtPath: "exp"}, fmt.Sprintf(`{"access_token":"a","exp":%d}`, now.Unix()-10), MinLifetime, "expiresAtPath"},
+		{"clamp JWT long past", Config{}, `{"access_token":"` + fakeJWT(now.Unix()-100) + `"}`, MinLifetime, "jwt exp"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ts := newTokenServer(t, func(_ int64, w http.ResponseWriter) { _, _ = io.WriteString(w, tt.answer) })
+			cfg := tt.cfg
+			cfg.TokenURL, cfg.ClientID, cfg.ClientSecret = ts.URL, "c", "s"
+			f, err := NewFetcher(cfg, Options{Clock: &fakeClock{now: now}})
+			require.NoError(t, err)
+			tok, err := f.Fetch(context.Background())
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, tok.Lifetime())
+			assert.Equal(t, tt.wantSource, tok.LifetimeSource)
+		})
+	}
+}
+
+func TestDiscovery(t *testing.T) {
+	tests := []struct {
+		name    string
+		docs    map[string]string // path → body; missing paths answer 404
+		want    string            // token endpoint, or an error substring
+		wantErr bool
+	}{
+		{"RFC 8414", map[string]string{"/.well-known/oauth-authorization-server": `{"issuer":"x","token_endpoint":"https://as.example/token"}`},
+			"https://as.example/token", false},
+		{"OpenID only", map[string]string{"/.well-known/openid-configuration": `{"token_endpoint":"https://idp.example/oauth2/token"}`},
+			"https://idp.example/oauth2/token", false},
+		{"RFC 8414 first", map[string]string{
+			"/.well-known/oauth-authorization-server": `{"token_endpoint":"https://first.example/token"}`,
+			"/.well-known/openid-configuration":       `{"token_endpoint":"https://second.example/token"}`}, "https://first.example/token", false},
+		{"neither", map[string]string{}, "oauth-authorization-server: answered 404; ", true},
+		{"no token endpoint", map[string]string{"/.well-known/openid-configuration": `{"issuer":"x"}`}, "openid-configuration: has no token_endpoint", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var asked atomic.Int64
+			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				asked.Add(1)
+				body, ok := tt.docs[strings.TrimPrefix(r.URL.Path, "/tenant")]
+				if !ok {
+					http.NotFound(w, r)
+					return
+				}
+				_, _ = io.WriteString(w, body)
+			}))
+			defer ts.Close()
+			got, err := Discover(context.Background(), ts.URL+"/tenant/", Options{})
+			if tt.wantErr {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tt.want)
+				assert.Contains(t, err.Error(), "publishes no token endpoint")
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}
+
+// blockingServer answers tokens tok-N; while gate is set, it waits for it before answering.
+type blockingServer struct {
+	*tokenServer
+	gate atomic.Pointer[chan struct{}]
+	fail atomic.Bool
+}
+
+func newBlockingServer(t *testing.T, lifetime int) *blockingServer {
+	bs := &blockingServer{}
+	bs.tokenServer = newTokenServer(t, func(n int64, w http.ResponseWriter) {
+		if g := bs.gate.Load(); g != nil {
+			<-*g
+		}
+		if bs.fail.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = fmt.Fprintf(w, `{"access_token":"tok-%d","expires_in":%d}`, n, lifetime)
+	})
+	return bs
+}
+
+func TestRefreshAheadNeverMakesARequestWait(t *testing.T) {
+	bs := newBlockingServer(t, 100)
+	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
+	f, err := NewFetcher(Config{TokenURL: bs.URL, ClientID: "c", ClientSecret: "s"}, Options{Clock: clock})
+	require.NoError(t, err)
+	c := NewCache(clock, nil)
+	first, _, err := c.Token(context.Background(), f)
+	require.NoError(t, err)
+
+	clock.Advance(79 * time.Second)
+	_, hit, err := c.Token(context.Background(), f)
+	require.NoError(t, err)
+	assert.True(t, hit)
+	assert.EqualValues(t, 1, bs.count.Load(), "no refresh before 80 % of the lifetime")
+
+	// The token endpoint now hangs until released; requests still get the current token at once.
+	gate := make(chan struct{})
+	bs.gate.Store(&gate)
+	clock.Advance(2 * time.Second)
+	for i := 0; i < 50; i++ {
+		tok, hit, err := c.Token(context.Background(), f)
+		require.NoError(t, err)
+		assert.True(t, hit)
+		assert.Equal(t, first.Value, tok.Value)
+	}
+	require.Eventually(t, func() bool { return bs.count.Load() == 2 }, 5*time.Second, time.Millisecond,
+		"one background refresh reached the endpoint")
+	close(gate)
+	require.Eventually(t, func() bool {
+		tok, _, err := c.Token(context.Background(), f)
+		return err == nil && tok.Value == "tok-2"
+	}, 5*time.Second, time.Millisecond)
+	assert.EqualValues(t, 2, bs.count.Load(), "50 requests during the refresh started one fetch")
+}
+
+func TestFailedRefreshKeepsTheValidToken(t *testing.T) {
+	bs := newBlockingServer(t, 100)
+	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
+	f, err := NewFetcher(Config{TokenURL: bs.URL, ClientID: "c", ClientSecret: "s"}, Options{Clock: clock})
+	require.NoError(t, err)
+	c := NewCache(clock, nil)
+	_, _, err = c.Token(context.Background(), f)
+	require.NoError(t, err)
+
+	bs.fail.Store(true)
+	clock.Advance(81 * time.Second)
+	tok, _, err := c.Token(context.Background(), f)
+	require.NoError(t, err)
+	assert.Equal(t, "tok-1", tok.Value)
+	require.Eventually(t, func() bool { return bs.count.Load() == 2 && !c.entry(f.key).refreshing.Load() }, 5*time.Second, time.Millisecond)
+	// Within the backoff, requests do not start another refresh, and the valid token keeps being used.
+	for i := 0; i < 20; i++ {
+		tok, _, err = c.Token(context.Background(), f)
+		require.NoError(t, err)
+		assert.Equal(t, "tok-1", tok.Value)
+	}
+	assert.EqualValues(t, 2, bs.count.Load())
+
+	// Past the backoff, the next request tries again and the endpoint is back.
+	bs.fail.Store(false)
+	clock.Advance(BackoffMin)
+	_, _, err = c.Token(context.Background(), f)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		tok, _, err := c.Token(context.Background(), f)
+		return err == nil && tok.Value == "tok-3"
+	}, 5*time.Second, time.Millisecond)
+}
+
+func TestBackoffBoundsAttemptsOnADeadEndpoint(t *testing.T) {
+	bs := newBlockingServer(t, 100)
+	bs.fail.Store(true)
+	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
+	f, err := NewFetcher(Config{TokenURL: bs.URL, ClientID: "c", ClientSecret: "s"}, Options{Clock: clock})
+	require.NoError(t, err)
+	c := NewCache(clock, nil)
+
+	// Ten simulated minutes with a request every 100 ms: 6,000 requests.
+	var fastFails int
+	for elapsed := time.Duration(0); elapsed < 10*time.Minute; elapsed += 100 * time.Millisecond {
+		_, _, err := c.Token(context.Background(), f)
+		require.Error(t, err)
+		e, ok := AsError(err)
+		require.True(t, ok, "the last error reaches the caller: %v", err)
+		assert.Equal(t, http.StatusServiceUnavailable, e.StatusCode)
+		if IsBackoff(err) {
+			fastFails++
+		}
+		clock.Advance(100 * time.Millisecond)
+	}
+	attempts := bs.count.Load()
+	t.Logf("a dead endpoint saw %d attempts in 10 simulated minutes of 6,000 requests", attempts)
+	// 1 s doubling to 1 min with jitter between half and all of each step: at least 7 + 10 and at most 7 + 20.
+	assert.GreaterOrEqual(t, attempts, int64(15))
+	assert.LessOrEqual(t, attempts, int64(30))
+	assert.Equal(t, 6000-int(attempts), fastFails)
+}
+
+func TestBackoffHonoursRetryAfter(t *testing.T) {
+	for _, status := range []int{http.StatusTooManyRequests, http.StatusServiceUnavailable} {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			ts := newTokenServer(t, func(_ int64, w http.ResponseWriter) {
+				w.Header().Set("Retry-After", "120")
+				w.WriteHeader(status)
+			})
+			clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
+			f, err := NewFetcher(Config{TokenURL: ts.URL, ClientID: "c", ClientSecret: "s"}, Options{Clock: clock})
+			require.NoError(t, err)
+			c := NewCache(clock, nil)
+			_, _, err = c.Token(context.Background(), f)
+			require.Error(t, err)
+			clock.Advance(119 * time.Second)
+			_, _, err = c.Token(context.Background(), f)
+			assert.True(t, IsBackoff(err))
+			assert.EqualValues(t, 1, ts.count.Load(), "nothing asked before Retry-After passed")
+			clock.Advance(time.Second)
+			_, _, err = c.Token(context.Background(), f)
+			assert.False(t, IsBackoff(err))
+			assert.EqualValues(t, 2, ts.count.Load())
+		})
+	}
+}
+
+func TestFreshFetchesEveryTimeButBacksOff(t *testing.T) {
+	bs := newBlockingServer(t, 3600)
+	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
+	f, err := NewFetcher(Config{TokenURL: bs.URL, ClientID: "c", ClientSecret: "s"}, Options{Clock: clock})
+	require.NoError(t, err)
+	c := NewCache(clock, nil)
+	a, err := c.Fresh(context.Background(), f)
+	require.NoError(t, err)
+	b, err := c.Fresh(context.Background(), f)
+	require.NoError(t, err)
+	assert.NotEqual(t, a.Value, b.Value)
+	bs.fail.Store(true)
+	_, err = c.Fresh(context.Background(), f)
+	require.Error(t, err)
+	_, err = c.Fresh(context.Background(), f)
+	assert.True(t, IsBackoff(err))
+	assert.EqualValues(t, 3, bs.count.Load())
+}
