@@ -1,0 +1,168 @@
+package proxy
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// refusesFirstToken is an upstream that answers 401 to the first token the token server issued.
+func refusesFirstToken(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Authorization") == "Bearer "+testTokenPrefix+"1" {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		http.Error(w, "token revoked", http.StatusUnauthorized)
+		return
+	}
+	_, _ = io.WriteString(w, "accepted "+r.Header.Get("Authorization")[len("Bearer "):])
+}
+
+func post(t *testing.T, h *harness, rawURL string, body io.Reader, contentLength int64) (*http.Response, string) {
+	req, err := http.NewRequest(http.MethodPost, rawURL, body)
+	require.NoError(t, err)
+	req.ContentLength = contentLength
+	resp, err := h.client(h.caPool).Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+func TestReplayAfter401WithFreshToken(t *testing.T) {
+	payload := strings.Repeat("order-line;", 5000) // 55 kB
+	for _, sc := range schemes {
+		for _, known := range []bool{true, false} {
+			name := sc.name + " chunked"
+			if known {
+				name = sc.name + " with length"
+			}
+			t.Run(name, func(t *testing.T) {
+				h := newHarness(t, harnessOptions{})
+				up := h.upstreamFor(sc.tls, false, refusesFirstToken)
+				h.route(sc.hostport, up)
+				length := int64(len(payload))
+				var body io.Reader = strings.NewReader(payload)
+				if !known {
+					length, body = -1, io.MultiReader(strings.NewReader(payload)) // hides the length
+				}
+				resp, got := post(t, h, sc.scheme+"://supplier.test/orders", body, length)
+				assert.Equal(t, http.StatusOK, resp.StatusCode)
+				assert.Equal(t, "accepted "+testTokenPrefix+"2", got)
+				reqs := up.requests()
+				require.Len(t, reqs, 2, "one replay")
+				assert.Equal(t, sha([]byte(payload)), reqs[0].BodySHA)
+				assert.Equal(t, reqs[0].BodySHA, reqs[1].BodySHA, "the replay is byte-identical")
+				assert.Equal(t, "Bearer "+testTokenPrefix+"2", reqs[1].Header.Get("Authorization"))
+				assert.EqualValues(t, 2, h.tokens.count.Load())
+				assert.Contains(t, h.logs.String(), "replayed=true")
+			})
+		}
+	}
+}
+
+func TestNoReplayForLargeBodiesOrWhenDisabled(t *testing.T) {
+	tests := []struct {
+		name   string
+		extra  string
+		body   string
+		length int64
+	}{
+		{"body over retryBodyLimit", "    retryBodyLimit: 16\n", strings.Repeat("x", 17), 17},
+		{"chunked body over retryBodyLimit", "    retryBodyLimit: 16\n", strings.Repeat("x", 17), -1},
+		{"retryOn401 false", "    retryOn401: false\n", "small", 5},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, harnessOptions{yaml: strings.Replace(defaultRoutes, "    clientSecret: "+testClientSecret+"\n",
+				"    clientSecret: "+testClientSecret+"\n"+tt.extra, 1)})
+			up := newUpstream(t, nil, false, refusesFirstToken)
+			h.route("supplier.test:80", up)
+			var body io.Reader = bytes.NewBufferString(tt.body)
+			if tt.length < 0 {
+				body = io.MultiReader(body)
+			}
+			resp, got := post(t, h, "http://supplier.test/orders", body, tt.length)
+			assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "the supplier's 401 reaches the app unchanged")
+			assert.Equal(t, "token revoked\n", got)
+			assert.Equal(t, `Bearer error="invalid_token"`, resp.Header.Get("WWW-Authenticate"))
+			assert.Len(t, up.requests(), 1)
+			assert.Equal(t, sha([]byte(tt.body)), up.last(t).BodySHA)
+		})
+	}
+}
+
+func TestAtMostOneReplay(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	up := newUpstream(t, nil, false, func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "never", http.StatusUnauthorized)
+	})
+	h.route("supplier.test:80", up)
+	resp, _ := post(t, h, "http://supplier.test/", strings.NewReader("x"), 1)
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	assert.Len(t, up.requests(), 2, "the first send and one replay, never more")
+	assert.EqualValues(t, 2, h.tokens.count.Load())
+}
+
+func TestConcurrent401sShareOneFreshToken(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	arrived := make(chan struct{}, 16)
+	release := make(chan struct{})
+	up := newUpstream(t, nil, false, func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") == "Bearer "+testTokenPrefix+"1" {
+			arrived <- struct{}{}
+			<-release // hold every first attempt until all of them hold the same token
+		}
+		refusesFirstToken(w, r)
+	})
+	h.route("supplier.test:80", up)
+	const n = 10
+	var wg sync.WaitGroup
+	statuses := make([]int, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := h.client(nil).Get("http://supplier.test/")
+			if assert.NoError(t, err) {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				statuses[i] = resp.StatusCode
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		<-arrived
+	}
+	close(release)
+	wg.Wait()
+	for _, s := range statuses {
+		assert.Equal(t, http.StatusOK, s)
+	}
+	assert.EqualValues(t, 2, h.tokens.count.Load(), "the first token, then one fresh token for all ten 401s")
+	assert.Len(t, up.requests(), 2*n)
+}
+
+func TestHeaderPrefixAndExtraHeaders(t *testing.T) {
+	t.Setenv("TOKENPROXY_TEST_API_KEY", "from-env")
+	h := newHarness(t, harnessOptions{yaml: defaultRoutes + `    header: X-Api-Token
+    prefix: ""
+    headers:
+      X-Api-Key: ${TOKENPROXY_TEST_API_KEY}
+      X-Partner: procu
+`})
+	up := newUpstream(t, nil, false, nil)
+	h.route("fresh.test:80", up)
+	resp, _ := h.get(nil, "http://fresh.test/", http.Header{"X-Api-Token": {"app-value"}, "Authorization": {"Basic YXBwOmFwcA=="}})
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	got := up.last(t)
+	assert.Equal(t, testTokenPrefix+"1", got.Header.Get("X-Api-Token"), "the token with an empty prefix, the app's value gone")
+	assert.Equal(t, []string{testTokenPrefix + "1"}, got.Header.Values("X-Api-Token"))
+	assert.Equal(t, "from-env", got.Header.Get("X-Api-Key"))
+	assert.Equal(t, "procu", got.Header.Get("X-Partner"))
+	assert.Equal(t, "Basic YXBwOmFwcA==", got.Header.Get("Authorization"), "only the configured header is replaced")
+}
