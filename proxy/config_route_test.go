@@ -1,0 +1,164 @@
+package proxy
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/tokenproxy/tokenproxy/secrets"
+	"github.com/tokenproxy/tokenproxy/tokensource"
+)
+
+func TestParseConfigIssue3Keys(t *testing.T) {
+	dir := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "client.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600))
+	cfg, err := ParseConfig(filepath.Join(dir, "routes.yaml"), []byte(`
+routes:
+  - name: jwt
+    hosts: [a.example]
+    issuer: https://login.example/tenant
+    clientId: c
+    authStyle: private-key-jwt
+    clientKeyFile: client.key
+    clientKeyId: k1
+    params: {audience: "https://api.example", resource: "${RES}"}
+    tokenHeaders: {X-Gateway-Key: gk}
+    headers: {X-Api-Key: ak}
+    header: X-Token
+    prefix: ""
+    expiresPath: meta.ttl
+    expiresAtPath: meta.exp
+    defaultTTL: 15m
+    retryOn401: false
+    retryBodyLimit: 64KiB
+`), LoadOptions{LookupEnv: env(map[string]string{"RES": "orders"})})
+	require.NoError(t, err)
+	r := cfg.Routes[0]
+	assert.Equal(t, "https://login.example/tenant", r.Issuer)
+	assert.Equal(t, tokensource.AuthPrivateKeyJWT, r.Token.AuthStyle)
+	assert.True(t, key.Equal(r.Token.ClientKey))
+	assert.Equal(t, "k1", r.Token.ClientKeyID)
+	assert.Equal(t, map[string]string{"audience": "https://api.example", "resource": "orders"}, r.Token.Params)
+	assert.Equal(t, map[string]string{"X-Gateway-Key": "gk"}, r.Token.TokenHeaders)
+	assert.Equal(t, map[string]string{"X-Api-Key": "ak"}, r.Headers)
+	assert.Equal(t, "X-Token", r.Header)
+	assert.Equal(t, "", r.Prefix)
+	assert.Equal(t, "meta.ttl", r.Token.ExpiresPath)
+	assert.Equal(t, "meta.exp", r.Token.ExpiresAtPath)
+	assert.Equal(t, 15*time.Minute, r.Token.DefaultTTL)
+	assert.False(t, r.RetryOn401)
+	assert.EqualValues(t, 64<<10, r.RetryBodyLimit)
+
+	cfg, err = ParseConfig("routes.yaml", []byte("routes:"+validRoute), LoadOptions{LookupEnv: env(map[string]string{"SECRET": "x"})})
+	require.NoError(t, err)
+	r = cfg.Routes[0]
+	assert.Equal(t, "Authorization", r.Header)
+	assert.Equal(t, "Bearer ", r.Prefix)
+	assert.True(t, r.RetryOn401)
+	assert.EqualValues(t, 1<<20, r.RetryBodyLimit)
+}
+
+func TestEncryptedSecrets(t *testing.T) {
+	b64, err := secrets.NewKey()
+	require.NoError(t, err)
+	key, err := secrets.ParseKey(b64)
+	require.NoError(t, err)
+	value, err := secrets.Encrypt(key, "decrypted-secret")
+	require.NoError(t, err)
+	yaml := []byte("routes:" + strings.Replace(validRoute, "${SECRET}", value, 1))
+
+	cfg, err := ParseConfig("routes.yaml", yaml, LoadOptions{SecretKey: key})
+	require.NoError(t, err)
+	assert.Equal(t, "decrypted-secret", cfg.Routes[0].Token.ClientSecret)
+
+	cfg, err = ParseConfig("routes.yaml", yaml, LoadOptions{LookupEnv: env(map[string]string{secrets.KeyEnv: b64})})
+	require.NoError(t, err, "the key is read from TOKENPROXY_SECRET_KEY")
+	assert.Equal(t, "decrypted-secret", cfg.Routes[0].Token.ClientSecret)
+
+	other, err := secrets.NewKey()
+	require.NoError(t, err)
+	otherKey, err := secrets.ParseKey(other)
+	require.NoError(t, err)
+	_, err = ParseConfig("routes.yaml", yaml, LoadOptions{SecretKey: otherKey})
+	assert.EqualError(t, err, `routes.yaml:6: routes[0].clientSecret: route "orders": the encrypted secret does not decrypt with this key (a different key, or a damaged value)`)
+
+	_, err = ParseConfig("routes.yaml", yaml, LoadOptions{LookupEnv: env(nil)})
+	assert.EqualError(t, err, `routes.yaml:6: routes[0].clientSecret: route "orders": the encrypted secret needs a key: set TOKENPROXY_SECRET_KEY or -secret-key-file`)
+	assert.NotContains(t, err.Error(), "decrypted-secret")
+}
+
+func TestParseConfigIssue3Errors(t *testing.T) {
+	tests := []struct {
+		name, extra string
+		want        []string
+	}{
+		{"issuer and tokenUrl", "    issuer: https://login.example\n", []string{"routes.yaml:7: routes[0].issuer: set tokenUrl or issuer, not both"}},
+		{"private-key-jwt without key", "    authStyle: private-key-jwt\n", []string{"routes.yaml:2: routes[0].clientKeyFile: required for authStyle private-key-jwt"}},
+		{"tls-client-auth without cert", "    authStyle: tls-client-auth\n", []string{"routes.yaml:2: routes[0].clientCertFile: clientCertFile and clientKeyFile are required for authStyle tls-client-auth"}},
+		{"key file with a secret style", "    clientKeyFile: k.pem\n", []string{"routes.yaml:7: routes[0].authStyle: clientKeyFile and clientCertFile are used only with private-key-jwt or tls-client-auth"}},
+		{"unreadable key", "    authStyle: private-key-jwt\n    clientKeyFile: /nonexistent/k.pem\n", []string{"routes.yaml:8: routes[0].clientKeyFile: cannot read /nonexistent/k.pem: no such file or directory"}},
+		{"bad ttl", "    defaultTTL: soon\n", []string{`routes.yaml:7: routes[0].defaultTTL: "soon" is not a positive duration like 90s, 15m or 1h`}},
+		{"bad size", "    retryBodyLimit: lots\n", []string{`routes.yaml:7: routes[0].retryBodyLimit: "lots" is not a size like 65536, 512KiB or 1MiB`}},
+		{"hop-by-hop header", "    headers: {Connection: close}\n", []string{`routes.yaml:7: routes[0].headers.Connection: "Connection" is a hop-by-hop header and is never forwarded`}},
+		{"bad header name", "    header: \"X Token\"\n", []string{`routes.yaml:7: routes[0].header: "X Token" is not a valid header name`}},
+		{"bad expiresPath", "    expiresPath: a..b\n", []string{`routes.yaml:7: routes[0].expiresPath: "a..b" is not a dot path like access_token or data.token`}},
+		{"params not a map", "    params: [a]\n", []string{"routes.yaml:7: routes[0].params: must be a mapping of names to values"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseConfig("routes.yaml", []byte("routes:"+validRoute+tt.extra), LoadOptions{LookupEnv: env(map[string]string{"SECRET": "s"})})
+			var ce *ConfigError
+			require.ErrorAs(t, err, &ce)
+			assert.Equal(t, tt.want, ce.Problems)
+		})
+	}
+}
+
+func TestIssuerDiscoveryAtStartup(t *testing.T) {
+	var tokenURL string
+	as := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/.well-known/openid-configuration":
+			_, _ = io.WriteString(w, `{"token_endpoint":"`+tokenURL+`"}`)
+		case "/oauth2/token":
+			_, _ = io.WriteString(w, `{"access_token":"discovered"}`)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer as.Close()
+	tokenURL = as.URL + "/oauth2/token"
+	cfg, err := ParseConfig("routes.yaml", []byte(`
+routes:
+  - {name: d, hosts: [a.example], issuer: "`+as.URL+`", clientId: c, clientSecret: s}
+`), LoadOptions{})
+	require.NoError(t, err)
+	srv, err := New(cfg, Options{})
+	require.NoError(t, err)
+	assert.Equal(t, tokenURL, srv.fetchers[cfg.Routes[0]].Config().TokenURL)
+
+	cfg, err = ParseConfig("routes.yaml", []byte(`
+routes:
+  - {name: d, hosts: [a.example], issuer: "`+as.URL+`/nothing", clientId: c, clientSecret: s}
+`), LoadOptions{})
+	require.NoError(t, err)
+	_, err = New(cfg, Options{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `route "d": tokensource: issuer `+as.URL+`/nothing publishes no token endpoint`)
+}
