@@ -166,3 +166,15 @@ func TestHeaderPrefixAndExtraHeaders(t *testing.T) {
 	assert.Equal(t, "procu", got.Header.Get("X-Partner"))
 	assert.Equal(t, "Basic YXBwOmFwcA==", got.Header.Get("Authorization"), "only the configured header is replaced")
 }
+
+func TestRoutesWithTheSameCredentialsShareAToken(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	plain := newUpstream(t, nil, false, nil)
+	h.route("supplier.test:80", plain)
+	tlsUp := newUpstream(t, h.upCert, false, nil)
+	h.route("secure.test:443", tlsUp)
+	h.get(nil, "http://supplier.test/", nil)
+	h.get(nil, "http://secure.test/", nil) // route "secure": same tokenUrl, clientId, grant, scope, style
+	assert.EqualValues(t, 1, h.tokens.count.Load())
+	assert.Equal(t, plain.last(t).Header.Get("Authorization"), tlsUp.last(t).Header.Get("Authorization"))
+}
