@@ -75,7 +75,7 @@ func TestUpstreamFailureIsA502ThatSaysWhy(t *testing.T) {
 	for _, sc := range schemes {
 		t.Run(sc.name, func(t *testing.T) {
 			h := newHarness(t, harnessOptions{})
-			h.hosts[sc.hostport] = deadAddr
+			h.mapHost(sc.hostport, deadAddr)
 			resp, body := h.get(h.caPool, sc.scheme+"://supplier.test/orders", nil)
 			assert.Equal(t, http.StatusBadGateway, resp.StatusCode)
 			assert.Equal(t, "upstream", resp.Header.Get("X-Tokenproxy-Error"))
@@ -87,7 +87,7 @@ func TestUpstreamFailureIsA502ThatSaysWhy(t *testing.T) {
 
 	t.Run("tunnel", func(t *testing.T) {
 		h := newHarness(t, harnessOptions{})
-		h.hosts["tunnel.test:443"] = deadAddr
+		h.mapHost("tunnel.test:443", deadAddr)
 		c, err := net.Dial("tcp", h.proxyURL.Host)
 		require.NoError(t, err)
 		defer c.Close()

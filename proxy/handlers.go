@@ -19,12 +19,15 @@ import (
 type tunnel struct {
 	host  string // as in the CONNECT line, host:port
 	route *Route
+	conn  *trackedConn // nil when not served by Serve (tests calling ServeHTTP)
 }
 
 // exchange is one request's state between onRequest and RoundTrip.
 type exchange struct {
 	route       *Route
 	start       time.Time
+	inTunnel    bool
+	clientConn  *trackedConn // the app's connection on the plain path; nil inside a tunnel
 	tokenVia    string // none, cache or fetch
 	fingerprint string
 	replayed    bool // sent again with a fresh token after a 401
@@ -42,7 +45,7 @@ func (s *Server) onConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.Connect
 				"request as plain http:// and set upstreamTLS: true on the route.\n", host, route.Name))
 		return goproxy.RejectConnect, host
 	case route != nil:
-		ctx.UserData = &tunnel{host: host, route: route}
+		ctx.UserData = &tunnel{host: host, route: route, conn: connFrom(ctx.Req.Context())}
 		return s.intercept, host
 	case s.cfg.RejectUnmatched:
 		s.log.Info("request", "route", "-", "method", http.MethodConnect, "host", host, "status", http.StatusForbidden)
@@ -50,6 +53,9 @@ func (s *Server) onConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.Connect
 		return goproxy.RejectConnect, host
 	}
 	s.log.Info("tunnel", "route", "-", "method", http.MethodConnect, "host", host)
+	if c := connFrom(ctx.Req.Context()); c != nil {
+		c.activate() // bytes only from here on: the idle deadline applies
+	}
 	return goproxy.OkConnect, host
 }
 
@@ -57,7 +63,17 @@ func (s *Server) onConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.Connect
 // round trip to RoundTrip.
 func (s *Server) onRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
 	var route *Route
-	if t, inTunnel := ctx.UserData.(*tunnel); inTunnel {
+	t, inTunnel := ctx.UserData.(*tunnel)
+	if inTunnel {
+		if t.conn != nil {
+			t.conn.activate()
+		}
+		// Plain HTTP inside a CONNECT would carry the route's token unencrypted.
+		if req.URL.Scheme != "https" {
+			s.log.Warn("request refused: plain http inside an intercepted tunnel", "route", t.route.Name, "tunnel", t.host)
+			return req, refusal(req, http.StatusBadRequest, fmt.Sprintf(
+				"tokenproxy: the connection opened (CONNECT) for %s must speak TLS; send https:// requests through it\n", t.host))
+		}
 		// Inside an intercepted tunnel the Host header chooses the upstream: any other host than the
 		// CONNECT's would receive this route's token.
 		if !sameHost(req.URL.Host, defaultPort(req.URL.Scheme), t.host) {
@@ -76,8 +92,14 @@ func (s *Server) onRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Requ
 	}
 	// Connection names the hop-by-hop headers; goproxy deletes it before RoundTrip, so strip them here.
 	removeHopByHop(req.Header)
-	ctx.UserData = &exchange{route: route, start: time.Now(), tokenVia: "none"}
+	x := &exchange{route: route, start: time.Now(), tokenVia: "none", inTunnel: inTunnel}
+	if !inTunnel {
+		x.clientConn = connFrom(req.Context())
+	}
+	ctx.UserData = x
 	ctx.RoundTripper = s
+	// Counted from here, so Shutdown waits for it; goproxy always calls RoundTrip next.
+	s.inflight.Add(1)
 	return req, nil
 }
 
@@ -89,8 +111,8 @@ func (s *Server) RoundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Resp
 	x, ok := ctx.UserData.(*exchange)
 	if !ok {
 		x = &exchange{start: time.Now()}
+		s.inflight.Add(1)
 	}
-	s.inflight.Add(1)
 	// The app's Connection: close is about its own connection; the upstream one stays pooled.
 	req.Close = false
 	resp, failed := s.forward(req, x)
@@ -98,14 +120,20 @@ func (s *Server) RoundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Resp
 		s.inflight.Add(-1)
 		return resp, nil
 	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		removeHopByHop(resp.Header)
-		if resp.ContentLength < 0 && resp.Header.Get("Content-Length") == "" {
-			// goproxy flushes each write only when it sees this header; the transport took the original away.
-			resp.Header.Set("Transfer-Encoding", "chunked")
-		}
+	removeHopByHop(resp.Header)
+	body := &inflightBody{ReadCloser: resp.Body, s: s}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// goproxy leaves the app's connection open when the upstream ends an upgraded plain-path
+		// connection; closing it with the upstream's ends the session for the app too.
+		body.alsoClose = x.clientConn
+	} else if resp.ContentLength < 0 && resp.Header.Get("Content-Length") == "" {
+		// goproxy flushes each write only when it sees this header; the transport took the original away.
+		resp.Header.Set("Transfer-Encoding", "chunked")
 	}
-	resp.Body = &inflightBody{ReadCloser: resp.Body, s: s}
+	if x.inTunnel && s.draining.Load() {
+		resp.Close = true // shutting down: the app opens a new connection for its next request
+	}
+	resp.Body = body
 	if s.log.Enabled(req.Context(), slog.LevelInfo) {
 		s.log.Info("request", "route", routeName(x.route), "method", req.Method, "host", req.URL.Host,
 			"status", resp.StatusCode, "duration", time.Since(x.start), "token", x.tokenVia, "token_fp", x.fingerprint,
@@ -192,17 +220,21 @@ func (s *Server) token(ctx context.Context, r *Route) (*tokensource.Token, bool,
 	return s.cache.Token(ctx, f)
 }
 
-// inflightBody counts an intercepted request as in flight until its answer has been sent.
+// inflightBody counts a request as in flight until its answer has been sent.
 type inflightBody struct {
 	io.ReadCloser
-	s    *Server
-	done bool
+	s         *Server
+	done      bool
+	alsoClose net.Conn // closed with the body: the app's side of an upgraded connection
 }
 
 func (b *inflightBody) Close() error {
 	if !b.done {
 		b.done = true
 		b.s.inflight.Add(-1)
+		if b.alsoClose != nil {
+			_ = b.alsoClose.Close()
+		}
 	}
 	return b.ReadCloser.Close()
 }

@@ -130,6 +130,7 @@ type harness struct {
 	caPool   *x509.CertPool // trusts tokenproxy's interception CA
 	upPool   *x509.CertPool // trusts the upstreams' own certificate
 	upCert   *tls.Certificate
+	hostsMu  sync.Mutex
 	hosts    map[string]string // test host:port → loopback address
 	logs     *syncBuffer
 	clock    *fakeClock // token lifetimes and backoff run on it
@@ -227,12 +228,20 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 
 // route maps a test host:port to an upstream.
 func (h *harness) route(hostport string, u *upstream) {
-	h.hosts[hostport] = u.Listener.Addr().String()
+	h.mapHost(hostport, u.Listener.Addr().String())
+}
+
+func (h *harness) mapHost(hostport, addr string) {
+	h.hostsMu.Lock()
+	defer h.hostsMu.Unlock()
+	h.hosts[hostport] = addr
 }
 
 // dial is the proxy's dialer: test host names go to loopback, anything else fails without touching the network.
 func (h *harness) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	h.hostsMu.Lock()
 	target, ok := h.hosts[strings.ToLower(addr)] // DNS names are case-insensitive
+	h.hostsMu.Unlock()
 	if !ok {
 		if host, _, _ := net.SplitHostPort(addr); host != "127.0.0.1" {
 			return nil, fmt.Errorf("dial %s: no such test host", addr)

@@ -31,6 +31,9 @@ type Options struct {
 	Clock        tokensource.Clock
 	// ResponseHeaderTimeout bounds the wait for an upstream's answer; zero is the default below.
 	ResponseHeaderTimeout time.Duration
+	// ReadHeaderTimeout and ClientIdleTimeout bound slow and silent clients; zero is the default below.
+	ReadHeaderTimeout time.Duration
+	ClientIdleTimeout time.Duration
 }
 
 // Timeouts of the upstream leg and of hijacked client connections.
@@ -57,8 +60,9 @@ type Server struct {
 	log       *slog.Logger
 
 	http     *http.Server
-	listener *trackingListener
-	inflight atomic.Int64 // intercepted requests not yet answered; net/http does not count them
+	conns    *connTracker
+	inflight atomic.Int64 // requests not yet answered; net/http does not count intercepted ones
+	draining atomic.Bool  // Shutdown has begun: intercepted connections close after their answer
 }
 
 // New builds a Server for cfg.
@@ -68,6 +72,12 @@ func New(cfg *Config, opts Options) (*Server, error) {
 	}
 	if opts.ResponseHeaderTimeout == 0 {
 		opts.ResponseHeaderTimeout = ResponseHeaderTimeout
+	}
+	if opts.ReadHeaderTimeout == 0 {
+		opts.ReadHeaderTimeout = ReadHeaderTimeout
+	}
+	if opts.ClientIdleTimeout == 0 {
+		opts.ClientIdleTimeout = ClientIdleTimeout
 	}
 	if opts.DialContext == nil {
 		opts.DialContext = (&net.Dialer{Timeout: DialTimeout, KeepAlive: 30 * time.Second}).DialContext
@@ -115,6 +125,16 @@ func New(cfg *Config, opts Options) (*Server, error) {
 	gp.OnRequest().HandleConnectFunc(s.onConnect)
 	gp.OnRequest().DoFunc(s.onRequest)
 	s.gp = gp
+
+	s.conns = newConnTracker(opts.ReadHeaderTimeout, opts.ClientIdleTimeout)
+	s.http = &http.Server{
+		Handler:           gp,
+		ReadHeaderTimeout: opts.ReadHeaderTimeout,
+		IdleTimeout:       opts.ClientIdleTimeout,
+		ConnState:         s.conns.connState,
+		ConnContext:       s.conns.connContext,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
 	return s, nil
 }
 
@@ -153,26 +173,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.gp.ServeH
 
 // Serve accepts proxy connections on l until Shutdown.
 func (s *Server) Serve(l net.Listener) error {
-	s.listener = newTrackingListener(l, ClientIdleTimeout)
-	s.http = &http.Server{
-		Handler:           s.gp,
-		ReadHeaderTimeout: ReadHeaderTimeout,
-		IdleTimeout:       ClientIdleTimeout,
-		ConnState:         s.listener.connState,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-	}
-	err := s.http.Serve(s.listener)
+	err := s.http.Serve(trackingListener{Listener: l, t: s.conns})
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
 	return err
 }
 
-// Shutdown stops accepting, lets requests in flight finish until ctx ends, then closes what is left.
+// Shutdown stops accepting, lets requests in flight finish until ctx ends, then closes what is left. It
+// returns ctx's error when requests were still running at the deadline.
 func (s *Server) Shutdown(ctx context.Context) error {
-	if s.http == nil {
-		return nil
-	}
+	s.draining.Store(true)
 	err := s.http.Shutdown(ctx) // plain requests; returns once they are done or ctx ends
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
@@ -182,8 +193,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 		}
 	}
-	s.listener.closeHijacked()
+	s.conns.closeHijacked()
 	s.upstream.CloseIdleConnections()
+	if ctx.Err() != nil {
+		_ = s.http.Close()
+		return ctx.Err()
+	}
 	return err
 }
 
