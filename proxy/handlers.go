@@ -28,7 +28,7 @@ type exchange struct {
 	start       time.Time
 	inTunnel    bool
 	clientConn  *trackedConn // the app's connection on the plain path; nil inside a tunnel
-	tokenVia    string // none, cache or fetch
+	tokenVia    string       // none, cache or fetch
 	fingerprint string
 	replayed    bool // sent again with a fresh token after a 401
 }
