@@ -85,10 +85,13 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 1
 	case <-ctx.Done():
 	}
+	stop() // a second signal ends the process at once
 	log.Info("stopping: finishing requests in flight", "timeout", drainTimeout)
 	drain, cancel := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancel()
-	if err := srv.Shutdown(drain); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+	if err := srv.Shutdown(drain); errors.Is(err, context.DeadlineExceeded) {
+		log.Warn("requests still running after the drain timeout were cut off", "timeout", drainTimeout)
+	} else if err != nil {
 		log.Warn("shutdown", "error", err)
 	}
 	log.Info("stopped")

@@ -103,7 +103,8 @@ func (c *certCache) Fetch(host string, gen func() (*tls.Certificate, error)) (*t
 	c.mu.Lock()
 	cert := c.certs[host]
 	c.mu.Unlock()
-	if cert != nil {
+	// goproxy signs leaves for a year; one close to its end is made again.
+	if cert != nil && (cert.Leaf == nil || time.Until(cert.Leaf.NotAfter) > 24*time.Hour) {
 		return cert, nil
 	}
 	v, err, _ := c.flights.Do(host, func() (any, error) {

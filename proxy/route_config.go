@@ -18,17 +18,17 @@ func (l *configLoader) route(n *yaml.Node, path string) *Route {
 	var keyFile, certFile string
 	var keyNode, certNode *yaml.Node
 	seen := l.mapping(n, path, map[string]func(*yaml.Node, string){
-		"name":  func(v *yaml.Node, p string) { rt.Name = l.str(v, p) },
+		"name":  func(v *yaml.Node, p string) { rt.Name = l.nonEmpty(v, p) },
 		"hosts": func(v *yaml.Node, p string) { rt.Hosts = l.hosts(v, p) },
 		"tokenUrl": func(v *yaml.Node, p string) {
-			tc.TokenURL = l.str(v, p)
-			if err := checkEndpointURL(tc.TokenURL); err != nil {
+			tc.TokenURL = l.nonEmpty(v, p)
+			if err := checkEndpointURL(tc.TokenURL); err != nil && tc.TokenURL != "" {
 				l.problem(v, p, "%v", err)
 			}
 		},
 		"issuer": func(v *yaml.Node, p string) {
-			rt.Issuer = l.str(v, p)
-			if err := checkEndpointURL(rt.Issuer); err != nil {
+			rt.Issuer = l.nonEmpty(v, p)
+			if err := checkEndpointURL(rt.Issuer); err != nil && rt.Issuer != "" {
 				l.problem(v, p, "%v", err)
 			}
 		},

@@ -40,6 +40,10 @@ func (r *nodeReader) mapping(n *yaml.Node, path string, handlers map[string]func
 			r.problem(k, p, "unknown key")
 			continue
 		}
+		if first, dup := seen[k.Value]; dup {
+			r.problem(k, p, "given twice (first on line %d)", first.Line)
+			continue
+		}
 		seen[k.Value] = k
 		h(v, p)
 	}
@@ -71,6 +75,15 @@ func (r *nodeReader) str(n *yaml.Node, path string) string {
 		}
 		return v
 	})
+}
+
+// nonEmpty reads a string that must not be empty once expanded.
+func (r *nodeReader) nonEmpty(n *yaml.Node, path string) string {
+	v := r.str(n, path)
+	if v == "" && n.Kind == yaml.ScalarNode && n.Tag != "!!null" {
+		r.problem(n, path, "must not be empty")
+	}
+	return v
 }
 
 // oneOf reads a string that must be one of allowed.

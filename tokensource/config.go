@@ -7,7 +7,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
 	"fmt"
 	"sort"
 	"strings"
@@ -170,19 +173,40 @@ func signingMethod(k crypto.Signer) string {
 	return ""
 }
 
-// key identifies the credentials a token was issued for: configs with equal keys may share one token.
+// key identifies the credentials a token was issued for: configs with equal keys share one token. Beyond
+// (tokenUrl, clientId, grantType, scope, params, authStyle) it covers everything else that changes what is
+// asked or how the answer is read, and a hash of the secret and key, so a route with a wrong secret never
+// rides on another route's token.
 func (c Config) key() string {
 	c = c.withDefaults()
-	parts := []string{c.TokenURL, c.ClientID, c.GrantType, c.Scope, string(c.AuthStyle)}
-	names := make([]string, 0, len(c.Params))
-	for k := range c.Params {
-		names = append(names, k)
+	h := sha256.New()
+	put := func(parts ...string) {
+		for _, p := range parts {
+			fmt.Fprintf(h, "%d:%s;", len(p), p)
+		}
 	}
-	sort.Strings(names)
-	for _, k := range names {
-		parts = append(parts, k+"="+c.Params[k])
+	put(c.TokenURL, c.ClientID, c.GrantType, c.Scope, string(c.AuthStyle), string(c.RequestStyle), c.TokenPath,
+		c.ExpiresPath, c.ExpiresAtPath, c.DefaultTTL.String(), c.ClientSecret, c.ClientKeyID)
+	for _, m := range []map[string]string{c.Params, c.TokenHeaders} {
+		names := make([]string, 0, len(m))
+		for k := range m {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		put(fmt.Sprint(len(names)))
+		for _, k := range names {
+			put(k, m[k])
+		}
 	}
-	return strings.Join(parts, "\x00")
+	if c.ClientKey != nil {
+		if der, err := x509.MarshalPKIXPublicKey(c.ClientKey.Public()); err == nil {
+			put(string(der))
+		}
+	}
+	if c.ClientCert != nil && len(c.ClientCert.Certificate) > 0 {
+		put(string(c.ClientCert.Certificate[0]))
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 func valid[T ~string](v T, allowed []T) bool {
