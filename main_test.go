@@ -109,8 +109,7 @@ func TestBinaryInjectsTokenAndStopsCleanly(t *testing.T) {
 		mu.Lock()
 		tokenRequests++
 		mu.Unlock()
-		require.NoError(t, r.ParseForm())
-		if r.PostForm.Get("client_secret") != binSecret || r.PostForm.Get("client_id") != "bin-client" {
+		if r.ParseForm() != nil || r.PostForm.Get("client_secret") != binSecret || r.PostForm.Get("client_id") != "bin-client" {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}

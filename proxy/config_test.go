@@ -116,10 +116,14 @@ func TestParseConfigErrors(t *testing.T) {
 		{"routes not a list", "routes: {}\n", []string{"routes.yaml:1: routes: must be a list of routes"}},
 		{"syntax", "routes:\n  - name: [\n", []string{"routes.yaml:2: did not find expected node content"}},
 		{"bad listen", "listen: nowhere\nroutes:" + validRoute, []string{`routes.yaml:1: listen: "nowhere" is not host:port`}},
+		{"key twice", "routes:" + validRoute + "    clientId: other\n", []string{"routes.yaml:7: routes[0].clientId: given twice (first on line 5)"}},
+		{"empty values", "routes:" + strings.NewReplacer("name: orders", `name: ""`, "clientId: buyer", "clientId: ''", "${SECRET}", "${EMPTY}").Replace(validRoute),
+			[]string{"routes.yaml:2: routes[0].name: must not be empty", "routes.yaml:5: routes[0].clientId: must not be empty",
+				"routes.yaml:6: routes[0].clientSecret: must not be empty"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseConfig("routes.yaml", []byte(tt.yaml), LoadOptions{LookupEnv: env(map[string]string{"SECRET": "s3cr3t"})})
+			_, err := ParseConfig("routes.yaml", []byte(tt.yaml), LoadOptions{LookupEnv: env(map[string]string{"SECRET": "s3cr3t", "EMPTY": ""})})
 			var ce *ConfigError
 			require.ErrorAs(t, err, &ce)
 			for _, w := range tt.want {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -182,33 +183,43 @@ func TestShutdownLetsRequestsInFlightFinish(t *testing.T) {
 func TestLeafCertificateGeneratedOncePerHost(t *testing.T) {
 	cache := newCertCache(2)
 	var generated atomic.Int64
+	release := make(chan struct{})
 	gen := func() (*tls.Certificate, error) {
 		generated.Add(1)
+		<-release // slow like a real signature, so the other callers arrive while it runs
 		return &tls.Certificate{}, nil
 	}
-	var wg sync.WaitGroup
+	var wg, started sync.WaitGroup
 	certs := make([]*tls.Certificate, 200)
 	for i := range certs {
 		wg.Add(1)
+		started.Add(1)
 		go func() {
 			defer wg.Done()
+			started.Done()
 			c, err := cache.Fetch("supplier.test", gen)
 			assert.NoError(t, err)
 			certs[i] = c
 		}()
 	}
+	started.Wait()
+	require.Eventually(t, func() bool { return generated.Load() >= 1 }, 5*time.Second, time.Millisecond)
+	for i := 0; i < 1000; i++ {
+		runtime.Gosched() // let every caller reach Fetch before the first certificate is done
+	}
+	close(release)
 	wg.Wait()
 	assert.EqualValues(t, 1, generated.Load(), "200 concurrent tunnels, one certificate")
 	for _, c := range certs {
 		assert.Same(t, certs[0], c)
 	}
+	_, err := cache.Fetch("broken.test", func() (*tls.Certificate, error) { return nil, errors.New("boom") })
+	assert.EqualError(t, err, "boom")
 	for i := 0; i < 5; i++ {
-		_, err := cache.Fetch(fmt.Sprintf("h%d.test", i), gen)
+		_, err := cache.Fetch(fmt.Sprintf("h%d.test", i), func() (*tls.Certificate, error) { generated.Add(1); return &tls.Certificate{}, nil })
 		require.NoError(t, err)
 	}
 	assert.LessOrEqual(t, len(cache.certs), 2, "the cache is bounded")
-	_, err := cache.Fetch("broken.test", func() (*tls.Certificate, error) { return nil, errors.New("boom") })
-	assert.EqualError(t, err, "boom")
 }
 
 func TestInterceptedHostsShareCachedCertificates(t *testing.T) {

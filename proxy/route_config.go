@@ -32,8 +32,8 @@ func (l *configLoader) route(n *yaml.Node, path string) *Route {
 				l.problem(v, p, "%v", err)
 			}
 		},
-		"clientId":     func(v *yaml.Node, p string) { tc.ClientID = l.str(v, p) },
-		"clientSecret": func(v *yaml.Node, p string) { secretNode = v; tc.ClientSecret = l.str(v, p) },
+		"clientId":     func(v *yaml.Node, p string) { tc.ClientID = l.nonEmpty(v, p) },
+		"clientSecret": func(v *yaml.Node, p string) { secretNode = v; tc.ClientSecret = l.nonEmpty(v, p) },
 		"clientSecretFile": func(v *yaml.Node, p string) {
 			secretFileNode = v
 			tc.ClientSecret = l.readSecretFile(v, p, l.path(l.str(v, p)))

@@ -79,8 +79,9 @@ func (r *nodeReader) str(n *yaml.Node, path string) string {
 
 // nonEmpty reads a string that must not be empty once expanded.
 func (r *nodeReader) nonEmpty(n *yaml.Node, path string) string {
+	before := len(r.problems)
 	v := r.str(n, path)
-	if v == "" && n.Kind == yaml.ScalarNode && n.Tag != "!!null" {
+	if v == "" && len(r.problems) == before { // an unset variable was reported already
 		r.problem(n, path, "must not be empty")
 	}
 	return v

@@ -292,6 +292,8 @@ func TestCacheSingleflight(t *testing.T) {
 		<-release
 		_, _ = io.WriteString(w, `{"access_token":"shared","expires_in":3600}`)
 	})
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) }) // runs before the server's Close, so a failure never hangs
 	f, err := NewFetcher(Config{TokenURL: ts.URL, ClientID: "c", ClientSecret: "s"}, Options{})
 	require.NoError(t, err)
 	c := NewCache(nil, nil)
@@ -316,7 +318,7 @@ func TestCacheSingleflight(t *testing.T) {
 	started.Wait()
 	// Every caller is running; wait until the one fetch has reached the server before releasing it.
 	require.Eventually(t, func() bool { return ts.count.Load() == 1 }, 5*time.Second, time.Millisecond)
-	close(release)
+	once.Do(func() { close(release) })
 	done.Wait()
 	for i := range values {
 		require.NoError(t, errs[i])
@@ -358,6 +360,58 @@ func TestCacheSharedByEqualCredentials(t *testing.T) {
 	assert.Equal(t, ta2.Value, tb2.Value)
 }
 
+func TestCacheKeySeparatesSecretsAndParsing(t *testing.T) {
+	ts := newTokenServer(t, func(n int64, w http.ResponseWriter) {
+		_, _ = fmt.Fprintf(w, `{"access_token":"tok-%d","data":{"token":"nested-%d"},"expires_in":3600}`, n, n)
+	})
+	c := NewCache(nil, nil)
+	get := func(cfg Config) string {
+		cfg.TokenURL, cfg.ClientID = ts.URL, "c"
+		f, err := NewFetcher(cfg, Options{})
+		require.NoError(t, err)
+		tok, _, err := c.Token(context.Background(), f)
+		require.NoError(t, err)
+		return tok.Value
+	}
+	assert.Equal(t, "tok-1", get(Config{ClientSecret: "right"}))
+	assert.Equal(t, "tok-2", get(Config{ClientSecret: "wrong"}), "a different secret never rides on another token")
+	assert.Equal(t, "nested-3", get(Config{ClientSecret: "right", TokenPath: "data.token"}))
+	assert.Equal(t, "tok-1", get(Config{ClientSecret: "right"}))
+}
+
+func TestSharedFetchSurvivesTheFirstCallerGivingUp(t *testing.T) {
+	release := make(chan struct{})
+	ts := newTokenServer(t, func(_ int64, w http.ResponseWriter) {
+		<-release
+		_, _ = io.WriteString(w, `{"access_token":"shared","expires_in":3600}`)
+	})
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	f, err := NewFetcher(Config{TokenURL: ts.URL, ClientID: "c", ClientSecret: "s"}, Options{})
+	require.NoError(t, err)
+	c := NewCache(nil, nil)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	first := make(chan error, 1)
+	go func() {
+		_, _, err := c.Token(ctx, f)
+		first <- err
+	}()
+	require.Eventually(t, func() bool { return ts.count.Load() == 1 }, 5*time.Second, time.Millisecond)
+	second := make(chan *Token, 1)
+	go func() {
+		tok, _, _ := c.Token(context.Background(), f)
+		second <- tok
+	}()
+	cancel()
+	assert.ErrorIs(t, <-first, context.Canceled, "the first caller gives up")
+	once.Do(func() { close(release) })
+	tok := <-second
+	require.NotNil(t, tok, "the shared fetch went on for the second caller")
+	assert.Equal(t, "shared", tok.Value)
+	assert.EqualValues(t, 1, ts.count.Load())
+}
+
 func TestCacheKeyCoversParamsAndAuthStyle(t *testing.T) {
 	ts := newTokenServer(t, func(n int64, w http.ResponseWriter) {
 		_, _ = fmt.Fprintf(w, `{"access_token":"tok-%d","expires_in":3600}`, n)
@@ -384,6 +438,7 @@ func TestFingerprintHidesToken(t *testing.T) {
 	tok := &Token{Value: "very-secret-token"}
 	fp := tok.Fingerprint()
 	assert.Len(t, fp, 8)
-	assert.NotContains(t, "very-secret-token", fp)
+	assert.NotContains(t, fp, "secret")
+	assert.NotEqual(t, fp, Fingerprint("very-secret-tokem"), "one character changes the fingerprint")
 	assert.Equal(t, fp, Fingerprint("very-secret-token"))
 }
