@@ -77,6 +77,18 @@ func TestUnmatchedReject(t *testing.T) {
 	_, err := h.client(h.upPool).Get("https://tunnel.test/")
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "Forbidden")
+
+	c, err := net.Dial("tcp", h.proxyURL.Host)
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = io.WriteString(c, "CONNECT tunnel.test:443 HTTP/1.1\r\nHost: tunnel.test:443\r\n\r\n")
+	require.NoError(t, err)
+	resp, err = http.ReadResponse(bufio.NewReader(c), &http.Request{Method: http.MethodConnect})
+	require.NoError(t, err)
+	refused, _ := io.ReadAll(resp.Body)
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+	assert.Equal(t, "policy", resp.Header.Get("X-Tokenproxy-Error"))
+	assert.Contains(t, string(refused), "tunnel.test:443 matches no route and routes.yaml says unmatched: reject")
 }
 
 func TestInterceptedHTTPS(t *testing.T) {

@@ -122,7 +122,7 @@ func (s *Server) RoundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Resp
 	}
 	removeHopByHop(resp.Header)
 	body := &inflightBody{ReadCloser: resp.Body, s: s}
-	if resp.StatusCode == http.StatusSwitchingProtocols {
+	if resp.StatusCode == http.StatusSwitchingProtocols && x.clientConn != nil {
 		// goproxy leaves the app's connection open when the upstream ends an upgraded plain-path
 		// connection; closing it with the upstream's ends the session for the app too.
 		body.alsoClose = x.clientConn

@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
@@ -154,6 +155,8 @@ type harnessOptions struct {
 	yaml                  string // routes.yaml; {{TOKEN_URL}} and {{MITM}} are filled in
 	noMITM                bool
 	responseHeaderTimeout time.Duration
+	readHeaderTimeout     time.Duration
+	clientIdleTimeout     time.Duration
 }
 
 const defaultRoutes = `
@@ -188,10 +191,10 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	certFile, _, err := WriteCA(filepath.Join(dir, "ca"))
 	require.NoError(t, err)
 	h.caFile = certFile
-	pem, err := os.ReadFile(certFile)
+	caPEM, err := os.ReadFile(certFile)
 	require.NoError(t, err)
 	h.caPool = x509.NewCertPool()
-	require.True(t, h.caPool.AppendCertsFromPEM(pem))
+	require.True(t, h.caPool.AppendCertsFromPEM(caPEM))
 
 	if o.yaml == "" {
 		o.yaml = defaultRoutes
@@ -206,7 +209,8 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 
 	log := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	h.srv, err = New(cfg, Options{Logger: log, DialContext: h.dial, RootCAs: h.upPool, Clock: h.clock,
-		ResponseHeaderTimeout: o.responseHeaderTimeout})
+		ResponseHeaderTimeout: o.responseHeaderTimeout, ReadHeaderTimeout: o.readHeaderTimeout,
+		ClientIdleTimeout: o.clientIdleTimeout})
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -325,4 +329,11 @@ func (b *syncBuffer) String() string {
 func sha(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
+}
+
+// writeCertPEM writes a certificate to a PEM file for clients such as curl.
+func writeCertPEM(t *testing.T, cert *tls.Certificate) string {
+	path := filepath.Join(t.TempDir(), "cert.pem")
+	require.NoError(t, os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o644))
+	return path
 }
