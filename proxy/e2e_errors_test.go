@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -89,17 +88,10 @@ func TestUpstreamFailureIsA502ThatSaysWhy(t *testing.T) {
 	t.Run("tunnel", func(t *testing.T) {
 		h := newHarness(t, harnessOptions{})
 		h.mapHost("tunnel.test:443", deadAddr)
-		c, err := net.Dial("tcp", h.proxyURL.Host)
-		require.NoError(t, err)
-		defer c.Close()
-		_, err = io.WriteString(c, "CONNECT tunnel.test:443 HTTP/1.1\r\nHost: tunnel.test:443\r\n\r\n")
-		require.NoError(t, err)
-		resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: http.MethodConnect})
-		require.NoError(t, err)
-		body, _ := io.ReadAll(resp.Body)
+		resp, body, _, _ := h.connect("tunnel.test:443")
 		assert.Equal(t, http.StatusBadGateway, resp.StatusCode)
 		assert.Equal(t, "upstream", resp.Header.Get("X-Tokenproxy-Error"))
-		assert.Contains(t, string(body), "cannot reach tunnel.test:443")
+		assert.Contains(t, body, "cannot reach tunnel.test:443")
 	})
 }
 

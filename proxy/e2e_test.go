@@ -1,10 +1,7 @@
 package proxy
 
 import (
-	"bufio"
-	"crypto/tls"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -78,17 +75,10 @@ func TestUnmatchedReject(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "Forbidden")
 
-	c, err := net.Dial("tcp", h.proxyURL.Host)
-	require.NoError(t, err)
-	defer c.Close()
-	_, err = io.WriteString(c, "CONNECT tunnel.test:443 HTTP/1.1\r\nHost: tunnel.test:443\r\n\r\n")
-	require.NoError(t, err)
-	resp, err = http.ReadResponse(bufio.NewReader(c), &http.Request{Method: http.MethodConnect})
-	require.NoError(t, err)
-	refused, _ := io.ReadAll(resp.Body)
+	resp, refused, _, _ := h.connect("tunnel.test:443")
 	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
 	assert.Equal(t, "policy", resp.Header.Get("X-Tokenproxy-Error"))
-	assert.Contains(t, string(refused), "tunnel.test:443 matches no route and routes.yaml says unmatched: reject")
+	assert.Contains(t, refused, "tunnel.test:443 matches no route and routes.yaml says unmatched: reject")
 }
 
 func TestInterceptedHTTPS(t *testing.T) {
@@ -154,24 +144,6 @@ func TestNeverUsesProxyEnvironment(t *testing.T) {
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 }
 
-// connectTLS opens a CONNECT tunnel to target through the proxy and starts TLS trusting tokenproxy's CA.
-func (h *harness) connectTLS(target string) (*tls.Conn, *bufio.Reader) {
-	h.t.Helper()
-	c, err := net.Dial("tcp", h.proxyURL.Host)
-	require.NoError(h.t, err)
-	h.t.Cleanup(func() { _ = c.Close() })
-	_, err = io.WriteString(c, "CONNECT "+target+" HTTP/1.1\r\nHost: "+target+"\r\n\r\n")
-	require.NoError(h.t, err)
-	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
-	require.NoError(h.t, err)
-	require.Equal(h.t, http.StatusOK, resp.StatusCode)
-	host, _, _ := net.SplitHostPort(target)
-	tc := tls.Client(c, &tls.Config{ServerName: host, RootCAs: h.caPool})
-	require.NoError(h.t, tc.Handshake())
-	return tc, bufio.NewReader(tc)
-}
-
 func TestHostMismatchInsideTunnelIsRejected(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	up := newUpstream(t, h.upCert, false, nil)
@@ -203,14 +175,7 @@ func TestHostMismatchInsideTunnelIsRejected(t *testing.T) {
 func TestConnectToRouteWithoutMITMIsRefused(t *testing.T) {
 	h := newHarness(t, harnessOptions{noMITM: true})
 	assert.Contains(t, strings.Join(h.srv.Warnings(), "\n"), "no mitm section")
-	c, err := net.Dial("tcp", h.proxyURL.Host)
-	require.NoError(t, err)
-	defer c.Close()
-	_, err = io.WriteString(c, "CONNECT supplier.test:443 HTTP/1.1\r\nHost: supplier.test:443\r\n\r\n")
-	require.NoError(t, err)
-	resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: http.MethodConnect})
-	require.NoError(t, err)
-	body, _ := io.ReadAll(resp.Body)
+	resp, body, _, _ := h.connect("supplier.test:443")
 	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
-	assert.Contains(t, string(body), `belongs to route "orders", but routes.yaml has no mitm section`)
+	assert.Contains(t, body, `belongs to route "orders", but routes.yaml has no mitm section`)
 }

@@ -16,22 +16,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// rawConnect opens a CONNECT tunnel through the proxy and returns the connection after the 200.
-func (h *harness) rawConnect(target string) (net.Conn, *bufio.Reader) {
-	h.t.Helper()
-	c, err := net.Dial("tcp", h.proxyURL.Host)
-	require.NoError(h.t, err)
-	h.t.Cleanup(func() { _ = c.Close() })
-	require.NoError(h.t, c.SetDeadline(time.Now().Add(10*time.Second))) // the test's own bound
-	_, err = io.WriteString(c, "CONNECT "+target+" HTTP/1.1\r\nHost: "+target+"\r\n\r\n")
-	require.NoError(h.t, err)
-	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
-	require.NoError(h.t, err)
-	require.Equal(h.t, http.StatusOK, resp.StatusCode)
-	return c, br
-}
-
 func TestPlainHTTPInsideInterceptedTunnelIsRefused(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	up := newUpstream(t, nil, false, nil)

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -336,4 +337,41 @@ func writeCertPEM(t *testing.T, cert *tls.Certificate) string {
 	path := filepath.Join(t.TempDir(), "cert.pem")
 	require.NoError(t, os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o644))
 	return path
+}
+
+// connect sends CONNECT target to the proxy and returns its answer (body read) and the connection.
+func (h *harness) connect(target string) (*http.Response, string, net.Conn, *bufio.Reader) {
+	h.t.Helper()
+	c, err := net.Dial("tcp", h.proxyURL.Host)
+	require.NoError(h.t, err)
+	h.t.Cleanup(func() { _ = c.Close() })
+	require.NoError(h.t, c.SetDeadline(time.Now().Add(10*time.Second))) // the test's own bound
+	_, err = io.WriteString(c, "CONNECT "+target+" HTTP/1.1\r\nHost: "+target+"\r\n\r\n")
+	require.NoError(h.t, err)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	require.NoError(h.t, err)
+	var body []byte
+	if resp.StatusCode != http.StatusOK {
+		body, _ = io.ReadAll(resp.Body)
+	}
+	return resp, string(body), c, br
+}
+
+// rawConnect opens a CONNECT tunnel through the proxy and returns the connection after the 200.
+func (h *harness) rawConnect(target string) (net.Conn, *bufio.Reader) {
+	h.t.Helper()
+	resp, body, c, br := h.connect(target)
+	require.Equal(h.t, http.StatusOK, resp.StatusCode, body)
+	return c, br
+}
+
+// connectTLS opens a CONNECT tunnel to target through the proxy and starts TLS trusting tokenproxy's CA.
+func (h *harness) connectTLS(target string) (*tls.Conn, *bufio.Reader) {
+	h.t.Helper()
+	c, _ := h.rawConnect(target)
+	host, _, _ := net.SplitHostPort(target)
+	tc := tls.Client(c, &tls.Config{ServerName: host, RootCAs: h.caPool})
+	require.NoError(h.t, tc.Handshake())
+	return tc, bufio.NewReader(tc)
 }
