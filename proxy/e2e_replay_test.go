@@ -6,20 +6,36 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tokenproxy/tokenproxy/tokensource"
 )
 
-// refusesFirstToken is an upstream that answers 401 to the first token the token server issued.
-func refusesFirstToken(w http.ResponseWriter, r *http.Request) {
-	if r.Header.Get("Authorization") == "Bearer "+testTokenPrefix+"1" {
+// revoker is an upstream that accepts every token until revoked, then answers 401 to the first token the
+// token server issued, as a supplier does that revoked a token in use.
+type revoker struct{ revoked atomic.Bool }
+
+func (rv *revoker) handle(w http.ResponseWriter, r *http.Request) {
+	if rv.revoked.Load() && r.Header.Get("Authorization") == "Bearer "+testTokenPrefix+"1" {
 		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 		http.Error(w, "token revoked", http.StatusUnauthorized)
 		return
 	}
 	_, _ = io.WriteString(w, "accepted "+r.Header.Get("Authorization")[len("Bearer "):])
+}
+
+// warm caches the route's first token with one accepted request, lets it age past RejectMinAge, then
+// has the supplier revoke it.
+func (h *harness) warm(rv *revoker, rawURL string) {
+	h.t.Helper()
+	resp, _ := h.get(h.caPool, rawURL, nil)
+	require.Equal(h.t, http.StatusOK, resp.StatusCode)
+	h.clock.Advance(time.Minute)
+	rv.revoked.Store(true)
 }
 
 func post(t *testing.T, h *harness, rawURL string, body io.Reader, contentLength int64) (*http.Response, string) {
@@ -43,8 +59,10 @@ func TestReplayAfter401WithFreshToken(t *testing.T) {
 			}
 			t.Run(name, func(t *testing.T) {
 				h := newHarness(t, harnessOptions{})
-				up := h.upstreamFor(sc.tls, false, refusesFirstToken)
+				rv := &revoker{}
+				up := h.upstreamFor(sc.tls, false, rv.handle)
 				h.route(sc.hostport, up)
+				h.warm(rv, sc.scheme+"://supplier.test/warm")
 				length := int64(len(payload))
 				var body io.Reader = strings.NewReader(payload)
 				if !known {
@@ -53,7 +71,7 @@ func TestReplayAfter401WithFreshToken(t *testing.T) {
 				resp, got := post(t, h, sc.scheme+"://supplier.test/orders", body, length)
 				assert.Equal(t, http.StatusOK, resp.StatusCode)
 				assert.Equal(t, "accepted "+testTokenPrefix+"2", got)
-				reqs := up.requests()
+				reqs := up.requests()[1:] // after the warm-up
 				require.Len(t, reqs, 2, "one replay")
 				assert.Equal(t, sha([]byte(payload)), reqs[0].BodySHA)
 				assert.Equal(t, reqs[0].BodySHA, reqs[1].BodySHA, "the replay is byte-identical")
@@ -80,8 +98,10 @@ func TestNoReplayForLargeBodiesOrWhenDisabled(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t, harnessOptions{yaml: strings.Replace(defaultRoutes, "    clientSecret: "+testClientSecret+"\n",
 				"    clientSecret: "+testClientSecret+"\n"+tt.extra, 1)})
-			up := newUpstream(t, nil, false, refusesFirstToken)
+			rv := &revoker{}
+			up := newUpstream(t, nil, false, rv.handle)
 			h.route("supplier.test:80", up)
+			h.warm(rv, "http://supplier.test/warm")
 			var body io.Reader = bytes.NewBufferString(tt.body)
 			if tt.length < 0 {
 				body = io.MultiReader(body)
@@ -90,36 +110,64 @@ func TestNoReplayForLargeBodiesOrWhenDisabled(t *testing.T) {
 			assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "the supplier's 401 reaches the app unchanged")
 			assert.Equal(t, "token revoked\n", got)
 			assert.Equal(t, `Bearer error="invalid_token"`, resp.Header.Get("WWW-Authenticate"))
-			assert.Len(t, up.requests(), 1)
+			assert.Len(t, up.requests(), 2, "the warm-up and the one send")
 			assert.Equal(t, sha([]byte(tt.body)), up.last(t).BodySHA)
+			assert.EqualValues(t, 1, h.tokens.count.Load())
 		})
 	}
 }
 
 func TestAtMostOneReplay(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
+	var refuseAll atomic.Bool
 	up := newUpstream(t, nil, false, func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, "never", http.StatusUnauthorized)
+		if refuseAll.Load() {
+			http.Error(w, "never", http.StatusUnauthorized)
+		}
 	})
 	h.route("supplier.test:80", up)
+	h.get(nil, "http://supplier.test/warm", nil)
+	h.clock.Advance(time.Minute)
+	refuseAll.Store(true)
 	resp, _ := post(t, h, "http://supplier.test/", strings.NewReader("x"), 1)
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
-	assert.Len(t, up.requests(), 2, "the first send and one replay, never more")
+	assert.Len(t, up.requests(), 3, "the warm-up, the first send and one replay, never more")
 	assert.EqualValues(t, 2, h.tokens.count.Load())
+}
+
+func TestASupplierThatRefusesEveryTokenDoesNotDrainTheTokenEndpoint(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	up := newUpstream(t, nil, false, func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "wrong audience", http.StatusUnauthorized)
+	})
+	h.route("supplier.test:80", up)
+	for i := 0; i < 50; i++ {
+		resp, _ := h.get(nil, "http://supplier.test/", nil)
+		assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	}
+	assert.EqualValues(t, 1, h.tokens.count.Load(), "a token refused moments after it was issued is not replaced")
+	assert.Len(t, up.requests(), 50, "and not replayed")
+	assert.Contains(t, h.logs.String(), "refused a token issued moments ago")
+
+	h.clock.Advance(tokensource.RejectMinAge)
+	h.get(nil, "http://supplier.test/", nil)
+	assert.EqualValues(t, 2, h.tokens.count.Load(), "an older refused token is replaced once")
 }
 
 func TestConcurrent401sShareOneFreshToken(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	arrived := make(chan struct{}, 16)
 	release := make(chan struct{})
+	rv := &revoker{}
 	up := newUpstream(t, nil, false, func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") == "Bearer "+testTokenPrefix+"1" {
+		if rv.revoked.Load() && r.Header.Get("Authorization") == "Bearer "+testTokenPrefix+"1" {
 			arrived <- struct{}{}
 			<-release // hold every first attempt until all of them hold the same token
 		}
-		refusesFirstToken(w, r)
+		rv.handle(w, r)
 	})
 	h.route("supplier.test:80", up)
+	h.warm(rv, "http://supplier.test/warm")
 	const n = 10
 	var wg sync.WaitGroup
 	statuses := make([]int, n)
@@ -144,7 +192,7 @@ func TestConcurrent401sShareOneFreshToken(t *testing.T) {
 		assert.Equal(t, http.StatusOK, s)
 	}
 	assert.EqualValues(t, 2, h.tokens.count.Load(), "the first token, then one fresh token for all ten 401s")
-	assert.Len(t, up.requests(), 2*n)
+	assert.Len(t, up.requests(), 1+2*n)
 }
 
 func TestHeaderPrefixAndExtraHeaders(t *testing.T) {

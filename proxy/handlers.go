@@ -168,9 +168,12 @@ func (s *Server) forward(req *http.Request, x *exchange) (resp *http.Response, f
 	if resp.StatusCode != http.StatusUnauthorized || !body.replayable() {
 		return resp, false
 	}
-	// The supplier refused the token. Drop it; requests refused the same token share one fresh fetch.
-	if r.Cache {
-		s.cache.Reject(s.fetchers[r], tok)
+	// The supplier refused the token. Drop it; requests refused the same token share one fresh fetch. A
+	// route without cache fetched this token for this request: another would fare no better.
+	if !r.Cache || !s.cache.Reject(s.fetchers[r], tok) {
+		s.log.Warn("the supplier refused a token issued moments ago; not fetching another: check scope, params, header and prefix",
+			"route", r.Name, "host", req.URL.Host, "token_fp", tok.Fingerprint(), "token_age", time.Since(tok.Obtained).Round(time.Second))
+		return resp, false
 	}
 	retry := req.Clone(req.Context())
 	retry.Body = body.replay()

@@ -157,12 +157,14 @@ func resolveIssuer(r *Route, roots *x509.CertPool) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), tokensource.RequestTimeout)
 	defer cancel()
-	endpoint, err := tokensource.Discover(ctx, r.Issuer, tokensource.Options{RootCAs: roots})
+	mtls := r.Token.AuthStyle == tokensource.AuthTLSClient
+	endpoint, err := tokensource.Discover(ctx, r.Issuer, mtls, tokensource.Options{RootCAs: roots})
 	if err != nil {
 		return fmt.Errorf("proxy: route %q: %w", r.Name, err)
 	}
 	if err := checkEndpointURL(endpoint); err != nil {
-		return fmt.Errorf("proxy: route %q: issuer %s names token_endpoint %s, which %v", r.Name, r.Issuer, endpoint, err)
+		return fmt.Errorf("proxy: route %q: issuer %s names token_endpoint %s, which %v", r.Name,
+			tokensource.DisplayURL(r.Issuer), tokensource.DisplayURL(endpoint), err)
 	}
 	r.Token.TokenURL = endpoint
 	return nil

@@ -87,10 +87,24 @@ func (c *Cache) Fresh(ctx context.Context, f *Fetcher) (*Token, error) {
 	return t, err
 }
 
-// Reject drops t if it is still the cached token for f's credentials (the supplier refused it), so the
-// next call fetches. Callers that were all refused the same token share one new fetch.
-func (c *Cache) Reject(f *Fetcher, t *Token) {
-	c.entry(f.key).token.CompareAndSwap(t, nil)
+// RejectMinAge is how old a refused token must be before it is dropped: a supplier refusing a token that
+// was just issued points at the configuration (scope, audience, header), which another fetch would not mend.
+const RejectMinAge = 10 * time.Second
+
+// Reject is called when the supplier refused t. It drops t if it is still the cached token for f's
+// credentials, so the next call fetches, and reports whether a retry may get another token: true when t
+// was dropped now or already replaced, false when t is younger than RejectMinAge. Callers that were all
+// refused the same token share one new fetch.
+func (c *Cache) Reject(f *Fetcher, t *Token) bool {
+	e := c.entry(f.key)
+	if cur := e.token.Load(); cur != t {
+		return true // another request already dropped or replaced it
+	}
+	if c.clock.Now().Sub(t.Obtained) < RejectMinAge {
+		return false
+	}
+	e.token.CompareAndSwap(t, nil)
+	return true
 }
 
 func (c *Cache) fetch(ctx context.Context, e *entry, f *Fetcher) (*Token, error) {
@@ -116,7 +130,7 @@ func (c *Cache) refreshAhead(e *entry, f *Fetcher) {
 		_, err, _ := c.flights.Do(f.key, func() (any, error) { return c.fetch(ctx, e, f) })
 		if err != nil {
 			c.log.Warn("token refresh failed; the current token is used until it expires",
-				"tokenUrl", displayURL(f.cfg.TokenURL), "error", err)
+				"tokenUrl", DisplayURL(f.cfg.TokenURL), "error", err)
 		}
 	}()
 }

@@ -42,6 +42,8 @@ type Error struct {
 	Timeout bool
 	// RetryAfter is the endpoint's Retry-After, when it sent one.
 	RetryAfter time.Duration
+	// AuthStyle is the style the request used, so the hint fits it.
+	AuthStyle AuthStyle
 	Err        error
 }
 
@@ -78,7 +80,17 @@ func (e *Error) Unwrap() error { return e.Err }
 func (e *Error) Hint() string {
 	switch {
 	case e.Code == "invalid_client" || e.StatusCode == 401:
-		return "check clientId and clientSecret, or switch authStyle between basic-header and body"
+		switch e.AuthStyle {
+		case AuthPrivateKeyJWT:
+			return "check clientId and clientKeyFile/clientKeyId: the endpoint must know this key's public half for the client"
+		case AuthClientSecretJWT:
+			return "check clientId and clientSecret (client-secret-jwt signs with it)"
+		case AuthTLSClient:
+			return "check clientId and clientCertFile/clientKeyFile: the endpoint must accept this certificate for the client"
+		case AuthAuto:
+			return "check clientId and clientSecret (auto tried basic-header, then body)"
+		}
+		return "check clientId and clientSecret, or switch authStyle between basic-header and body (or set auto)"
 	case e.Code == "invalid_scope":
 		return "check scope: the endpoint does not grant it to this client"
 	case e.Code == "unsupported_grant_type" || e.Code == "unauthorized_client":
@@ -106,8 +118,8 @@ func AsError(err error) (*Error, bool) {
 	return e, ok
 }
 
-// displayURL drops query and user info, which may carry credentials.
-func displayURL(raw string) string {
+// DisplayURL drops query and user info, which may carry credentials.
+func DisplayURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "(unparseable tokenUrl)"

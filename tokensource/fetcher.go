@@ -33,6 +33,15 @@ type Options struct {
 	RootCAs *x509.CertPool
 	Clock   Clock
 	Logger  *slog.Logger
+	// Timeout bounds one token request; zero is RequestTimeout.
+	Timeout time.Duration
+}
+
+func timeoutOf(o Options) time.Duration {
+	if o.Timeout > 0 {
+		return o.Timeout
+	}
+	return RequestTimeout
 }
 
 // NewFetcher checks cfg and returns a Fetcher for it. Token requests never use HTTP_PROXY (which may point
@@ -50,9 +59,9 @@ func NewFetcher(cfg Config, opts Options) (*Fetcher, error) {
 	}
 	client := &http.Client{
 		Transport: newTransport(opts.RootCAs, cfg.ClientCert),
-		Timeout:   RequestTimeout,
+		Timeout:   timeoutOf(opts),
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if len(via) >= 3 {
+			if len(via) > maxRedirects {
 				return errors.New("too many redirects")
 			}
 			if req.URL.Host != via[0].URL.Host || req.URL.Scheme != via[0].URL.Scheme {
@@ -63,6 +72,9 @@ func NewFetcher(cfg Config, opts Options) (*Fetcher, error) {
 	}
 	return &Fetcher{cfg: cfg, key: cfg.key(), client: client, clock: opts.Clock, log: opts.Logger}, nil
 }
+
+// maxRedirects is how many same-host redirects a token request follows.
+const maxRedirects = 3
 
 // sharedTransport serves every fetcher with the system roots and no client certificate.
 var sharedTransport = buildTransport(nil, nil)
@@ -133,7 +145,7 @@ func (f *Fetcher) Detected() AuthStyle {
 
 func (f *Fetcher) remember(style AuthStyle) {
 	if f.detected.CompareAndSwap(nil, &style) {
-		f.log.Info("authStyle auto: the token endpoint accepts this style", "tokenUrl", displayURL(f.cfg.TokenURL),
+		f.log.Info("authStyle auto: the token endpoint accepts this style", "tokenUrl", DisplayURL(f.cfg.TokenURL),
 			"clientId", f.cfg.ClientID, "authStyle", string(style))
 	}
 }
@@ -159,11 +171,12 @@ func (f *Fetcher) fetch(ctx context.Context, style AuthStyle) (*Token, error) {
 		return nil, f.networkError(err)
 	}
 	if len(body) > MaxResponseBytes {
-		return nil, &Error{Kind: KindTooLarge, TokenURL: displayURL(f.cfg.TokenURL), StatusCode: resp.StatusCode}
+		return nil, &Error{Kind: KindTooLarge, TokenURL: DisplayURL(f.cfg.TokenURL), StatusCode: resp.StatusCode}
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		e := parseErrorAnswer(f.cfg, resp.StatusCode, body)
 		e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), f.clock.Now())
+		e.AuthStyle = f.cfg.AuthStyle
 		return nil, e
 	}
 	return parseAnswer(f.cfg, resp.StatusCode, body, f.clock.Now())
@@ -191,5 +204,5 @@ func (f *Fetcher) networkError(err error) *Error {
 	}
 	var ne net.Error
 	timeout := errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded)
-	return &Error{Kind: KindNetwork, TokenURL: displayURL(f.cfg.TokenURL), Timeout: timeout, Err: err}
+	return &Error{Kind: KindNetwork, TokenURL: DisplayURL(f.cfg.TokenURL), Timeout: timeout, Err: err}
 }

@@ -3,6 +3,7 @@ package tokensource
 import (
 	"encoding/base64"
 	"encoding/json"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -36,6 +37,9 @@ func lifetimeOf(c Config, obj, parent map[string]any, token string, now time.Tim
 	return DefaultLifetime, "default"
 }
 
+// maxEpoch (the last second of 9999) keeps absurd absolute times from overflowing.
+const maxEpoch = 253402300799
+
 func clamp(d time.Duration) time.Duration {
 	return min(max(d, MinLifetime), MaxLifetime)
 }
@@ -53,12 +57,14 @@ func valueAt(obj map[string]any, path string) any {
 	return cur
 }
 
-// seconds reads a lifetime given as a JSON number or a numeric string.
+// seconds reads a lifetime given as a JSON number or a numeric string. Values beyond the clamps are cut
+// to just past them here, before a conversion could overflow.
 func seconds(v any) (time.Duration, bool) {
 	f, ok := number(v)
 	if !ok {
 		return 0, false
 	}
+	f = min(max(f, -1), MaxLifetime.Seconds()+1)
 	return time.Duration(f * float64(time.Second)), true
 }
 
@@ -70,21 +76,21 @@ func number(v any) (float64, bool) {
 	case string:
 		s = strings.TrimSpace(n)
 	case float64:
-		return n, true
+		return n, !math.IsNaN(n) && !math.IsInf(n, 0)
 	default:
 		return 0, false
 	}
 	f, err := strconv.ParseFloat(s, 64)
-	return f, err == nil
+	return f, err == nil && !math.IsNaN(f) && !math.IsInf(f, 0)
 }
 
 // instant reads an absolute time: epoch seconds (milliseconds when implausibly large) or RFC 3339.
 func instant(v any) (time.Time, bool) {
 	if f, ok := number(v); ok {
 		if f > 1e12 {
-			return time.UnixMilli(int64(f)), true
+			f /= 1000
 		}
-		return time.Unix(int64(f), 0), true
+		return time.Unix(int64(min(max(f, 0), maxEpoch)), 0), true
 	}
 	if s, ok := v.(string); ok {
 		if t, err := time.Parse(time.RFC3339, strings.TrimSpace(s)); err == nil {

@@ -45,6 +45,11 @@ func TestLifetimeSources(t *testing.T) {
 		{"clamp negative", Config{}, `{"access_token":"a","expires_in":-30}`, MinLifetime, "expires_in"},
 		{"clamp tiny", Config{}, `{"access_token":"a","expires_in":1}`, MinLifetime, "expires_in"},
 		{"clamp absurd", Config{}, `{"access_token":"a","expires_in":"315360000"}`, MaxLifetime, "expires_in"},
+		{"clamp overflowing", Config{}, `{"access_token":"a","expires_in":1e20}`, MaxLifetime, "expires_in"},
+		{"clamp overflowing string", Config{}, `{"access_token":"a","expires_in":"9.3e9"}`, MaxLifetime, "expires_in"},
+		{"NaN is no lifetime", Config{}, `{"access_token":"a","expires_in":"NaN"}`, DefaultLifetime, "default"},
+		{"Inf is no lifetime", Config{}, `{"access_token":"a","expires_in":"Inf"}`, DefaultLifetime, "default"},
+		{"clamp far expiresAt", Config{ExpiresAtPath: "exp"}, `{"access_token":"a","exp":1e20}`, MaxLifetime, "expiresAtPath"},
 		{"clamp past expiresAt", Config{ExpiresAtPath: "exp"}, fmt.Sprintf(`{"access_token":"a","exp":%d}`, now.Unix()-10), MinLifetime, "expiresAtPath"},
 		{"clamp JWT long past", Config{}, `{"access_token":"` + fakeJWT(now.Unix()-100) + `"}`, MinLifetime, "jwt exp"},
 	}
@@ -66,34 +71,44 @@ func TestLifetimeSources(t *testing.T) {
 func TestDiscovery(t *testing.T) {
 	tests := []struct {
 		name    string
-		docs    map[string]string // path → body; missing paths answer 404
-		want    string            // token endpoint, or an error substring
+		docs    map[string]string // path → body; missing paths answer 404; ISSUER is the issuer URL
+		mtls    bool
+		want    string // token endpoint, or an error substring
 		wantErr bool
 	}{
-		{"RFC 8414", map[string]string{"/.well-known/oauth-authorization-server": `{"issuer":"x","token_endpoint":"https://as.example/token"}`},
-			"https://as.example/token", false},
-		{"OpenID only", map[string]string{"/.well-known/openid-configuration": `{"token_endpoint":"https://idp.example/oauth2/token"}`},
-			"https://idp.example/oauth2/token", false},
+		{"RFC 8414, well-known before the issuer's path", map[string]string{
+			"/.well-known/oauth-authorization-server/tenant": `{"issuer":"ISSUER","token_endpoint":"https://as.example/token"}`},
+			false, "https://as.example/token", false},
+		{"OpenID, appended", map[string]string{"/tenant/.well-known/openid-configuration": `{"token_endpoint":"https://idp.example/oauth2/token"}`},
+			false, "https://idp.example/oauth2/token", false},
+		{"RFC 8414 appended, as some servers do", map[string]string{"/tenant/.well-known/oauth-authorization-server": `{"token_endpoint":"https://legacy.example/token"}`},
+			false, "https://legacy.example/token", false},
 		{"RFC 8414 first", map[string]string{
-			"/.well-known/oauth-authorization-server": `{"token_endpoint":"https://first.example/token"}`,
-			"/.well-known/openid-configuration":       `{"token_endpoint":"https://second.example/token"}`}, "https://first.example/token", false},
-		{"neither", map[string]string{}, "oauth-authorization-server: answered 404; ", true},
-		{"no token endpoint", map[string]string{"/.well-known/openid-configuration": `{"issuer":"x"}`}, "openid-configuration: has no token_endpoint", true},
+			"/.well-known/oauth-authorization-server/tenant": `{"token_endpoint":"https://first.example/token"}`,
+			"/tenant/.well-known/openid-configuration":       `{"token_endpoint":"https://second.example/token"}`}, false, "https://first.example/token", false},
+		{"mtls alias for tls-client-auth", map[string]string{"/tenant/.well-known/openid-configuration": `{"token_endpoint":"https://idp.example/token","mtls_endpoint_aliases":{"token_endpoint":"https://mtls.idp.example/token"}}`},
+			true, "https://mtls.idp.example/token", false},
+		{"mtls alias only for tls-client-auth", map[string]string{"/tenant/.well-known/openid-configuration": `{"token_endpoint":"https://idp.example/token","mtls_endpoint_aliases":{"token_endpoint":"https://mtls.idp.example/token"}}`},
+			false, "https://idp.example/token", false},
+		{"another issuer is not believed", map[string]string{"/tenant/.well-known/openid-configuration": `{"issuer":"https://evil.example","token_endpoint":"https://evil.example/token"}`},
+			false, "openid-configuration: names issuer https://evil.example, not ", true},
+		{"neither", map[string]string{}, false, "oauth-authorization-server/tenant: answered 404; ", true},
+		{"no token endpoint", map[string]string{"/tenant/.well-known/openid-configuration": `{"issuer":"ISSUER"}`}, false, "openid-configuration: has no token_endpoint", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var asked atomic.Int64
+			var issuer string
 			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				asked.Add(1)
-				body, ok := tt.docs[strings.TrimPrefix(r.URL.Path, "/tenant")]
+				body, ok := tt.docs[r.URL.Path]
 				if !ok {
 					http.NotFound(w, r)
 					return
 				}
-				_, _ = io.WriteString(w, body)
+				_, _ = io.WriteString(w, strings.ReplaceAll(body, "ISSUER", issuer))
 			}))
 			defer ts.Close()
-			got, err := Discover(context.Background(), ts.URL+"/tenant/", Options{})
+			issuer = ts.URL + "/tenant"
+			got, err := Discover(context.Background(), issuer, tt.mtls, Options{})
 			if tt.wantErr {
 				require.Error(t, err)
 				assert.Contains(t, err.Error(), tt.want)

@@ -66,7 +66,7 @@ func newRequest(ctx context.Context, c Config, style AuthStyle, now time.Time) (
 
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.TokenURL, bytes.NewReader(body))
 	if err != nil {
-		return nil, fmt.Errorf("tokensource: tokenUrl %s: %w", displayURL(c.TokenURL), err)
+		return nil, fmt.Errorf("tokensource: tokenUrl %s: %w", DisplayURL(c.TokenURL), err)
 	}
 	for k, v := range c.TokenHeaders {
 		req.Header.Set(k, v)

@@ -12,12 +12,12 @@ import (
 func parseAnswer(c Config, status int, body []byte, now time.Time) (*Token, error) {
 	obj, ok := decodeObject(body)
 	if !ok {
-		return nil, &Error{Kind: KindNotJSON, TokenURL: displayURL(c.TokenURL), StatusCode: status, Snippet: snippet(body)}
+		return nil, &Error{Kind: KindNotJSON, TokenURL: DisplayURL(c.TokenURL), StatusCode: status, Snippet: snippet(body)}
 	}
 	parent, value, keys := lookup(obj, strings.Split(c.TokenPath, "."))
 	token, _ := value.(string)
 	if token == "" {
-		return nil, &Error{Kind: KindNoToken, TokenURL: displayURL(c.TokenURL), StatusCode: status,
+		return nil, &Error{Kind: KindNoToken, TokenURL: DisplayURL(c.TokenURL), StatusCode: status,
 			TokenPath: c.TokenPath, Keys: keys}
 	}
 	lifetime, source := lifetimeOf(c, obj, parent, token, now)
@@ -28,7 +28,7 @@ func parseAnswer(c Config, status int, body []byte, now time.Time) (*Token, erro
 
 // parseErrorAnswer reads the RFC 6749 §5.2 fields of a non-2xx answer, when it has them.
 func parseErrorAnswer(c Config, status int, body []byte) *Error {
-	e := &Error{Kind: KindStatus, TokenURL: displayURL(c.TokenURL), StatusCode: status}
+	e := &Error{Kind: KindStatus, TokenURL: DisplayURL(c.TokenURL), StatusCode: status}
 	if obj, ok := decodeObject(body); ok {
 		e.Code, _ = obj["error"].(string)
 		e.Description, _ = obj["error_description"].(string)

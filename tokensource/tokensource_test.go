@@ -331,9 +331,10 @@ func TestCacheSharedByEqualCredentials(t *testing.T) {
 	ts := newTokenServer(t, func(n int64, w http.ResponseWriter) {
 		_, _ = fmt.Fprintf(w, `{"access_token":"tok-%d","expires_in":3600}`, n)
 	})
-	c := NewCache(nil, nil)
+	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
+	c := NewCache(clock, nil)
 	mk := func(scope string) *Fetcher {
-		f, err := NewFetcher(Config{TokenURL: ts.URL, ClientID: "c", ClientSecret: "s", Scope: scope}, Options{})
+		f, err := NewFetcher(Config{TokenURL: ts.URL, ClientID: "c", ClientSecret: "s", Scope: scope}, Options{Clock: clock})
 		require.NoError(t, err)
 		return f
 	}
@@ -348,12 +349,14 @@ func TestCacheSharedByEqualCredentials(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotEqual(t, ta.Value, to.Value, "a different scope never shares a token")
 
-	c.Reject(a, ta)
+	assert.False(t, c.Reject(a, ta), "a token refused moments after it was issued is kept: another would fare no better")
+	clock.Advance(RejectMinAge)
+	assert.True(t, c.Reject(a, ta))
 	ta2, hit, err := c.Token(context.Background(), a)
 	require.NoError(t, err)
 	assert.False(t, hit)
 	assert.NotEqual(t, ta.Value, ta2.Value)
-	c.Reject(b, ta) // a stale rejection does not drop the new token
+	assert.True(t, c.Reject(b, ta), "already replaced: retry with the new token")
 	tb2, hit, err := c.Token(context.Background(), b)
 	require.NoError(t, err)
 	assert.True(t, hit)
