@@ -44,7 +44,7 @@ type Error struct {
 	RetryAfter time.Duration
 	// AuthStyle is the style the request used, so the hint fits it.
 	AuthStyle AuthStyle
-	Err        error
+	Err       error
 }
 
 func (e *Error) Error() string {
