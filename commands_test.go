@@ -48,7 +48,7 @@ func checkServers(t *testing.T) (tokens, supplier *httptest.Server, tokenRequest
 	}))
 	t.Cleanup(tokens.Close)
 	supplier = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != "Bearer check-token-value" {
+		if r.Header.Get("Authorization") != "Bearer check-token-value" || r.URL.Path == "/refuse" {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
@@ -58,11 +58,11 @@ func checkServers(t *testing.T) (tokens, supplier *httptest.Server, tokenRequest
 	return tokens, supplier, tokenRequests
 }
 
-func checkConfig(t *testing.T, tokenURL, secret string) string {
+func checkConfig(t *testing.T, tokenURL, secret, supplierHost string) string {
 	return writeFile(t, t.TempDir(), "routes.yaml", fmt.Sprintf(`
 routes:
   - name: orders
-    hosts: [supplier.example]
+    hosts: ["%s"]
     tokenUrl: %s
     clientId: buyer
     clientSecret: "%s"
@@ -73,16 +73,16 @@ routes:
     clientId: buyer
     clientSecret: wrong
     authStyle: body
-`, tokenURL, secret, tokenURL))
+`, supplierHost, tokenURL, secret, tokenURL))
 }
 
 func TestCheckCommand(t *testing.T) {
 	tokens, supplier, _ := checkServers(t)
-	config := checkConfig(t, tokens.URL, binSecret)
+	config := checkConfig(t, tokens.URL, binSecret, supplier.Listener.Addr().String())
 
 	code, out, errOut := runBinary(t, "", nil, "check", "-config", config, "-route", "orders", "-url", supplier.URL+"/v1/ping")
 	assert.Equal(t, 0, code, out+errOut)
-	assert.Contains(t, out, "route orders (supplier.example)\n")
+	assert.Contains(t, out, "route orders ("+supplier.Listener.Addr().String()+")\n")
 	assert.Regexp(t, `✔ token: `+tokens.URL+` answered 200 in \S+; token [0-9a-f]{8}, lifetime 1h0m0s \(from expires_in\), scope granted orders.read`, out)
 	assert.Regexp(t, `✔ request: GET `+supplier.URL+`/v1/ping answered 200 in \S+`, out)
 	assert.Contains(t, out, "note: a 2xx proves connection and token exchange, not that the supplier accepted the content.")
@@ -97,10 +97,30 @@ func TestCheckCommand(t *testing.T) {
 	assert.Contains(t, out, "  hint: check clientId and clientSecret, or switch authStyle between basic-header and body")
 	assert.NotContains(t, out, "wrong")
 
-	// The supplier refuses: the request step is red.
-	code, out, _ = runBinary(t, "", nil, "check", "-config", config, "-route", "orders", "-url", tokens.URL+"/not-the-supplier")
+	// The supplier refuses: the request step is red, with a hint.
+	code, out, _ = runBinary(t, "", nil, "check", "-config", config, "-route", "orders", "-url", supplier.URL+"/refuse")
 	assert.Equal(t, 1, code)
-	assert.Contains(t, out, "✘ request: GET "+tokens.URL+"/not-the-supplier answered 401")
+	assert.Contains(t, out, "✘ request: GET "+supplier.URL+"/refuse answered 401")
+	assert.Contains(t, out, "hint: the supplier refused the token")
+
+	// A URL of another host never gets the route's token.
+	code, out, _ = runBinary(t, "", nil, "check", "-config", config, "-route", "orders", "-url", tokens.URL+"/elsewhere?key=hidden")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, out, "✘ request: "+tokens.URL+"/elsewhere is not one of this route's hosts; its token is not sent there")
+	assert.NotContains(t, out, "hidden", "queries are not printed")
+
+	// A tokenPath that finds nothing names the keys that were there.
+	bad := writeFile(t, t.TempDir(), "routes.yaml", "routes:\n  - {name: p, hosts: [p.example], tokenUrl: \""+tokens.URL+
+		"\", clientId: buyer, clientSecret: \""+binSecret+"\", authStyle: body, tokenPath: data.token}\n")
+	code, out, _ = runBinary(t, "", nil, "check", "-config", bad)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, out, "hint: check tokenPath; keys present: access_token, expires_in, scope")
+	assert.NotContains(t, out, "check-token-value")
+
+	// A configuration mistake is exit 2, as for the proxy.
+	code, _, errOut = runBinary(t, "", nil, "check", "-config", writeFile(t, t.TempDir(), "routes.yaml", "routes: {}\n"))
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, "routes: must be a list of routes")
 
 	code, out, _ = runBinary(t, "", nil, "check", "-config", config, "-route", "nope")
 	assert.Equal(t, 1, code)
@@ -119,7 +139,7 @@ func TestEncryptThenRunWithTheEncryptedSecret(t *testing.T) {
 	assert.NotContains(t, value, binSecret)
 
 	tokens, supplier, tokenRequests := checkServers(t)
-	config := checkConfig(t, tokens.URL, value)
+	config := checkConfig(t, tokens.URL, value, supplier.Listener.Addr().String())
 	code, out, _ := runBinary(t, "", keyEnv, "check", "-config", config, "-route", "orders", "-url", supplier.URL)
 	assert.Equal(t, 0, code, "the token endpoint received the decrypted secret:\n"+out)
 	assert.EqualValues(t, 1, tokenRequests.Load())

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -50,7 +51,20 @@ func Run(ctx context.Context, w io.Writer, cfg *proxy.Config, o Options) bool {
 			ok = false
 			continue
 		}
-		if o.URL != "" && !requestStep(ctx, p, r, tok, o) {
+		if o.URL == "" {
+			continue
+		}
+		// The token goes only to a URL of the route's own hosts, as the proxy would send it.
+		if u, err := url.Parse(o.URL); err != nil || !r.Matches(u.Host, defaultPort(u.Scheme)) {
+			if o.Route != "" {
+				p.fail("request: %s is not one of this route's hosts; its token is not sent there", tokensource.DisplayURL(o.URL))
+				ok = false
+			} else {
+				p.line("request: skipped, %s is not one of this route's hosts", tokensource.DisplayURL(o.URL))
+			}
+			continue
+		}
+		if !requestStep(ctx, p, r, tok, o) {
 			ok = false
 		}
 	}
@@ -79,7 +93,7 @@ func tokenStep(ctx context.Context, p printer, r *proxy.Route, o Options) *token
 		scope = "(not stated)"
 	}
 	p.pass("token: %s answered %d in %s; token %s, lifetime %s (from %s), scope granted %s",
-		f.Config().TokenURL, tok.Status, took, tok.Fingerprint(), tok.Lifetime().Round(time.Second), tok.LifetimeSource, scope)
+		tokensource.DisplayURL(f.Config().TokenURL), tok.Status, took, tok.Fingerprint(), tok.Lifetime().Round(time.Second), tok.LifetimeSource, scope)
 	if s := f.Detected(); s != "" {
 		p.line("  authStyle auto settled on %s", s)
 	}
@@ -122,6 +136,13 @@ func requestStep(ctx context.Context, p printer, r *proxy.Route, tok *tokensourc
 		p.line("  hint: the token is accepted but lacks rights here; check scope")
 	}
 	return false
+}
+
+func defaultPort(scheme string) string {
+	if scheme == "https" {
+		return "443"
+	}
+	return "80"
 }
 
 func hostList(r *proxy.Route) string {

@@ -27,7 +27,8 @@ func TestMarksAreColouredOnATerminal(t *testing.T) {
 	defer supplier.Close()
 	cfg, err := proxy.ParseConfig("routes.yaml", []byte(`
 routes:
-  - {name: r, hosts: [x.example], tokenUrl: "`+tokens.URL+`", clientId: c, clientSecret: s, header: X-Token, prefix: "", headers: {X-Api-Key: k}}
+  - {name: r, hosts: ["`+supplier.Listener.Addr().String()+`"], tokenUrl: "`+tokens.URL+`", clientId: c, clientSecret: s, header: X-Token, prefix: "", headers: {X-Api-Key: k}}
+  - {name: elsewhere, hosts: [x.example], tokenUrl: "`+tokens.URL+`", clientId: c, clientSecret: s}
 `), proxy.LoadOptions{})
 	require.NoError(t, err)
 	opts := Options{Color: true, URL: supplier.URL, Client: supplier.Client(),
@@ -37,6 +38,17 @@ routes:
 	assert.True(t, Run(context.Background(), &out, cfg, opts), out.String())
 	assert.Contains(t, out.String(), "\x1b[32m✔\x1b[0m token:")
 	assert.Contains(t, out.String(), "\x1b[32m✔\x1b[0m request:", "the route's header, prefix and headers reached the supplier")
+	assert.Contains(t, out.String(), "route elsewhere (x.example)\n  \x1b[32m✔\x1b[0m token:")
+	assert.Contains(t, out.String(), "request: skipped, "+supplier.URL+" is not one of this route's hosts",
+		"a route's token never goes to a host of another route")
+	assert.Equal(t, 1, strings.Count(out.String(), "request: GET"))
+
+	// Named explicitly, a route whose hosts do not include the URL fails instead of sending its token.
+	out.Reset()
+	opts.Route = "elsewhere"
+	assert.False(t, Run(context.Background(), &out, cfg, opts))
+	assert.Contains(t, out.String(), "\x1b[31m✘\x1b[0m request: "+supplier.URL+" is not one of this route's hosts; its token is not sent there")
+	opts.Route = "r"
 
 	out.Reset()
 	supplier.Close()

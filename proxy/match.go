@@ -63,6 +63,12 @@ func ParseHostPattern(s string) (HostPattern, error) {
 	return h, nil
 }
 
+// Matches reports whether a URL host ("name" or "name:port") is one of the route's hosts; defaultPort
+// applies when host has no port.
+func (r *Route) Matches(host, defaultPort string) bool {
+	return newRouteTable([]*Route{r}).match(host, defaultPort) == r
+}
+
 // routeTable finds the route of a host. The most specific pattern wins: exact name with port, exact name,
 // then the longest wildcard suffix (with port before without).
 type routeTable struct {
