@@ -16,6 +16,7 @@ import (
 	"github.com/tokenproxy/tokenproxy/proxy"
 	"github.com/tokenproxy/tokenproxy/secrets"
 	"github.com/tokenproxy/tokenproxy/tokensource"
+	"golang.org/x/term"
 )
 
 // configFlags are the flags of every subcommand that reads routes.yaml.
@@ -85,12 +86,11 @@ func runEncrypt(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			secrets.ErrNoKey, secrets.KeyEnv, newKey)
 		return 2
 	}
-	line, err := bufio.NewReader(io.LimitReader(stdin, 64<<10)).ReadString('\n')
-	if err != nil && err != io.EOF {
+	secret, err := readSecret(stdin, stderr)
+	if err != nil {
 		fmt.Fprintf(stderr, "tokenproxy encrypt: reading stdin: %v\n", err)
 		return 1
 	}
-	secret := strings.TrimRight(line, "\r\n")
 	if secret == "" {
 		fmt.Fprintln(stderr, "tokenproxy encrypt: stdin is empty; pipe the secret in: tokenproxy encrypt < secret.txt")
 		return 2
@@ -102,6 +102,21 @@ func runEncrypt(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout, value)
 	return 0
+}
+
+// readSecret reads one line; on a terminal without echo, so the secret does not stay on the screen.
+func readSecret(stdin io.Reader, stderr io.Writer) (string, error) {
+	if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprint(stderr, "secret (not echoed): ")
+		b, err := term.ReadPassword(int(f.Fd()))
+		fmt.Fprintln(stderr)
+		return strings.TrimRight(string(b), "\r\n"), err
+	}
+	line, err := bufio.NewReader(io.LimitReader(stdin, 64<<10)).ReadString('\n')
+	if err != nil && err != io.EOF {
+		return "", err
+	}
+	return strings.TrimRight(line, "\r\n"), nil
 }
 
 // runCheck test-fires the routes; exit 0 only when every step passed.
