@@ -5,8 +5,10 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
 	"io"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -28,6 +30,11 @@ func TestParseConfigIssue3Keys(t *testing.T) {
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "client.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600))
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "c"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	certDER, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "client.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: certDER}), 0o600))
 	cfg, err := ParseConfig(filepath.Join(dir, "routes.yaml"), []byte(`
 routes:
   - name: jwt
@@ -38,17 +45,27 @@ routes:
     clientKeyFile: client.key
     clientKeyId: k1
     params: {audience: "https://api.example", resource: "${RES}"}
-    tokenHeaders: {X-Gateway-Key: gk}
+    tokenHeaders: {X-Gateway-Key: "${GK}"}
     headers: {X-Api-Key: ak}
-    header: X-Token
-    prefix: ""
+    header: ${HEADER}
+    prefix: "${PREFIX}"
     expiresPath: meta.ttl
     expiresAtPath: meta.exp
     defaultTTL: 15m
     retryOn401: false
     retryBodyLimit: 64KiB
-`), LoadOptions{LookupEnv: env(map[string]string{"RES": "orders"})})
+  - name: mtls
+    hosts: [b.example]
+    tokenUrl: https://login.example/token
+    clientId: c
+    authStyle: tls-client-auth
+    clientCertFile: client.crt
+    clientKeyFile: client.key
+`), LoadOptions{LookupEnv: env(map[string]string{"RES": "orders", "GK": "gk", "HEADER": "X-Token", "PREFIX": ""})})
 	require.NoError(t, err)
+	mtls := cfg.Routes[1].Token
+	require.NotNil(t, mtls.ClientCert, "the client certificate and key were loaded")
+	assert.Equal(t, certDER, mtls.ClientCert.Certificate[0])
 	r := cfg.Routes[0]
 	assert.Equal(t, "https://login.example/tenant", r.Issuer)
 	assert.Equal(t, tokensource.AuthPrivateKeyJWT, r.Token.AuthStyle)

@@ -34,7 +34,7 @@ import (
 // assertionServer verifies a client_assertion with verifyKey and answers a token when it holds.
 func assertionServer(t *testing.T, alg string, verifyKey any, seen *[]jwt.MapClaims, kids *[]string) *tokenServer {
 	return newTokenServer(t, func(_ int64, w http.ResponseWriter) {}).with(func(r *http.Request, w http.ResponseWriter) {
-		require.NoError(t, r.ParseForm())
+		assert.NoError(t, r.ParseForm())
 		assert.Equal(t, "urn:ietf:params:oauth:client-assertion-type:jwt-bearer", r.PostForm.Get("client_assertion_type"))
 		assert.Equal(t, "client-7", r.PostForm.Get("client_id"))
 		assert.Empty(t, r.PostForm.Get("client_secret"))
@@ -143,6 +143,21 @@ func TestLoadPrivateKey(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, ecKey.Equal(key))
 
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	require.NoError(t, err)
+	pkcs1 := filepath.Join(dir, "rsa-pkcs1.pem")
+	require.NoError(t, os.WriteFile(pkcs1, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(rsaKey)}), 0o600))
+	key, err = LoadPrivateKey(pkcs1)
+	require.NoError(t, err)
+	assert.True(t, rsaKey.Equal(key), "PKCS #1")
+	sec1DER, err := x509.MarshalECPrivateKey(ecKey)
+	require.NoError(t, err)
+	sec1 := filepath.Join(dir, "ec-sec1.pem")
+	require.NoError(t, os.WriteFile(sec1, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: sec1DER}), 0o600))
+	key, err = LoadPrivateKey(sec1)
+	require.NoError(t, err)
+	assert.True(t, ecKey.Equal(key), "SEC 1")
+
 	p384, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
 	require.NoError(t, err)
 	der, err = x509.MarshalECPrivateKey(p384)
@@ -181,7 +196,7 @@ func TestTLSClientAuth(t *testing.T) {
 	var gotForm url.Values
 	var gotCN string
 	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		require.NoError(t, r.ParseForm())
+		assert.NoError(t, r.ParseForm())
 		gotForm = r.PostForm
 		gotCN = r.TLS.PeerCertificates[0].Subject.CommonName
 		_, _ = io.WriteString(w, `{"access_token":"mtls-ok"}`)
@@ -229,7 +244,7 @@ func TestAuthStyleAuto(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ts := newTokenServer(t, nil).with(func(r *http.Request, w http.ResponseWriter) {
-				require.NoError(t, r.ParseForm())
+				assert.NoError(t, r.ParseForm())
 				_, _, basic := r.BasicAuth()
 				style := AuthBody
 				if basic {
@@ -258,6 +273,31 @@ func TestAuthStyleAuto(t *testing.T) {
 			assert.NotContains(t, logs.String(), testSecret)
 		})
 	}
+}
+
+func TestAuthStyleAutoTimeoutNeverFlips(t *testing.T) {
+	ts := newTokenServer(t, nil).with(func(r *http.Request, w http.ResponseWriter) {
+		_, _ = io.Copy(io.Discard, r.Body) // net/http notices the client leaving only once the body is read
+		<-r.Context().Done()               // never answers in time
+	})
+	f, err := NewFetcher(Config{TokenURL: ts.URL, ClientID: "c", ClientSecret: testSecret, AuthStyle: AuthAuto},
+		Options{Timeout: 100 * time.Millisecond})
+	require.NoError(t, err)
+	_, err = f.Fetch(context.Background())
+	e, ok := AsError(err)
+	require.True(t, ok, "want *Error, got %v", err)
+	assert.True(t, e.Timeout)
+	assert.EqualValues(t, 1, ts.count.Load(), "a timeout is not a reason to ask again with body")
+	assert.Equal(t, AuthStyle(""), f.Detected())
+}
+
+func TestRetryAfterForms(t *testing.T) {
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	assert.Equal(t, 120*time.Second, retryAfter("120", now))
+	assert.Equal(t, 90*time.Second, retryAfter(now.Add(90*time.Second).Format(http.TimeFormat), now))
+	assert.Zero(t, retryAfter(now.Add(-time.Minute).Format(http.TimeFormat), now), "a date in the past")
+	assert.Zero(t, retryAfter("soon", now))
+	assert.Zero(t, retryAfter("", now))
 }
 
 func TestParamsAndTokenHeaders(t *testing.T) {
