@@ -55,7 +55,7 @@ func Run(ctx context.Context, w io.Writer, cfg *proxy.Config, o Options) bool {
 			continue
 		}
 		// The token goes only to a URL of the route's own hosts, as the proxy would send it.
-		if u, err := url.Parse(o.URL); err != nil || !r.Matches(u.Host, defaultPort(u.Scheme)) {
+		if u, err := url.Parse(o.URL); err != nil || !r.MatchesURL(u) {
 			if o.Route != "" {
 				p.fail("request: %s is not one of this route's hosts; its token is not sent there", tokensource.DisplayURL(o.URL))
 				ok = false
@@ -136,13 +136,6 @@ func requestStep(ctx context.Context, p printer, r *proxy.Route, tok *tokensourc
 		p.line("  hint: the token is accepted but lacks rights here; check scope")
 	}
 	return false
-}
-
-func defaultPort(scheme string) string {
-	if scheme == "https" {
-		return "443"
-	}
-	return "80"
 }
 
 func hostList(r *proxy.Route) string {

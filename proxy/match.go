@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strings"
 )
 
@@ -63,10 +64,9 @@ func ParseHostPattern(s string) (HostPattern, error) {
 	return h, nil
 }
 
-// Matches reports whether a URL host ("name" or "name:port") is one of the route's hosts; defaultPort
-// applies when host has no port.
-func (r *Route) Matches(host, defaultPort string) bool {
-	return newRouteTable([]*Route{r}).match(host, defaultPort) == r
+// MatchesURL reports whether the URL's host is one of the route's hosts, as the proxy would match it.
+func (r *Route) MatchesURL(u *url.URL) bool {
+	return newRouteTable([]*Route{r}).match(u.Host, defaultPort(u.Scheme)) == r
 }
 
 // routeTable finds the route of a host. The most specific pattern wins: exact name with port, exact name,
