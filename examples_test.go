@@ -82,3 +82,31 @@ func TestExampleRoutesAreValid(t *testing.T) {
 		assert.NoError(t, err)
 	}
 }
+
+// Docker cannot run here; this checks what the Dockerfile promises: multi-stage, a static binary, a
+// distroless base, a non-root user.
+func TestDockerfileShape(t *testing.T) {
+	raw, err := os.ReadFile("Dockerfile")
+	require.NoError(t, err)
+	var froms []string
+	var user string
+	for _, line := range strings.Split(string(raw), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 2 {
+			continue
+		}
+		switch fields[0] {
+		case "FROM":
+			froms = append(froms, fields[1])
+		case "USER":
+			user = fields[1]
+		}
+	}
+	require.Len(t, froms, 2, "multi-stage")
+	assert.True(t, strings.HasPrefix(froms[0], "golang:"))
+	assert.Contains(t, froms[1], "distroless/static")
+	assert.Contains(t, string(raw), "CGO_ENABLED=0 go build")
+	require.NotEmpty(t, user)
+	assert.NotContains(t, []string{"root", "0", "0:0"}, user)
+	assert.Contains(t, string(raw), `ENTRYPOINT ["/tokenproxy"]`)
+}
