@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"io"
 	"math/rand"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -143,45 +142,4 @@ func TestLargeBodiesAreStreamedByteIdentical(t *testing.T) {
 			assert.Equal(t, wantSHA, gotSHA, "the download arrived byte-identical")
 		})
 	}
-}
-
-func TestWebsocketUpgrade(t *testing.T) {
-	h := newHarness(t, harnessOptions{})
-	up := newUpstream(t, nil, true, func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Upgrade") != "websocket" {
-			http.Error(w, "not an upgrade", http.StatusBadRequest)
-			return
-		}
-		conn, brw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		_, _ = brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
-		_ = brw.Flush()
-		line, _ := brw.ReadString('\n') // echo one line, upper-cased, as frames would be
-		_, _ = io.WriteString(conn, strings.ToUpper(line))
-	})
-	h.route("supplier.test:80", up)
-
-	c, err := net.Dial("tcp", h.proxyURL.Host)
-	require.NoError(t, err)
-	defer c.Close()
-	require.NoError(t, c.SetDeadline(time.Now().Add(10*time.Second)))
-	_, err = io.WriteString(c, "GET http://supplier.test/ws HTTP/1.1\r\nHost: supplier.test\r\n"+
-		"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
-	require.NoError(t, err)
-	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, nil)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
-	_, err = io.WriteString(c, "hello over the upgraded connection\n")
-	require.NoError(t, err)
-	echoed, err := br.ReadString('\n')
-	require.NoError(t, err)
-	assert.Equal(t, "HELLO OVER THE UPGRADED CONNECTION\n", echoed)
-	got := up.last(t)
-	assert.Equal(t, "Bearer "+testTokenPrefix+"1", got.Header.Get("Authorization"))
-	assert.Equal(t, "Upgrade", got.Header.Get("Connection"))
-	assert.Equal(t, "websocket", got.Header.Get("Upgrade"))
 }

@@ -59,23 +59,40 @@ func echoUpgrade(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.WriteString(conn, strings.ToUpper(line))
 }
 
-func TestWebsocketOverInterceptedTunnel(t *testing.T) {
-	h := newHarness(t, harnessOptions{})
-	up := newUpstream(t, h.upCert, true, echoUpgrade)
-	h.route("supplier.test:443", up)
-	tc, br := h.connectTLS("supplier.test:443")
-	_, err := io.WriteString(tc, "GET /ws HTTP/1.1\r\nHost: supplier.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+// upgradeAndEcho asks for a websocket upgrade of target over conn, checks the 101 the app sees, and
+// returns the upstream's echo of line over the upgraded connection.
+func upgradeAndEcho(t *testing.T, conn io.Writer, br *bufio.Reader, target, line string) string {
+	t.Helper()
+	_, err := io.WriteString(conn, "GET "+target+" HTTP/1.1\r\nHost: supplier.test\r\nConnection: Upgrade, X-App-Hop\r\n"+
+		"X-App-Hop: drop\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
 	require.NoError(t, err)
 	resp, err := http.ReadResponse(br, nil)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
 	assert.Empty(t, resp.Header.Get("X-Hop"), "headers named in Connection are removed from a 101 too")
-	_, err = io.WriteString(tc, "over tls\n")
+	_, err = io.WriteString(conn, line)
 	require.NoError(t, err)
 	echoed, err := br.ReadString('\n')
 	require.NoError(t, err)
-	assert.Equal(t, "OVER TLS\n", echoed)
-	assert.Equal(t, "Bearer "+testTokenPrefix+"1", up.last(t).Header.Get("Authorization"))
+	return echoed
+}
+
+// assertUpgradeArrived checks what the upstream received: the token and the upgrade, no other hop header.
+func assertUpgradeArrived(t *testing.T, up *upstream) {
+	got := up.last(t)
+	assert.Equal(t, "Bearer "+testTokenPrefix+"1", got.Header.Get("Authorization"))
+	assert.Equal(t, "Upgrade", got.Header.Get("Connection"))
+	assert.Equal(t, "websocket", got.Header.Get("Upgrade"))
+	assert.Empty(t, got.Header.Get("X-App-Hop"))
+}
+
+func TestWebsocketOverInterceptedTunnel(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	up := newUpstream(t, h.upCert, true, echoUpgrade)
+	h.route("supplier.test:443", up)
+	tc, br := h.connectTLS("supplier.test:443")
+	assert.Equal(t, "OVER TLS\n", upgradeAndEcho(t, tc, br, "/ws", "over tls\n"))
+	assertUpgradeArrived(t, up)
 }
 
 func TestPlainWebsocketEndsWhenTheUpstreamCloses(t *testing.T) {
@@ -86,18 +103,9 @@ func TestPlainWebsocketEndsWhenTheUpstreamCloses(t *testing.T) {
 	require.NoError(t, err)
 	defer c.Close()
 	require.NoError(t, c.SetDeadline(time.Now().Add(10*time.Second)))
-	_, err = io.WriteString(c, "GET http://supplier.test/ws HTTP/1.1\r\nHost: supplier.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
-	require.NoError(t, err)
 	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, nil)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
-	assert.Empty(t, resp.Header.Get("X-Hop"), "headers named in Connection are removed from a 101 too")
-	_, err = io.WriteString(c, "bye\n")
-	require.NoError(t, err)
-	echoed, err := br.ReadString('\n')
-	require.NoError(t, err)
-	assert.Equal(t, "BYE\n", echoed)
+	assert.Equal(t, "BYE\n", upgradeAndEcho(t, c, br, "http://supplier.test/ws", "bye\n"))
+	assertUpgradeArrived(t, up)
 	// The upstream has closed; the app's connection must end too, well before the test's deadline.
 	_, err = br.ReadByte()
 	assert.ErrorIs(t, err, io.EOF)
