@@ -1,64 +1,114 @@
 package main
 
 import (
-	"bufio"
+	"bytes"
 	"io"
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/creack/pty"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/tokenproxy/tokenproxy/secrets"
+	"golang.org/x/sys/unix"
 )
 
-// onTerminal runs the binary under script(1), which gives it a pseudo-terminal. When prompt is set, input
-// is written only once the program has printed it, as a person would type.
-func onTerminal(t *testing.T, env []string, prompt, input string, args ...string) string {
-	path, err := exec.LookPath("script")
-	require.NoError(t, err, "script (util-linux) is needed for this test")
-	cmd := exec.Command(path, "-qec", binary+" "+strings.Join(args, " "), "/dev/null")
-	cmd.Env = append(os.Environ(), env...)
-	stdin, err := cmd.StdinPipe()
-	require.NoError(t, err)
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
+// terminal is the binary running on a pseudo-terminal, as a person at a shell would run it.
+type terminal struct {
+	t    *testing.T
+	ptmx *os.File
+	mu   sync.Mutex
+	out  bytes.Buffer
+	done chan struct{} // closed when the terminal has nothing more to print
+}
 
-	var out strings.Builder
-	done := make(chan error, 1)
+func onTerminal(t *testing.T, env []string, args ...string) *terminal {
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), env...)
+	ptmx, err := pty.Start(cmd)
+	require.NoError(t, err)
+	term := &terminal{t: t, ptmx: ptmx, done: make(chan struct{})}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		_ = ptmx.Close()
+	})
 	go func() {
-		r := bufio.NewReader(stdout)
-		typed := prompt == ""
+		defer close(term.done)
+		buf := make([]byte, 4096)
 		for {
-			b, err := r.ReadByte()
-			if err != nil {
-				done <- err
+			n, err := ptmx.Read(buf)
+			term.mu.Lock()
+			term.out.Write(buf[:n])
+			term.mu.Unlock()
+			if err != nil { // EIO once the program has exited and closed the terminal
 				return
-			}
-			out.WriteByte(b)
-			if !typed && strings.Contains(out.String(), prompt) {
-				typed = true
-				_, _ = io.WriteString(stdin, input)
 			}
 		}
 	}()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		t.Fatalf("no end of output; so far: %q", out.String())
+	return term
+}
+
+func (term *terminal) screen() string {
+	term.mu.Lock()
+	defer term.mu.Unlock()
+	return term.out.String()
+}
+
+// echoOff reports whether the terminal currently hides what is typed; on Linux the master side reads
+// the settings the program made on its side.
+func (term *terminal) echoOff() bool {
+	rc, err := term.ptmx.SyscallConn()
+	require.NoError(term.t, err)
+	off := false
+	require.NoError(term.t, rc.Control(func(fd uintptr) {
+		tio, err := unix.IoctlGetTermios(int(fd), unix.TCGETS)
+		off = err == nil && tio.Lflag&unix.ECHO == 0
+	}))
+	return off
+}
+
+// waitFor polls cond until it holds, failing the test after a generous deadline.
+func (term *terminal) waitFor(what string, cond func() bool) {
+	term.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			term.t.Fatalf("waited 20s for %s; screen so far: %q", what, term.screen())
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
-	_ = cmd.Wait()
-	return out.String()
+}
+
+func (term *terminal) typeIn(s string) {
+	_, err := io.WriteString(term.ptmx, s)
+	require.NoError(term.t, err)
+}
+
+// finished waits until the program has printed everything and returns the screen.
+func (term *terminal) finished() string {
+	term.t.Helper()
+	select {
+	case <-term.done:
+	case <-time.After(20 * time.Second):
+		term.t.Fatalf("no end of output; so far: %q", term.screen())
+	}
+	return term.screen()
 }
 
 func TestEncryptDoesNotEchoOnATerminal(t *testing.T) {
 	key, err := secrets.NewKey()
 	require.NoError(t, err)
-	out := onTerminal(t, []string{secrets.KeyEnv + "=" + key}, "secret (not echoed): ", binSecret+"\r", "encrypt")
+	term := onTerminal(t, []string{secrets.KeyEnv + "=" + key}, "encrypt")
+	term.waitFor("the prompt", func() bool { return strings.Contains(term.screen(), "secret (not echoed): ") })
+	// Typing before the program has switched echo off would show the secret: wait for the switch itself.
+	term.waitFor("echo to be switched off", term.echoOff)
+	term.typeIn(binSecret + "\r")
+	out := term.finished()
 	assert.Contains(t, out, "aes256gcm:")
 	assert.NotContains(t, out, binSecret, "the secret never appears on the screen")
 }
@@ -66,7 +116,7 @@ func TestEncryptDoesNotEchoOnATerminal(t *testing.T) {
 func TestCheckMarksAreColouredOnATerminal(t *testing.T) {
 	tokens, supplier, _ := checkServers(t)
 	config := checkConfig(t, tokens.URL, binSecret, supplier.Listener.Addr().String())
-	out := onTerminal(t, nil, "", "", "check", "-config", config)
+	out := onTerminal(t, nil, "check", "-config", config).finished()
 	assert.Contains(t, out, "\x1b[32m✔\x1b[0m token:")
 	assert.Contains(t, out, "\x1b[31m✘\x1b[0m token:")
 }

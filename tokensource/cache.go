@@ -22,6 +22,8 @@ type Cache struct {
 	log     *slog.Logger
 	entries sync.Map // Config.key() → *entry
 	flights singleflight.Group
+	// refreshes counts background renewals still running.
+	refreshes sync.WaitGroup
 }
 
 type entry struct {
@@ -123,7 +125,9 @@ func (c *Cache) refreshAhead(e *entry, f *Fetcher) {
 	if e.backoff.waiting(c.clock.Now()) || !e.refreshing.CompareAndSwap(false, true) {
 		return
 	}
+	c.refreshes.Add(1)
 	go func() {
+		defer c.refreshes.Done()
 		defer e.refreshing.Store(false)
 		ctx, cancel := context.WithTimeout(context.Background(), RequestTimeout)
 		defer cancel()
