@@ -13,7 +13,8 @@ import (
 	"time"
 
 	"github.com/tokenproxy/tokenproxy/check"
-	"github.com/tokenproxy/tokenproxy/proxy"
+	"github.com/tokenproxy/tokenproxy/config"
+	"github.com/tokenproxy/tokenproxy/mitm"
 	"github.com/tokenproxy/tokenproxy/secrets"
 	"github.com/tokenproxy/tokenproxy/tokensource"
 	"golang.org/x/term"
@@ -41,12 +42,21 @@ func (c configFlags) key() ([]byte, error) {
 	return secrets.LoadKeyFile(*c.keyFile)
 }
 
-func (c configFlags) load() (*proxy.Config, error) {
+func (c configFlags) load() (*config.Config, error) {
 	key, err := c.key()
 	if err != nil {
 		return nil, fmt.Errorf("tokenproxy: %v", err)
 	}
-	return proxy.LoadConfig(*c.path, proxy.LoadOptions{SecretKey: key})
+	return config.Load(*c.path, config.LoadOptions{SecretKey: key})
+}
+
+// loadResolved loads the configuration and finds the token endpoints of routes that name an issuer.
+func (c configFlags) loadResolved() (*config.Config, error) {
+	cfg, err := c.load()
+	if err != nil {
+		return nil, err
+	}
+	return config.Resolve(context.Background(), cfg, nil)
 }
 
 func runCA(args []string, stdout, stderr io.Writer) int {
@@ -59,7 +69,7 @@ func runCA(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "tokenproxy ca: -out DIR is required")
 		return 2
 	}
-	certFile, keyFile, err := proxy.WriteCA(*out)
+	certFile, keyFile, err := mitm.WriteCA(*out)
 	if err != nil {
 		fmt.Fprintf(stderr, "tokenproxy ca: %v\n", err)
 		return 1
@@ -128,7 +138,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	cfg, err := cf.load()
+	cfg, err := cf.loadResolved()
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2
@@ -142,8 +152,8 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		Route: *route,
 		URL:   *target,
 		Color: isTerminal(stdout),
-		Fetcher: func(r *proxy.Route) (*tokensource.Fetcher, error) {
-			return proxy.NewFetcher(r, proxy.Options{Logger: log})
+		Fetcher: func(r *config.Route) (*tokensource.Fetcher, error) {
+			return tokensource.NewFetcher(r.Token, tokensource.Options{Route: r.Name, Logger: log})
 		},
 		Client: client,
 	})

@@ -11,13 +11,15 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tokenproxy/tokenproxy/config"
+	"github.com/tokenproxy/tokenproxy/mitm"
 	"github.com/tokenproxy/tokenproxy/proxy"
 	"gopkg.in/yaml.v3"
 )
 
 // The routes.yaml at the root starts as it is.
 func TestRepositoryRoutesYAMLLoads(t *testing.T) {
-	cfg, err := proxy.LoadConfig("routes.yaml", proxy.LoadOptions{})
+	cfg, err := config.Load("routes.yaml", config.LoadOptions{})
 	require.NoError(t, err)
 	_, err = proxy.New(cfg, proxy.Options{})
 	require.NoError(t, err)
@@ -27,7 +29,7 @@ func TestRepositoryRoutesYAMLLoads(t *testing.T) {
 // The routes.yaml inside each example is valid once its files exist where the example mounts them.
 func TestExampleRoutesAreValid(t *testing.T) {
 	dir := t.TempDir()
-	_, _, err := proxy.WriteCA(filepath.Join(dir, "ca"))
+	_, _, err := mitm.WriteCA(filepath.Join(dir, "ca"))
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "secret"), []byte("s\n"), 0o600))
 	fixPaths := strings.NewReplacer(
@@ -78,7 +80,7 @@ func TestExampleRoutesAreValid(t *testing.T) {
 	require.NoError(t, yaml.NewDecoder(bytes.NewReader(raw)).Decode(&composeFile))
 
 	for _, r := range routes {
-		_, err := proxy.ParseConfig(filepath.Join(dir, "routes.yaml"), []byte(fixPaths.Replace(r)), proxy.LoadOptions{})
+		_, err := config.Parse(filepath.Join(dir, "routes.yaml"), []byte(fixPaths.Replace(r)), config.LoadOptions{})
 		assert.NoError(t, err)
 	}
 }

@@ -55,7 +55,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "tokenproxy: %v\n", err)
 		return 2
 	}
-	cfg, err := cf.load()
+	cfg, err := cf.loadResolved()
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2

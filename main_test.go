@@ -167,7 +167,7 @@ routes:
 	logs := r.logs()
 	assert.Contains(t, logs, `"msg":"request","route":"supplier","method":"GET"`)
 	assert.Contains(t, logs, `"token":"fetch"`)
-	assert.Contains(t, logs, `"token":"cache"`)
+	assert.Contains(t, logs, `"token":"hit"`)
 	assert.Contains(t, logs, `"msg":"stopped"`)
 	assert.NotContains(t, logs, binSecret)
 	assert.NotContains(t, logs, "bin-token-1")

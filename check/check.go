@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tokenproxy/tokenproxy/proxy"
+	"github.com/tokenproxy/tokenproxy/config"
 	"github.com/tokenproxy/tokenproxy/tokensource"
 )
 
@@ -21,14 +21,14 @@ type Options struct {
 	Route string // only this route; empty: every route
 	URL   string // also send one GET to this URL with the route's token
 	Color bool   // ANSI green and red marks
-	// Fetcher builds the token fetcher of a route (the proxy's, so discovery and trust are the same).
-	Fetcher func(*proxy.Route) (*tokensource.Fetcher, error)
+	// Fetcher builds the token fetcher of a route.
+	Fetcher func(*config.Route) (*tokensource.Fetcher, error)
 	// Client sends the -url request; it must not use HTTP_PROXY.
 	Client *http.Client
 }
 
 // Run checks the routes of cfg, writes one line per step to w, and reports whether every step passed.
-func Run(ctx context.Context, w io.Writer, cfg *proxy.Config, o Options) bool {
+func Run(ctx context.Context, w io.Writer, cfg *config.Config, o Options) bool {
 	p := printer{w: w, color: o.Color}
 	routes := cfg.Routes
 	if o.Route != "" {
@@ -72,7 +72,7 @@ func Run(ctx context.Context, w io.Writer, cfg *proxy.Config, o Options) bool {
 	return ok
 }
 
-func tokenStep(ctx context.Context, p printer, r *proxy.Route, o Options) *tokensource.Token {
+func tokenStep(ctx context.Context, p printer, r *config.Route, o Options) *tokensource.Token {
 	f, err := o.Fetcher(r)
 	if err != nil {
 		p.fail("token: %v", err)
@@ -82,8 +82,13 @@ func tokenStep(ctx context.Context, p printer, r *proxy.Route, o Options) *token
 	tok, err := f.Fetch(ctx)
 	took := time.Since(start).Round(time.Millisecond)
 	if err != nil {
-		p.fail("token: %s (%s)", strings.TrimPrefix(err.Error(), "tokensource: "), took)
-		if te, ok := tokensource.AsError(err); ok && te.Hint() != "" {
+		te, ok := tokensource.AsError(err)
+		if !ok {
+			p.fail("token: %v (%s)", err, took)
+			return nil
+		}
+		p.fail("token: token endpoint %s: %s (%s)", te.TokenURL, te.Cause(), took)
+		if te.Hint() != "" {
 			p.line("  hint: %s", te.Hint())
 		}
 		return nil
@@ -100,7 +105,7 @@ func tokenStep(ctx context.Context, p printer, r *proxy.Route, o Options) *token
 	return tok
 }
 
-func requestStep(ctx context.Context, p printer, r *proxy.Route, tok *tokensource.Token, o Options) bool {
+func requestStep(ctx context.Context, p printer, r *config.Route, tok *tokensource.Token, o Options) bool {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, o.URL, nil)
 	if err != nil {
 		p.fail("request: %v", err)
@@ -138,7 +143,7 @@ func requestStep(ctx context.Context, p printer, r *proxy.Route, tok *tokensourc
 	return false
 }
 
-func hostList(r *proxy.Route) string {
+func hostList(r *config.Route) string {
 	s := make([]string, len(r.Hosts))
 	for i, h := range r.Hosts {
 		s[i] = h.String()

@@ -10,7 +10,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/tokenproxy/tokenproxy/proxy"
+	"github.com/tokenproxy/tokenproxy/config"
 	"github.com/tokenproxy/tokenproxy/tokensource"
 )
 
@@ -25,14 +25,16 @@ func TestMarksAreColouredOnATerminal(t *testing.T) {
 		}
 	}))
 	defer supplier.Close()
-	cfg, err := proxy.ParseConfig("routes.yaml", []byte(`
+	cfg, err := config.Parse("routes.yaml", []byte(`
 routes:
   - {name: r, hosts: ["`+supplier.Listener.Addr().String()+`"], tokenUrl: "`+tokens.URL+`", clientId: c, clientSecret: s, header: X-Token, prefix: "", headers: {X-Api-Key: k}}
   - {name: elsewhere, hosts: [x.example], tokenUrl: "`+tokens.URL+`", clientId: c, clientSecret: s}
-`), proxy.LoadOptions{})
+`), config.LoadOptions{})
 	require.NoError(t, err)
 	opts := Options{Color: true, URL: supplier.URL, Client: supplier.Client(),
-		Fetcher: func(r *proxy.Route) (*tokensource.Fetcher, error) { return proxy.NewFetcher(r, proxy.Options{}) }}
+		Fetcher: func(r *config.Route) (*tokensource.Fetcher, error) {
+			return tokensource.NewFetcher(r.Token, tokensource.Options{})
+		}}
 
 	var out strings.Builder
 	assert.True(t, Run(context.Background(), &out, cfg, opts), out.String())

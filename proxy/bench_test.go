@@ -14,6 +14,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tokenproxy/tokenproxy/config"
+	"github.com/tokenproxy/tokenproxy/internal/hopbyhop"
 )
 
 const (
@@ -53,14 +56,14 @@ func BenchmarkProxyOverhead(b *testing.B) {
 	}))
 	defer tokens.Close()
 
-	cfg, err := ParseConfig("bench.yaml", []byte(fmt.Sprintf(`
+	cfg, err := config.Parse("bench.yaml", []byte(fmt.Sprintf(`
 routes:
   - name: bench
     hosts: ["%s"]
     tokenUrl: %s
     clientId: c
     clientSecret: s
-`, up.Listener.Addr(), tokens.URL)), LoadOptions{})
+`, up.Listener.Addr(), tokens.URL)), config.LoadOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -175,14 +178,14 @@ func minimalProxy() http.Handler {
 	tr := &http.Transport{MaxIdleConnsPerHost: IdleConnsPerHost, DisableCompression: true}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.RequestURI = ""
-		removeHopByHop(r.Header)
+		hopbyhop.Remove(r.Header)
 		resp, err := tr.RoundTrip(r)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
 		}
 		defer resp.Body.Close()
-		removeHopByHop(resp.Header)
+		hopbyhop.Remove(resp.Header)
 		for k, v := range resp.Header {
 			w.Header()[k] = v
 		}

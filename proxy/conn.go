@@ -9,17 +9,19 @@ import (
 	"time"
 )
 
-// connTracker watches the connections that net/http hands over to goproxy (CONNECT tunnels, intercepted
-// TLS): it gives them deadlines, which net/http no longer enforces, and closes them at shutdown.
+// connTracker knows every client connection: it counts them by kind, gives connections that net/http
+// has handed over (tunnels, upgrades) an idle deadline, and closes what is left at shutdown.
 type connTracker struct {
-	headerTimeout time.Duration // from hijack until the tunnel carries its first request
-	idle          time.Duration // afterwards, with no traffic in either direction
-	mu            sync.Mutex
-	conns         map[*trackedConn]struct{}
+	idle    time.Duration
+	metrics Metrics
+	mu      sync.Mutex
+	conns   map[*trackedConn]struct{}
+	servers map[*http.Server]struct{} // one per intercepted connection
+	closing bool                      // closeAll has run: no new intercepted server may start
 }
 
-func newConnTracker(headerTimeout, idle time.Duration) *connTracker {
-	return &connTracker{headerTimeout: headerTimeout, idle: idle, conns: map[*trackedConn]struct{}{}}
+func newConnTracker(idle time.Duration, m Metrics) *connTracker {
+	return &connTracker{idle: idle, metrics: m, conns: map[*trackedConn]struct{}{}, servers: map[*http.Server]struct{}{}}
 }
 
 // trackingListener wraps each accepted connection in a trackedConn.
@@ -33,10 +35,12 @@ func (l trackingListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	tc := &trackedConn{Conn: c, t: l.t}
+	tc := &trackedConn{Conn: c, idleDeadline: idleDeadline{idle: l.t.idle}, t: l.t, closed: make(chan struct{})}
+	tc.kind.Store(ConnPlain)
 	l.t.mu.Lock()
 	l.t.conns[tc] = struct{}{}
 	l.t.mu.Unlock()
+	l.t.metrics.ConnectionOpened(ConnPlain)
 	return tc, nil
 }
 
@@ -47,32 +51,55 @@ func (t *connTracker) connContext(ctx context.Context, c net.Conn) context.Conte
 	return context.WithValue(ctx, connKey{}, c)
 }
 
-// connFrom returns the client connection of a request served by net/http, or nil.
+// connFrom returns the client connection of a request served on the proxy port, or nil.
 func connFrom(ctx context.Context) *trackedConn {
 	c, _ := ctx.Value(connKey{}).(*trackedConn)
 	return c
 }
 
-// connState is the http.Server hook that starts a hijacked connection's deadlines.
+// connState is the http.Server hook: a connection net/http hands over (an upgrade, a CONNECT) lives from
+// then on while either direction carries bytes, until the idle timeout. CONNECT handling may change that.
 func (t *connTracker) connState(c net.Conn, state http.ConnState) {
 	if tc, ok := c.(*trackedConn); ok && state == http.StateHijacked {
-		tc.hijacked.Store(true)
-		if tc.active.Load() {
-			tc.push(time.Now(), true)
-		} else {
-			_ = tc.Conn.SetDeadline(time.Now().Add(t.headerTimeout))
-		}
+		tc.followIdle(true)
 	}
 }
 
-// closeHijacked closes every hijacked connection still open.
-func (t *connTracker) closeHijacked() {
+// addServer registers the server of an intercepted connection, so Shutdown can drain it. It returns false
+// once the tracker is closing: the connection is then not served.
+func (t *connTracker) addServer(srv *http.Server) bool {
 	t.mu.Lock()
-	var open []*trackedConn
+	defer t.mu.Unlock()
+	if t.closing {
+		return false
+	}
+	t.servers[srv] = struct{}{}
+	return true
+}
+
+func (t *connTracker) removeServer(srv *http.Server) {
+	t.mu.Lock()
+	delete(t.servers, srv)
+	t.mu.Unlock()
+}
+
+func (t *connTracker) interceptServers() []*http.Server {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]*http.Server, 0, len(t.servers))
+	for srv := range t.servers {
+		out = append(out, srv)
+	}
+	return out
+}
+
+// closeAll closes every connection still open; intercepted connections opened later are not served.
+func (t *connTracker) closeAll() {
+	t.mu.Lock()
+	t.closing = true
+	open := make([]*trackedConn, 0, len(t.conns))
 	for c := range t.conns {
-		if c.hijacked.Load() {
-			open = append(open, c)
-		}
+		open = append(open, c)
 	}
 	t.mu.Unlock()
 	for _, c := range open {
@@ -80,60 +107,51 @@ func (t *connTracker) closeHijacked() {
 	}
 }
 
-// trackedConn is an accepted connection. Until hijacked, net/http manages its deadlines. After, it must
-// carry its first request (or become a plain tunnel) within the header timeout; from then on every read or
-// write pushes one idle deadline forward, so a tunnel lives while either side talks.
+// trackedConn is an accepted client connection. While net/http serves it, net/http manages its deadlines;
+// once handed over for a tunnel or an upgrade, every read or write pushes one idle deadline forward, so it
+// lives while either side talks.
 type trackedConn struct {
 	net.Conn
-	t        *connTracker
-	hijacked atomic.Bool
-	active   atomic.Bool  // past its first request, or a plain tunnel
-	lastPush atomic.Int64 // unix nanos of the last deadline push
-	closed   sync.Once
+	idleDeadline
+	t      *connTracker
+	kind   atomic.Value // ConnKind
+	once   sync.Once
+	closed chan struct{} // closed by Close
 }
 
-// activate switches the connection from the header timeout to the idle deadline.
-func (c *trackedConn) activate() {
-	if c.active.CompareAndSwap(false, true) && c.hijacked.Load() {
-		c.push(time.Now(), true)
+// setKind changes what the connection is counted as.
+func (c *trackedConn) setKind(k ConnKind) {
+	old := c.kind.Swap(k).(ConnKind)
+	if old != k {
+		c.t.metrics.ConnectionClosed(old)
+		c.t.metrics.ConnectionOpened(k)
 	}
 }
 
-func (c *trackedConn) push(now time.Time, force bool) {
-	// Pushing at most once a second keeps the cost off each small read and write.
-	if !force && now.UnixNano()-c.lastPush.Load() < int64(time.Second) {
-		return
-	}
-	c.lastPush.Store(now.UnixNano())
-	_ = c.Conn.SetDeadline(now.Add(c.t.idle))
-}
-
-func (c *trackedConn) touch() {
-	if c.hijacked.Load() && c.active.Load() {
-		c.push(time.Now(), false)
-	}
-}
+func (c *trackedConn) followIdle(on bool) { c.follow(c.Conn, on) }
 
 func (c *trackedConn) Read(p []byte) (int, error) {
-	c.touch()
+	c.touch(c.Conn)
 	return c.Conn.Read(p)
 }
 
 func (c *trackedConn) Write(p []byte) (int, error) {
-	c.touch()
+	c.touch(c.Conn)
 	return c.Conn.Write(p)
 }
 
 func (c *trackedConn) Close() error {
-	c.closed.Do(func() {
+	c.once.Do(func() {
 		c.t.mu.Lock()
 		delete(c.t.conns, c)
 		c.t.mu.Unlock()
+		c.t.metrics.ConnectionClosed(c.kind.Load().(ConnKind))
+		close(c.closed)
 	})
 	return c.Conn.Close()
 }
 
-// CloseWrite and CloseRead let goproxy half-close a tunnel as it does for bare TCP connections.
+// CloseWrite and CloseRead let goproxy half-close an upgraded connection as it does for bare TCP.
 func (c *trackedConn) CloseWrite() error {
 	if hc, ok := c.Conn.(interface{ CloseWrite() error }); ok {
 		return hc.CloseWrite()
@@ -146,4 +164,59 @@ func (c *trackedConn) CloseRead() error {
 		return hc.CloseRead()
 	}
 	return nil
+}
+
+// idleDeadline moves a connection's deadline forward with its traffic, so the connection lives while it is
+// used and ends after idle without any.
+type idleDeadline struct {
+	idle      time.Duration
+	following atomic.Bool  // reads and writes push the deadline
+	lastPush  atomic.Int64 // unix nanos of the last push
+}
+
+// follow turns the traffic-following deadline on, or off (clearing the deadline).
+func (d *idleDeadline) follow(c net.Conn, on bool) {
+	d.following.Store(on)
+	if on {
+		d.push(c, time.Now(), true)
+	} else {
+		_ = c.SetDeadline(time.Time{})
+	}
+}
+
+func (d *idleDeadline) touch(c net.Conn) {
+	if d.following.Load() {
+		d.push(c, time.Now(), false)
+	}
+}
+
+func (d *idleDeadline) push(c net.Conn, now time.Time, force bool) {
+	// Pushing at most once a second keeps the cost off each small read and write.
+	if !force && now.UnixNano()-d.lastPush.Load() < int64(time.Second) {
+		return
+	}
+	d.lastPush.Store(now.UnixNano())
+	_ = c.SetDeadline(now.Add(d.idle))
+}
+
+// idleConn is a connection with a traffic-following idle deadline: the target side of a tunnel.
+type idleConn struct {
+	net.Conn
+	idleDeadline
+}
+
+func newIdleConn(c net.Conn, idle time.Duration) *idleConn {
+	ic := &idleConn{Conn: c, idleDeadline: idleDeadline{idle: idle}}
+	ic.follow(c, true)
+	return ic
+}
+
+func (c *idleConn) Read(p []byte) (int, error) {
+	c.touch(c.Conn)
+	return c.Conn.Read(p)
+}
+
+func (c *idleConn) Write(p []byte) (int, error) {
+	c.touch(c.Conn)
+	return c.Conn.Write(p)
 }

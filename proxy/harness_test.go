@@ -31,6 +31,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tokenproxy/tokenproxy/config"
+	"github.com/tokenproxy/tokenproxy/mitm"
 )
 
 const (
@@ -189,7 +191,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	h := &harness{t: t, tokens: newTokenServer(t), hosts: map[string]string{}, logs: &syncBuffer{},
 		clock: &fakeClock{now: time.Unix(1_800_000_000, 0)}}
 	h.upCert, h.upPool = selfSignedCert(t, "supplier.test", "secure.test", "tunnel.test", "fresh.test")
-	certFile, _, err := WriteCA(filepath.Join(dir, "ca"))
+	certFile, _, err := mitm.WriteCA(filepath.Join(dir, "ca"))
 	require.NoError(t, err)
 	h.caFile = certFile
 	caPEM, err := os.ReadFile(certFile)
@@ -205,7 +207,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		mitm = ""
 	}
 	yaml := strings.NewReplacer("{{TOKEN_URL}}", h.tokens.URL+"/oauth/token", "{{MITM}}", mitm).Replace(o.yaml)
-	cfg, err := ParseConfig(filepath.Join(dir, "routes.yaml"), []byte(yaml), LoadOptions{})
+	cfg, err := config.Parse(filepath.Join(dir, "routes.yaml"), []byte(yaml), config.LoadOptions{})
 	require.NoError(t, err)
 
 	log := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -1,5 +1,6 @@
-// Package proxy is tokenproxy's forward proxy: routes.yaml, host matching, plain and intercepted
-// requests through goproxy, header rewriting, the upstream transport and error responses.
+// Package proxy is tokenproxy's forward proxy: the configuration snapshot requests run on, plain and
+// intercepted requests through goproxy, CONNECT tunnels, header rewriting, 401 replay, the upstream
+// transport, error answers, connection tracking and drain.
 package proxy
 
 import (
@@ -12,16 +13,20 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/elazarl/goproxy"
+	"github.com/tokenproxy/tokenproxy/config"
 	"github.com/tokenproxy/tokenproxy/tokensource"
 )
 
 // Options are the parts of a Server that tests replace; zero values are production defaults.
 type Options struct {
 	Logger *slog.Logger
+	// Metrics records requests, tokens and connections; nil records nothing.
+	Metrics Metrics
 	// DialContext dials upstreams and tunnels; tests map names such as supplier.test:443 to loopback.
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 	// RootCAs verifies upstream certificates; nil is the system pool (which honours SSL_CERT_FILE).
@@ -36,7 +41,7 @@ type Options struct {
 	ClientIdleTimeout time.Duration
 }
 
-// Timeouts of the upstream leg and of hijacked client connections.
+// Timeouts of the upstream leg and of client connections.
 const (
 	DialTimeout           = 10 * time.Second
 	TLSHandshakeTimeout   = 10 * time.Second
@@ -46,29 +51,30 @@ const (
 	IdleConnsPerHost      = 128
 )
 
-// Server is a running configuration: routes, token fetchers and the goproxy that serves them.
+// Server serves the proxy port with the configuration snapshot currently in service.
 type Server struct {
-	cfg      *Config
-	routes   *routeTable
-	fetchers map[*Route]*tokensource.Fetcher
+	opts     Options
+	log      *slog.Logger
+	metrics  Metrics
+	snap     atomic.Pointer[snapshot]
+	swapMu   sync.Mutex // one Swap at a time
 	cache    *tokensource.Cache
 	upstream *http.Transport
-	dial     func(ctx context.Context, network, addr string) (net.Conn, error)
 	gp       *goproxy.ProxyHttpServer
-	// intercept is the CONNECT action for route hosts; nil without a mitm section.
-	intercept *goproxy.ConnectAction
-	log       *slog.Logger
 
 	http     *http.Server
 	conns    *connTracker
-	inflight atomic.Int64 // requests not yet answered; net/http does not count intercepted ones
-	draining atomic.Bool  // Shutdown has begun: intercepted connections close after their answer
+	inflight atomic.Int64 // requests not yet answered, including upgraded ones net/http no longer sees
+	draining atomic.Bool
 }
 
-// New builds a Server for cfg.
-func New(cfg *Config, opts Options) (*Server, error) {
+// New builds a Server for cfg, which must be resolved (config.Resolve) when a route names an issuer.
+func New(cfg *config.Config, opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = noMetrics{}
 	}
 	if opts.ResponseHeaderTimeout == 0 {
 		opts.ResponseHeaderTimeout = ResponseHeaderTimeout
@@ -83,20 +89,16 @@ func New(cfg *Config, opts Options) (*Server, error) {
 		opts.DialContext = (&net.Dialer{Timeout: DialTimeout, KeepAlive: 30 * time.Second}).DialContext
 	}
 	s := &Server{
-		cfg:      cfg,
-		routes:   newRouteTable(cfg.Routes),
-		fetchers: map[*Route]*tokensource.Fetcher{},
-		cache:    tokensource.NewCache(opts.Clock, opts.Logger),
-		dial:     opts.DialContext,
-		log:      opts.Logger,
+		opts:    opts,
+		log:     opts.Logger,
+		metrics: opts.Metrics,
+		cache:   tokensource.NewCache(tokensource.CacheOptions{Clock: opts.Clock, Logger: opts.Logger, Metrics: opts.Metrics}),
 	}
-	for _, r := range cfg.Routes {
-		f, err := NewFetcher(r, opts)
-		if err != nil {
-			return nil, err
-		}
-		s.fetchers[r] = f
+	snap, err := s.newSnapshot(cfg, nil)
+	if err != nil {
+		return nil, err
 	}
+	s.snap.Store(snap)
 	s.upstream = &http.Transport{
 		Proxy:                 nil, // never HTTP_PROXY: in a pod it points at this very proxy
 		DialContext:           opts.DialContext,
@@ -110,25 +112,20 @@ func New(cfg *Config, opts Options) (*Server, error) {
 		DisableCompression:    true, // pass the app's Accept-Encoding and the encoded answer through
 	}
 
+	// goproxy is the request engine for plain requests and for the requests inside intercepted
+	// connections; CONNECT never reaches it (see connect.go).
 	gp := goproxy.NewProxyHttpServer()
 	gp.Tr = s.upstream
 	gp.ConnectDial = nil
-	gp.ConnectDialWithReq = s.dialTunnel
-	gp.ConnectionErrHandler = s.writeTunnelError
 	gp.KeepAcceptEncoding = true
 	gp.Logger = goproxyLogger{s.log}
-	gp.CertStore = newCertCache(1024)
 	gp.NonproxyHandler = http.HandlerFunc(notAProxyRequest)
-	if cfg.CA != nil {
-		s.intercept = &goproxy.ConnectAction{Action: goproxy.ConnectMitm, TLSConfig: goproxy.TLSConfigFromCA(cfg.CA)}
-	}
-	gp.OnRequest().HandleConnectFunc(s.onConnect)
 	gp.OnRequest().DoFunc(s.onRequest)
 	s.gp = gp
 
-	s.conns = newConnTracker(opts.ReadHeaderTimeout, opts.ClientIdleTimeout)
+	s.conns = newConnTracker(opts.ClientIdleTimeout, s.metrics)
 	s.http = &http.Server{
-		Handler:           gp,
+		Handler:           s,
 		ReadHeaderTimeout: opts.ReadHeaderTimeout,
 		IdleTimeout:       opts.ClientIdleTimeout,
 		ConnState:         s.conns.connState,
@@ -138,40 +135,36 @@ func New(cfg *Config, opts Options) (*Server, error) {
 	return s, nil
 }
 
-// NewFetcher returns the token fetcher of a route, first finding its token endpoint when it names an issuer.
-func NewFetcher(r *Route, opts Options) (*tokensource.Fetcher, error) {
-	if err := resolveIssuer(r, opts.TokenRootCAs); err != nil {
-		return nil, err
-	}
-	f, err := tokensource.NewFetcher(r.Token, tokensource.Options{RootCAs: opts.TokenRootCAs, Clock: opts.Clock, Logger: opts.Logger})
-	if err != nil {
-		return nil, fmt.Errorf("proxy: route %q: %w", r.Name, err)
-	}
-	return f, nil
-}
+// Config returns the configuration in service.
+func (s *Server) Config() *config.Config { return s.snap.Load().cfg }
 
-// resolveIssuer fills in the token endpoint of a route configured with issuer:, from the issuer's metadata.
-func resolveIssuer(r *Route, roots *x509.CertPool) error {
-	if r.Issuer == "" || r.Token.TokenURL != "" {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), tokensource.RequestTimeout)
-	defer cancel()
-	mtls := r.Token.AuthStyle == tokensource.AuthTLSClient
-	endpoint, err := tokensource.Discover(ctx, r.Issuer, mtls, tokensource.Options{RootCAs: roots})
+// Swap puts a new resolved configuration in service. Requests already running finish on the one they
+// started with. Tokens of credentials that did not change are kept; those of credentials no longer in any
+// route are dropped and their background refresh stopped. A new CA starts with no leaf certificates.
+func (s *Server) Swap(cfg *config.Config) error {
+	s.swapMu.Lock()
+	defer s.swapMu.Unlock()
+	next, err := s.newSnapshot(cfg, s.snap.Load())
 	if err != nil {
-		return fmt.Errorf("proxy: route %q: %w", r.Name, err)
+		return err
 	}
-	if err := checkEndpointURL(endpoint); err != nil {
-		return fmt.Errorf("proxy: route %q: issuer %s names token_endpoint %s, which %v", r.Name,
-			tokensource.DisplayURL(r.Issuer), tokensource.DisplayURL(endpoint), err)
+	s.snap.Store(next)
+	keep := make([]*tokensource.Fetcher, 0, len(next.fetchers))
+	for _, f := range next.fetchers {
+		keep = append(keep, f)
 	}
-	r.Token.TokenURL = endpoint
+	s.cache.Retain(keep)
 	return nil
 }
 
-// ServeHTTP serves one proxy request (absolute-form or CONNECT).
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.gp.ServeHTTP(w, r) }
+// ServeHTTP serves one proxy request: CONNECT here, everything else through goproxy.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodConnect {
+		s.serveConnect(w, r)
+		return
+	}
+	s.gp.ServeHTTP(w, r)
+}
 
 // Serve accepts proxy connections on l until Shutdown.
 func (s *Server) Serve(l net.Listener) error {
@@ -182,11 +175,29 @@ func (s *Server) Serve(l net.Listener) error {
 	return err
 }
 
-// Shutdown stops accepting, lets requests in flight finish until ctx ends, then closes what is left. It
+// Draining reports whether Shutdown has begun.
+func (s *Server) Draining() bool { return s.draining.Load() }
+
+// Shutdown stops accepting, lets requests in flight finish until ctx ends, then closes what is left:
+// intercepted connections get "Connection: close" on their next answer, tunnels are closed at the end. It
 // returns ctx's error when requests were still running at the deadline.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
-	err := s.http.Shutdown(ctx) // plain requests; returns once they are done or ctx ends
+	var wg sync.WaitGroup
+	var plainErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		plainErr = s.http.Shutdown(ctx) // plain requests; returns once they are done or ctx ends
+	}()
+	for _, srv := range s.conns.interceptServers() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = srv.Shutdown(ctx)
+		}()
+	}
+	wg.Wait()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for s.inflight.Load() > 0 && ctx.Err() == nil {
@@ -195,25 +206,27 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 		}
 	}
-	s.conns.closeHijacked()
+	s.conns.closeAll()
 	s.upstream.CloseIdleConnections()
+	s.cache.Close()
 	if ctx.Err() != nil {
 		_ = s.http.Close()
 		return ctx.Err()
 	}
-	return err
+	return plainErr
 }
 
-// Warnings lists what about the configuration works but is probably not what the operator wants.
+// Warnings lists what about the configuration in service works but is probably not what the operator wants.
 func (s *Server) Warnings() []string {
+	cfg := s.Config()
 	var w []string
-	if s.cfg.CA == nil && len(s.cfg.Routes) > 0 {
+	if cfg.MITM == nil && len(cfg.Routes) > 0 {
 		w = append(w, "routes.yaml has no mitm section: https:// requests to route hosts (CONNECT) will be refused; "+
 			"only plain http:// requests get tokens. Create a CA with `tokenproxy ca -out DIR` and add mitm: {caCert, caKey}")
 	}
-	if s.cfg.CA != nil {
-		if _, isRSA := s.cfg.CA.PrivateKey.(*rsa.PrivateKey); isRSA {
-			w = append(w, "the mitm CA has an RSA key: each intercepted host's first certificate takes ~50 ms; an ECDSA CA (tokenproxy ca) takes 0.2 ms")
+	if cfg.MITM != nil {
+		if _, isRSA := cfg.MITM.CA.PrivateKey.(*rsa.PrivateKey); isRSA {
+			w = append(w, "the mitm CA has an RSA key: signing each intercepted host's certificate takes several times longer than with an ECDSA CA (tokenproxy ca)")
 		}
 	}
 	return w

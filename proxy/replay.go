@@ -5,6 +5,8 @@ import (
 	"io"
 	"net/http"
 	"sync"
+
+	"github.com/tokenproxy/tokenproxy/config"
 )
 
 // replayBody keeps a request body of at most a route's retryBodyLimit, so the request can be sent again
@@ -21,7 +23,7 @@ type replayBody struct {
 // keepForReplay arranges for req's body to be kept when the route replays after a 401. A body of known
 // size within the limit is read now, so a 401 that arrives before it was sent still finds it whole; a
 // body of unknown size is kept as the upstream reads it, never waiting for bytes the app has not sent.
-func keepForReplay(req *http.Request, r *Route) *replayBody {
+func keepForReplay(req *http.Request, r *config.Route) *replayBody {
 	if !r.RetryOn401 {
 		return nil
 	}

@@ -8,7 +8,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -55,31 +54,24 @@ func clientAssertion(c Config, style AuthStyle, now time.Time) (string, error) {
 	return signed, nil
 }
 
-// LoadPrivateKey reads an RSA or EC P-256 private key from a PEM file (PKCS #8, PKCS #1 or SEC 1).
-func LoadPrivateKey(path string) (crypto.Signer, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		return nil, fmt.Errorf("cannot read %s: %v", path, err)
-	}
+// ParsePrivateKey reads an RSA or EC P-256 private key from PEM (PKCS #8, PKCS #1 or SEC 1).
+func ParsePrivateKey(data []byte) (crypto.Signer, error) {
 	block, _ := pem.Decode(data)
 	if block == nil {
-		return nil, fmt.Errorf("%s holds no PEM block", path)
+		return nil, errors.New("holds no PEM block")
 	}
 	var key any
+	var err error
 	if key, err = x509.ParsePKCS8PrivateKey(block.Bytes); err != nil {
 		if key, err = x509.ParsePKCS1PrivateKey(block.Bytes); err != nil {
 			if key, err = x509.ParseECPrivateKey(block.Bytes); err != nil {
-				return nil, fmt.Errorf("%s is not a PKCS #8, PKCS #1 or SEC 1 private key", path)
+				return nil, errors.New("is not a PKCS #8, PKCS #1 or SEC 1 private key")
 			}
 		}
 	}
 	signer, ok := key.(crypto.Signer)
 	if !ok || signingMethod(signer) == "" {
-		return nil, fmt.Errorf("%s: the key must be RSA or EC P-256", path)
+		return nil, errors.New("the key must be RSA or EC P-256")
 	}
 	return signer, nil
 }

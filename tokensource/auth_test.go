@@ -20,8 +20,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -131,30 +129,23 @@ func TestClientAssertionStyles(t *testing.T) {
 	}
 }
 
-func TestLoadPrivateKey(t *testing.T) {
-	dir := t.TempDir()
+func TestParsePrivateKey(t *testing.T) {
 	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	require.NoError(t, err)
 	der, err := x509.MarshalPKCS8PrivateKey(ecKey)
 	require.NoError(t, err)
-	good := filepath.Join(dir, "ec.pem")
-	require.NoError(t, os.WriteFile(good, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600))
-	key, err := LoadPrivateKey(good)
+	key, err := ParsePrivateKey(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
 	require.NoError(t, err)
 	assert.True(t, ecKey.Equal(key))
 
 	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
 	require.NoError(t, err)
-	pkcs1 := filepath.Join(dir, "rsa-pkcs1.pem")
-	require.NoError(t, os.WriteFile(pkcs1, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(rsaKey)}), 0o600))
-	key, err = LoadPrivateKey(pkcs1)
+	key, err = ParsePrivateKey(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(rsaKey)}))
 	require.NoError(t, err)
 	assert.True(t, rsaKey.Equal(key), "PKCS #1")
 	sec1DER, err := x509.MarshalECPrivateKey(ecKey)
 	require.NoError(t, err)
-	sec1 := filepath.Join(dir, "ec-sec1.pem")
-	require.NoError(t, os.WriteFile(sec1, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: sec1DER}), 0o600))
-	key, err = LoadPrivateKey(sec1)
+	key, err = ParsePrivateKey(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: sec1DER}))
 	require.NoError(t, err)
 	assert.True(t, ecKey.Equal(key), "SEC 1")
 
@@ -162,12 +153,10 @@ func TestLoadPrivateKey(t *testing.T) {
 	require.NoError(t, err)
 	der, err = x509.MarshalECPrivateKey(p384)
 	require.NoError(t, err)
-	bad := filepath.Join(dir, "p384.pem")
-	require.NoError(t, os.WriteFile(bad, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600))
-	_, err = LoadPrivateKey(bad)
+	_, err = ParsePrivateKey(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}))
 	assert.ErrorContains(t, err, "must be RSA or EC P-256")
-	_, err = LoadPrivateKey(filepath.Join(dir, "missing.pem"))
-	assert.ErrorContains(t, err, "no such file")
+	_, err = ParsePrivateKey([]byte("not pem"))
+	assert.ErrorContains(t, err, "holds no PEM block")
 }
 
 // selfSigned makes a certificate for 127.0.0.1 that is its own root.

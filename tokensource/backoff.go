@@ -62,3 +62,13 @@ func delay(failures int, err error) time.Duration {
 	}
 	return d
 }
+
+// state returns when the backoff ends (zero once it has) and the last failure, which a success clears.
+func (b *backoff) state(now time.Time) (until time.Time, last error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.last != nil && now.Before(b.until) {
+		until = b.until
+	}
+	return until, b.last
+}

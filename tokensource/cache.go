@@ -14,12 +14,55 @@ import (
 // RefreshAt is the share of a token's lifetime after which a token in use is renewed in the background.
 const RefreshAt = 0.8
 
+// Via says how a caller got its token.
+type Via string
+
+const (
+	// ViaHit: a valid cached token, no waiting.
+	ViaHit Via = "hit"
+	// ViaWait: the caller waited for a fetch another caller started.
+	ViaWait Via = "wait"
+	// ViaFetch: the caller's own fetch.
+	ViaFetch Via = "fetch"
+)
+
+// Metrics receives what the cache does, labelled with the fetcher's route. The admin package's Prometheus
+// adapter implements it.
+type Metrics interface {
+	// TokenLookup counts a caller served by the cache, with how it was served.
+	TokenLookup(route string, via Via)
+	// TokenFetched counts a token request: result is "ok" or the kind of failure (see Result).
+	TokenFetched(route, result string, took time.Duration)
+}
+
+// Result names the outcome of a fetch for metrics: "ok", or the Kind of an *Error, or "error".
+func Result(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	if e, ok := AsError(err); ok {
+		if e.Kind == KindNetwork && e.Timeout {
+			return "timeout"
+		}
+		return string(e.Kind)
+	}
+	return "error"
+}
+
+// CacheOptions are the parts of a Cache that tests and the proxy replace; zero values are defaults.
+type CacheOptions struct {
+	Clock   Clock        // nil: the system clock
+	Logger  *slog.Logger // nil: slog's default
+	Metrics Metrics      // nil: none recorded
+}
+
 // Cache hands out tokens, keeping one per distinct set of credentials (tokenUrl, clientId, grantType,
 // scope, params, authStyle). Callers that find no valid token share one fetch; a token in use is renewed
 // in the background before it expires; a failing endpoint is asked again only after a backoff.
 type Cache struct {
 	clock   Clock
 	log     *slog.Logger
+	metrics Metrics
 	entries sync.Map // Config.key() → *entry
 	flights singleflight.Group
 	// refreshes counts background renewals still running.
@@ -31,50 +74,62 @@ type entry struct {
 	backoff backoff
 	// refreshing is set while a background renewal runs, so requests start at most one.
 	refreshing atomic.Bool
+	// stop ends the entry's background renewal when its credentials leave the configuration.
+	ctx  context.Context
+	stop context.CancelFunc
 }
 
-// NewCache returns an empty cache; a nil clock is the system clock, a nil logger slog's default.
-func NewCache(clock Clock, log *slog.Logger) *Cache {
-	if clock == nil {
-		clock = SystemClock{}
+// NewCache returns an empty cache.
+func NewCache(o CacheOptions) *Cache {
+	if o.Clock == nil {
+		o.Clock = SystemClock{}
 	}
-	if log == nil {
-		log = slog.Default()
+	if o.Logger == nil {
+		o.Logger = slog.Default()
 	}
-	return &Cache{clock: clock, log: log}
+	if o.Metrics == nil {
+		o.Metrics = noMetrics{}
+	}
+	return &Cache{clock: o.Clock, log: o.Logger, metrics: o.Metrics}
 }
 
-// Token returns a valid token for f's credentials and whether it came from the cache without a fetch.
-// While the endpoint is backing off and no valid token is left, it fails fast with the last error.
-func (c *Cache) Token(ctx context.Context, f *Fetcher) (*Token, bool, error) {
+// Token returns a valid token for f's credentials and how it was found. While the endpoint is backing off
+// and no valid token is left, it fails fast with the last error.
+func (c *Cache) Token(ctx context.Context, f *Fetcher) (*Token, Via, error) {
 	e := c.entry(f.key)
 	now := c.clock.Now()
 	if t := e.token.Load(); t != nil && t.validAt(now) {
 		if t.refreshDue(now) {
-			c.refreshAhead(e, f)
+			c.refreshAhead(e, f, t)
 		}
-		return t, true, nil
+		c.metrics.TokenLookup(f.route, ViaHit)
+		return t, ViaHit, nil
 	}
 	if err := e.backoff.wait(now); err != nil {
-		return nil, false, err
+		return nil, "", err
 	}
+	// Only the caller whose function runs sets via; the others joined its flight and waited.
+	via := ViaWait
 	ch := c.flights.DoChan(f.key, func() (any, error) {
 		// A caller that arrives just after a fetch finished finds the new token here.
 		if t := e.token.Load(); t != nil && t.validAt(c.clock.Now()) {
+			via = ViaHit
 			return t, nil
 		}
+		via = ViaFetch
 		// The fetch is shared, so one caller giving up must not fail the others.
 		return c.fetch(context.WithoutCancel(ctx), e, f)
 	})
 	select {
 	case res := <-ch:
 		if res.Err != nil {
-			return nil, false, res.Err
+			return nil, "", res.Err
 		}
+		c.metrics.TokenLookup(f.route, via)
 		t, _ := res.Val.(*Token)
-		return t, false, nil
+		return t, via, nil
 	case <-ctx.Done():
-		return nil, false, ctx.Err()
+		return nil, "", ctx.Err()
 	}
 }
 
@@ -84,8 +139,11 @@ func (c *Cache) Fresh(ctx context.Context, f *Fetcher) (*Token, error) {
 	if err := e.backoff.wait(c.clock.Now()); err != nil {
 		return nil, err
 	}
-	t, err := f.Fetch(ctx)
+	t, err := c.timedFetch(ctx, f)
 	e.backoff.record(c.clock.Now(), err)
+	if err == nil {
+		c.metrics.TokenLookup(f.route, ViaFetch)
+	}
 	return t, err
 }
 
@@ -109,8 +167,52 @@ func (c *Cache) Reject(f *Fetcher, t *Token) bool {
 	return true
 }
 
+// State is what the cache knows of one set of credentials, for status pages and metrics.
+type State struct {
+	Token        *Token    // the cached token; nil when none
+	LastError    error     // the last failure while the endpoint is backing off; nil otherwise
+	BackoffUntil time.Time // zero when not backing off
+}
+
+// State returns the state of f's credentials.
+func (c *Cache) State(f *Fetcher) State {
+	v, ok := c.entries.Load(f.key)
+	if !ok {
+		return State{}
+	}
+	e := v.(*entry)
+	st := State{Token: e.token.Load()}
+	st.BackoffUntil, st.LastError = e.backoff.state(c.clock.Now())
+	return st
+}
+
+// Retain drops the tokens of every set of credentials that none of keep uses, and stops their background
+// renewal. Tokens of the credentials in keep are untouched, so a reload that keeps them costs no fetch.
+func (c *Cache) Retain(keep []*Fetcher) {
+	used := make(map[string]bool, len(keep))
+	for _, f := range keep {
+		used[f.key] = true
+	}
+	c.entries.Range(func(k, v any) bool {
+		if !used[k.(string)] {
+			c.entries.Delete(k)
+			v.(*entry).stop()
+		}
+		return true
+	})
+}
+
+// Close stops every background renewal and waits for them to end.
+func (c *Cache) Close() {
+	c.entries.Range(func(_, v any) bool {
+		v.(*entry).stop()
+		return true
+	})
+	c.refreshes.Wait()
+}
+
 func (c *Cache) fetch(ctx context.Context, e *entry, f *Fetcher) (*Token, error) {
-	t, err := f.Fetch(ctx)
+	t, err := c.timedFetch(ctx, f)
 	e.backoff.record(c.clock.Now(), err)
 	if err != nil {
 		return nil, err
@@ -119,22 +221,35 @@ func (c *Cache) fetch(ctx context.Context, e *entry, f *Fetcher) (*Token, error)
 	return t, nil
 }
 
+func (c *Cache) timedFetch(ctx context.Context, f *Fetcher) (*Token, error) {
+	start := time.Now()
+	t, err := f.Fetch(ctx)
+	c.metrics.TokenFetched(f.route, Result(err), time.Since(start))
+	return t, err
+}
+
 // refreshAhead renews the token in the background; requests keep the current one meanwhile, and keep it
 // while renewing fails (within the backoff) until it expires.
-func (c *Cache) refreshAhead(e *entry, f *Fetcher) {
-	if e.backoff.waiting(c.clock.Now()) || !e.refreshing.CompareAndSwap(false, true) {
+func (c *Cache) refreshAhead(e *entry, f *Fetcher, due *Token) {
+	if e.backoff.waiting(c.clock.Now()) || e.ctx.Err() != nil || !e.refreshing.CompareAndSwap(false, true) {
 		return
 	}
 	c.refreshes.Add(1)
 	go func() {
 		defer c.refreshes.Done()
 		defer e.refreshing.Store(false)
-		ctx, cancel := context.WithTimeout(context.Background(), RequestTimeout)
+		ctx, cancel := context.WithTimeout(e.ctx, RequestTimeout)
 		defer cancel()
-		_, err, _ := c.flights.Do(f.key, func() (any, error) { return c.fetch(ctx, e, f) })
-		if err != nil {
+		_, err, _ := c.flights.Do(f.key, func() (any, error) {
+			// A request that found no valid token may have fetched a new one meanwhile.
+			if cur := e.token.Load(); cur != nil && cur != due && !cur.refreshDue(c.clock.Now()) {
+				return cur, nil
+			}
+			return c.fetch(ctx, e, f)
+		})
+		if err != nil && !errors.Is(err, context.Canceled) {
 			c.log.Warn("token refresh failed; the current token is used until it expires",
-				"tokenUrl", DisplayURL(f.cfg.TokenURL), "error", err)
+				"route", f.route, "tokenUrl", DisplayURL(f.cfg.TokenURL), "error", err)
 		}
 	}()
 }
@@ -143,7 +258,11 @@ func (c *Cache) entry(key string) *entry {
 	if e, ok := c.entries.Load(key); ok {
 		return e.(*entry)
 	}
-	e, _ := c.entries.LoadOrStore(key, &entry{})
+	ctx, stop := context.WithCancel(context.Background())
+	e, loaded := c.entries.LoadOrStore(key, &entry{ctx: ctx, stop: stop})
+	if loaded {
+		stop()
+	}
 	return e.(*entry)
 }
 
@@ -165,3 +284,8 @@ func IsBackoff(err error) bool {
 	var b *BackoffError
 	return errors.As(err, &b)
 }
+
+type noMetrics struct{}
+
+func (noMetrics) TokenLookup(string, Via)                    {}
+func (noMetrics) TokenFetched(string, string, time.Duration) {}

@@ -42,14 +42,20 @@ type Error struct {
 	Timeout bool
 	// RetryAfter is the endpoint's Retry-After, when it sent one.
 	RetryAfter time.Duration
-	// AuthStyle is the style the request used, so the hint fits it.
+	// AuthStyle is the route's configured style, so the hint fits it; Sent is the style of the request that
+	// failed (they differ when auto fell back to body).
 	AuthStyle AuthStyle
+	Sent      AuthStyle
 	Err       error
 }
 
 func (e *Error) Error() string {
+	return "tokensource: token endpoint " + e.TokenURL + ": " + e.Cause()
+}
+
+// Cause says what went wrong, without the token endpoint: "answered 401 invalid_client (...)".
+func (e *Error) Cause() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "tokensource: token endpoint %s: ", e.TokenURL)
 	switch e.Kind {
 	case KindNetwork:
 		fmt.Fprintf(&b, "request failed: %v", e.Err)
@@ -76,6 +82,17 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// Style says which authStyle the failed request was sent with: "basic-header", or "auto, sent as body".
+func (e *Error) Style() AuthStyle {
+	if e.Sent != "" && e.AuthStyle != "" && e.Sent != e.AuthStyle {
+		return e.AuthStyle + ", sent as " + e.Sent
+	}
+	if e.AuthStyle == "" {
+		return e.Sent
+	}
+	return e.AuthStyle
+}
+
 // Hint is one sentence telling the operator what to check; empty when there is nothing specific.
 func (e *Error) Hint() string {
 	switch {
@@ -95,6 +112,8 @@ func (e *Error) Hint() string {
 		return "check scope: the endpoint does not grant it to this client"
 	case e.Code == "unsupported_grant_type" || e.Code == "unauthorized_client":
 		return "check grantType: this client may not use it"
+	case e.StatusCode == 404 || e.StatusCode == 405:
+		return "check tokenUrl: the endpoint answered " + fmt.Sprint(e.StatusCode) + ", so the path is probably not the token endpoint's"
 	case e.Code == "invalid_request" || e.StatusCode == 400 || e.StatusCode == 415:
 		return "check requestStyle (form or json) and authStyle"
 	case e.Kind == KindNoToken:

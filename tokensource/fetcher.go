@@ -18,6 +18,7 @@ import (
 
 // Fetcher makes token requests for one Config.
 type Fetcher struct {
+	route  string
 	cfg    Config
 	key    string
 	client *http.Client
@@ -29,6 +30,8 @@ type Fetcher struct {
 
 // Options are the parts of a Fetcher that tests and the proxy replace; zero values are production defaults.
 type Options struct {
+	// Route names the route the fetcher serves, in metrics and logs.
+	Route string
 	// RootCAs verifies token endpoints; nil is the system pool (SSL_CERT_FILE honoured).
 	RootCAs *x509.CertPool
 	Clock   Clock
@@ -70,7 +73,7 @@ func NewFetcher(cfg Config, opts Options) (*Fetcher, error) {
 			return nil
 		},
 	}
-	return &Fetcher{cfg: cfg, key: cfg.key(), client: client, clock: opts.Clock, log: opts.Logger}, nil
+	return &Fetcher{route: opts.Route, cfg: cfg, key: cfg.key(), client: client, clock: opts.Clock, log: opts.Logger}, nil
 }
 
 // maxRedirects is how many same-host redirects a token request follows.
@@ -107,6 +110,13 @@ func buildTransport(roots *x509.CertPool, cert *tls.Certificate) *http.Transport
 
 // Config returns the fetcher's settings with defaults filled in.
 func (f *Fetcher) Config() Config { return f.cfg }
+
+// Route is the name of the route the fetcher serves.
+func (f *Fetcher) Route() string { return f.route }
+
+// Serves reports whether the fetcher asks for the same tokens cfg would: same endpoint, credentials,
+// request and parsing settings.
+func (f *Fetcher) Serves(cfg Config) bool { return cfg.key() == f.key }
 
 // Fetch makes one token request (two while authStyle auto is still finding out) and returns the token,
 // or an *Error.
@@ -157,6 +167,14 @@ func rejectsClient(err error) bool {
 }
 
 func (f *Fetcher) fetch(ctx context.Context, style AuthStyle) (*Token, error) {
+	tok, err := f.request(ctx, style)
+	if e, ok := err.(*Error); ok {
+		e.AuthStyle, e.Sent = f.cfg.AuthStyle, style
+	}
+	return tok, err
+}
+
+func (f *Fetcher) request(ctx context.Context, style AuthStyle) (*Token, error) {
 	req, err := newRequest(ctx, f.cfg, style, f.clock.Now())
 	if err != nil {
 		return nil, err
@@ -176,7 +194,6 @@ func (f *Fetcher) fetch(ctx context.Context, style AuthStyle) (*Token, error) {
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		e := parseErrorAnswer(f.cfg, resp.StatusCode, body)
 		e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), f.clock.Now())
-		e.AuthStyle = f.cfg.AuthStyle
 		return nil, e
 	}
 	return parseAnswer(f.cfg, resp.StatusCode, body, f.clock.Now())

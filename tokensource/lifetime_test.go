@@ -148,14 +148,14 @@ func TestRefreshAheadNeverMakesARequestWait(t *testing.T) {
 	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
 	f, err := NewFetcher(Config{TokenURL: bs.URL, ClientID: "c", ClientSecret: "s"}, Options{Clock: clock})
 	require.NoError(t, err)
-	c := NewCache(clock, nil)
+	c := NewCache(CacheOptions{Clock: clock})
 	first, _, err := c.Token(context.Background(), f)
 	require.NoError(t, err)
 
 	clock.Advance(79 * time.Second)
 	_, hit, err := c.Token(context.Background(), f)
 	require.NoError(t, err)
-	assert.True(t, hit)
+	assert.Equal(t, ViaHit, hit)
 	assert.EqualValues(t, 1, bs.count.Load(), "no refresh before 80 % of the lifetime")
 
 	// The token endpoint now hangs until released; requests still get the current token at once.
@@ -165,7 +165,7 @@ func TestRefreshAheadNeverMakesARequestWait(t *testing.T) {
 	for i := 0; i < 50; i++ {
 		tok, hit, err := c.Token(context.Background(), f)
 		require.NoError(t, err)
-		assert.True(t, hit)
+		assert.Equal(t, ViaHit, hit)
 		assert.Equal(t, first.Value, tok.Value)
 	}
 	require.Eventually(t, func() bool { return bs.count.Load() == 2 }, 5*time.Second, time.Millisecond,
@@ -183,7 +183,7 @@ func TestFailedRefreshKeepsTheValidToken(t *testing.T) {
 	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
 	f, err := NewFetcher(Config{TokenURL: bs.URL, ClientID: "c", ClientSecret: "s"}, Options{Clock: clock})
 	require.NoError(t, err)
-	c := NewCache(clock, nil)
+	c := NewCache(CacheOptions{Clock: clock})
 	_, _, err = c.Token(context.Background(), f)
 	require.NoError(t, err)
 
@@ -218,7 +218,7 @@ func TestBackoffBoundsAttemptsOnADeadEndpoint(t *testing.T) {
 	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
 	f, err := NewFetcher(Config{TokenURL: bs.URL, ClientID: "c", ClientSecret: "s"}, Options{Clock: clock})
 	require.NoError(t, err)
-	c := NewCache(clock, nil)
+	c := NewCache(CacheOptions{Clock: clock})
 
 	// Ten simulated minutes with a request every 100 ms: 6,000 requests.
 	var fastFails int
@@ -251,7 +251,7 @@ func TestBackoffHonoursRetryAfter(t *testing.T) {
 			clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
 			f, err := NewFetcher(Config{TokenURL: ts.URL, ClientID: "c", ClientSecret: "s"}, Options{Clock: clock})
 			require.NoError(t, err)
-			c := NewCache(clock, nil)
+			c := NewCache(CacheOptions{Clock: clock})
 			_, _, err = c.Token(context.Background(), f)
 			require.Error(t, err)
 			clock.Advance(119 * time.Second)
@@ -271,7 +271,7 @@ func TestFreshFetchesEveryTimeButBacksOff(t *testing.T) {
 	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
 	f, err := NewFetcher(Config{TokenURL: bs.URL, ClientID: "c", ClientSecret: "s"}, Options{Clock: clock})
 	require.NoError(t, err)
-	c := NewCache(clock, nil)
+	c := NewCache(CacheOptions{Clock: clock})
 	a, err := c.Fresh(context.Background(), f)
 	require.NoError(t, err)
 	b, err := c.Fresh(context.Background(), f)

@@ -267,11 +267,11 @@ func TestCacheExpirySkew(t *testing.T) {
 				clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
 				f, err := NewFetcher(Config{TokenURL: ts.URL, ClientID: "c", ClientSecret: "s"}, Options{Clock: clock})
 				require.NoError(t, err)
-				c := NewCache(clock, nil)
+				c := NewCache(CacheOptions{Clock: clock})
 				t.Cleanup(c.refreshes.Wait)
 				tok, hit, err := c.Token(context.Background(), f)
 				require.NoError(t, err)
-				require.False(t, hit)
+				require.Equal(t, ViaFetch, hit)
 				require.Equal(t, "tok-1", tok.Value)
 				clock.Advance(elapsed)
 				return c, f
@@ -281,14 +281,14 @@ func TestCacheExpirySkew(t *testing.T) {
 			c, f := cacheAt(tt.reuseUntil - time.Second)
 			tok, hit, err := c.Token(context.Background(), f)
 			require.NoError(t, err)
-			assert.True(t, hit)
+			assert.Equal(t, ViaHit, hit)
 			assert.Equal(t, "tok-1", tok.Value)
 
 			// At the edge, it no longer is: the call fetches.
 			c, f = cacheAt(tt.reuseUntil)
 			tok, hit, err = c.Token(context.Background(), f)
 			require.NoError(t, err)
-			assert.False(t, hit)
+			assert.Equal(t, ViaFetch, hit)
 			assert.Equal(t, "tok-2", tok.Value)
 		})
 	}
@@ -304,7 +304,7 @@ func TestCacheSingleflight(t *testing.T) {
 	t.Cleanup(func() { once.Do(func() { close(release) }) }) // runs before the server's Close, so a failure never hangs
 	f, err := NewFetcher(Config{TokenURL: ts.URL, ClientID: "c", ClientSecret: "s"}, Options{})
 	require.NoError(t, err)
-	c := NewCache(nil, nil)
+	c := NewCache(CacheOptions{})
 
 	const callers = 1000
 	var started, done sync.WaitGroup
@@ -340,7 +340,7 @@ func TestCacheSharedByEqualCredentials(t *testing.T) {
 		_, _ = fmt.Fprintf(w, `{"access_token":"tok-%d","expires_in":3600}`, n)
 	})
 	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
-	c := NewCache(clock, nil)
+	c := NewCache(CacheOptions{Clock: clock})
 	mk := func(scope string) *Fetcher {
 		f, err := NewFetcher(Config{TokenURL: ts.URL, ClientID: "c", ClientSecret: "s", Scope: scope}, Options{Clock: clock})
 		require.NoError(t, err)
@@ -351,7 +351,7 @@ func TestCacheSharedByEqualCredentials(t *testing.T) {
 	require.NoError(t, err)
 	tb, hit, err := c.Token(context.Background(), b)
 	require.NoError(t, err)
-	assert.True(t, hit)
+	assert.Equal(t, ViaHit, hit)
 	assert.Equal(t, ta.Value, tb.Value)
 	to, _, err := c.Token(context.Background(), other)
 	require.NoError(t, err)
@@ -362,12 +362,12 @@ func TestCacheSharedByEqualCredentials(t *testing.T) {
 	assert.True(t, c.Reject(a, ta))
 	ta2, hit, err := c.Token(context.Background(), a)
 	require.NoError(t, err)
-	assert.False(t, hit)
+	assert.Equal(t, ViaFetch, hit)
 	assert.NotEqual(t, ta.Value, ta2.Value)
 	assert.True(t, c.Reject(b, ta), "already replaced: retry with the new token")
 	tb2, hit, err := c.Token(context.Background(), b)
 	require.NoError(t, err)
-	assert.True(t, hit)
+	assert.Equal(t, ViaHit, hit)
 	assert.Equal(t, ta2.Value, tb2.Value)
 }
 
@@ -375,7 +375,7 @@ func TestCacheKeySeparatesSecretsAndParsing(t *testing.T) {
 	ts := newTokenServer(t, func(n int64, w http.ResponseWriter) {
 		_, _ = fmt.Fprintf(w, `{"access_token":"tok-%d","data":{"token":"nested-%d"},"expires_in":3600}`, n, n)
 	})
-	c := NewCache(nil, nil)
+	c := NewCache(CacheOptions{})
 	get := func(cfg Config) string {
 		cfg.TokenURL, cfg.ClientID = ts.URL, "c"
 		f, err := NewFetcher(cfg, Options{})
@@ -400,7 +400,7 @@ func TestSharedFetchSurvivesTheFirstCallerGivingUp(t *testing.T) {
 	t.Cleanup(func() { once.Do(func() { close(release) }) })
 	f, err := NewFetcher(Config{TokenURL: ts.URL, ClientID: "c", ClientSecret: "s"}, Options{})
 	require.NoError(t, err)
-	c := NewCache(nil, nil)
+	c := NewCache(CacheOptions{})
 
 	ctx, cancel := context.WithCancel(context.Background())
 	first := make(chan error, 1)
@@ -427,7 +427,7 @@ func TestCacheKeyCoversParamsAndAuthStyle(t *testing.T) {
 	ts := newTokenServer(t, func(n int64, w http.ResponseWriter) {
 		_, _ = fmt.Fprintf(w, `{"access_token":"tok-%d","expires_in":3600}`, n)
 	})
-	c := NewCache(nil, nil)
+	c := NewCache(CacheOptions{})
 	mk := func(style AuthStyle, params map[string]string) *Fetcher {
 		f, err := NewFetcher(Config{TokenURL: ts.URL, ClientID: "c", ClientSecret: "s", AuthStyle: style, Params: params}, Options{})
 		require.NoError(t, err)

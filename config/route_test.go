@@ -1,6 +1,7 @@
-package proxy
+package config
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,7 +37,7 @@ func TestParseConfigIssue3Keys(t *testing.T) {
 	certDER, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "client.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: certDER}), 0o600))
-	cfg, err := ParseConfig(filepath.Join(dir, "routes.yaml"), []byte(`
+	cfg, err := Parse(filepath.Join(dir, "routes.yaml"), []byte(`
 routes:
   - name: jwt
     hosts: [a.example]
@@ -82,7 +84,7 @@ routes:
 	assert.False(t, r.RetryOn401)
 	assert.EqualValues(t, 64<<10, r.RetryBodyLimit)
 
-	cfg, err = ParseConfig("routes.yaml", []byte("routes:"+validRoute), LoadOptions{LookupEnv: env(map[string]string{"SECRET": "x"})})
+	cfg, err = Parse("routes.yaml", []byte("routes:"+validRoute), LoadOptions{LookupEnv: env(map[string]string{"SECRET": "x"})})
 	require.NoError(t, err)
 	r = cfg.Routes[0]
 	assert.Equal(t, "Authorization", r.Header)
@@ -100,11 +102,11 @@ func TestEncryptedSecrets(t *testing.T) {
 	require.NoError(t, err)
 	yaml := []byte("routes:" + strings.Replace(validRoute, "${SECRET}", value, 1))
 
-	cfg, err := ParseConfig("routes.yaml", yaml, LoadOptions{SecretKey: key})
+	cfg, err := Parse("routes.yaml", yaml, LoadOptions{SecretKey: key})
 	require.NoError(t, err)
 	assert.Equal(t, "decrypted-secret", cfg.Routes[0].Token.ClientSecret)
 
-	cfg, err = ParseConfig("routes.yaml", yaml, LoadOptions{LookupEnv: env(map[string]string{secrets.KeyEnv: b64})})
+	cfg, err = Parse("routes.yaml", yaml, LoadOptions{LookupEnv: env(map[string]string{secrets.KeyEnv: b64})})
 	require.NoError(t, err, "the key is read from TOKENPROXY_SECRET_KEY")
 	assert.Equal(t, "decrypted-secret", cfg.Routes[0].Token.ClientSecret)
 
@@ -112,10 +114,10 @@ func TestEncryptedSecrets(t *testing.T) {
 	require.NoError(t, err)
 	otherKey, err := secrets.ParseKey(other)
 	require.NoError(t, err)
-	_, err = ParseConfig("routes.yaml", yaml, LoadOptions{SecretKey: otherKey})
+	_, err = Parse("routes.yaml", yaml, LoadOptions{SecretKey: otherKey})
 	assert.EqualError(t, err, `routes.yaml:6: routes[0].clientSecret: route "orders": the encrypted secret does not decrypt with this key (a different key, or a damaged value)`)
 
-	_, err = ParseConfig("routes.yaml", yaml, LoadOptions{LookupEnv: env(nil)})
+	_, err = Parse("routes.yaml", yaml, LoadOptions{LookupEnv: env(nil)})
 	assert.EqualError(t, err, `routes.yaml:6: routes[0].clientSecret: route "orders": the encrypted secret needs a key: set TOKENPROXY_SECRET_KEY or -secret-key-file`)
 	assert.NotContains(t, err.Error(), "decrypted-secret")
 }
@@ -139,43 +141,70 @@ func TestParseConfigIssue3Errors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseConfig("routes.yaml", []byte("routes:"+validRoute+tt.extra), LoadOptions{LookupEnv: env(map[string]string{"SECRET": "s"})})
-			var ce *ConfigError
+			_, err := Parse("routes.yaml", []byte("routes:"+validRoute+tt.extra), LoadOptions{LookupEnv: env(map[string]string{"SECRET": "s"})})
+			var ce *Error
 			require.ErrorAs(t, err, &ce)
 			assert.Equal(t, tt.want, ce.Problems)
 		})
 	}
 }
 
-func TestIssuerDiscoveryAtStartup(t *testing.T) {
+func TestResolveDiscoversConcurrentlyIntoACopy(t *testing.T) {
 	var tokenURL string
+	arrived := make(chan struct{}, 2)
+	both := make(chan struct{})
+	var once sync.Once
 	as := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
-		case "/.well-known/openid-configuration":
-			_, _ = io.WriteString(w, `{"token_endpoint":"`+tokenURL+`"}`)
-		case "/oauth2/token":
-			_, _ = io.WriteString(w, `{"access_token":"discovered"}`)
+		case "/one/.well-known/openid-configuration", "/two/.well-known/openid-configuration":
+			// Each discovery answers only once both have arrived: done one after another, they would not.
+			arrived <- struct{}{}
+			if len(arrived) == 2 {
+				once.Do(func() { close(both) })
+			}
+			select {
+			case <-both:
+			case <-time.After(5 * time.Second):
+				http.Error(w, "the other discovery never came", http.StatusServiceUnavailable)
+				return
+			}
+			issuer := strings.TrimSuffix(r.URL.Path, "/.well-known/openid-configuration")
+			_, _ = io.WriteString(w, `{"issuer":"`+"http://"+r.Host+issuer+`","token_endpoint":"`+tokenURL+issuer+`"}`)
 		default:
 			http.NotFound(w, r)
 		}
 	}))
 	defer as.Close()
 	tokenURL = as.URL + "/oauth2/token"
-	cfg, err := ParseConfig("routes.yaml", []byte(`
+	cfg, err := Parse("routes.yaml", []byte(`
 routes:
-  - {name: d, hosts: [a.example], issuer: "`+as.URL+`", clientId: c, clientSecret: s}
+  - {name: one, hosts: [one.example], issuer: "`+as.URL+`/one", clientId: c, clientSecret: s}
+  - {name: two, hosts: [two.example], issuer: "`+as.URL+`/two", clientId: c, clientSecret: s}
+  - {name: fixed, hosts: [fixed.example], tokenUrl: "`+as.URL+`/fixed", clientId: c, clientSecret: s}
 `), LoadOptions{})
 	require.NoError(t, err)
-	srv, err := New(cfg, Options{})
+	resolved, err := Resolve(context.Background(), cfg, nil)
 	require.NoError(t, err)
-	assert.Equal(t, tokenURL, srv.fetchers[cfg.Routes[0]].Config().TokenURL)
+	assert.Equal(t, tokenURL+"/one", resolved.Routes[0].Token.TokenURL)
+	assert.Equal(t, tokenURL+"/two", resolved.Routes[1].Token.TokenURL)
+	assert.Same(t, cfg.Routes[2], resolved.Routes[2], "a route without issuer is shared, not copied")
+	assert.Same(t, resolved.Routes[1], resolved.Match("two.example", "443"), "the copy matches its own routes")
+	assert.Empty(t, cfg.Routes[0].Token.TokenURL, "the loaded configuration is never changed")
+	assert.Same(t, cfg.Routes[0], cfg.Match("one.example", "443"))
 
-	cfg, err = ParseConfig("routes.yaml", []byte(`
+	cfg, err = Parse("routes.yaml", []byte(`
 routes:
   - {name: d, hosts: [a.example], issuer: "`+as.URL+`/nothing", clientId: c, clientSecret: s}
 `), LoadOptions{})
 	require.NoError(t, err)
-	_, err = New(cfg, Options{})
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), `route "d": tokensource: issuer `+as.URL+`/nothing publishes no token endpoint`)
+	_, err = Resolve(context.Background(), cfg, nil)
+	var ce *Error
+	require.ErrorAs(t, err, &ce)
+	require.Len(t, ce.Problems, 1)
+	assert.Contains(t, ce.Problems[0], `routes.yaml:3: routes[0].issuer: tokensource: issuer `+as.URL+`/nothing publishes no token endpoint`)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err = Resolve(ctx, cfg, nil)
+	assert.ErrorContains(t, err, "context canceled", "resolution ends with its context")
 }

@@ -1,4 +1,4 @@
-package proxy
+package config
 
 import (
 	"os"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tokenproxy/tokenproxy/mitm"
 	"github.com/tokenproxy/tokenproxy/tokensource"
 )
 
@@ -27,7 +28,7 @@ func TestParseConfigValid(t *testing.T) {
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "secret"), []byte("from-file\n"), 0o600))
 	file := filepath.Join(dir, "routes.yaml")
-	cfg, err := ParseConfig(file, []byte(`
+	cfg, err := Parse(file, []byte(`
 listen: 127.0.0.1:9999
 unmatched: reject
 routes:
@@ -52,7 +53,7 @@ routes:
 	require.NoError(t, err)
 	assert.Equal(t, "127.0.0.1:9999", cfg.Listen)
 	assert.True(t, cfg.RejectUnmatched)
-	assert.Nil(t, cfg.CA)
+	assert.Nil(t, cfg.MITM)
 	require.Len(t, cfg.Routes, 2)
 	r := cfg.Routes[0]
 	assert.Equal(t, "orders", r.Name)
@@ -68,7 +69,7 @@ routes:
 }
 
 func TestParseConfigDefaults(t *testing.T) {
-	cfg, err := ParseConfig("routes.yaml", []byte("routes:"+validRoute), LoadOptions{LookupEnv: env(map[string]string{"SECRET": "x"})})
+	cfg, err := Parse("routes.yaml", []byte("routes:"+validRoute), LoadOptions{LookupEnv: env(map[string]string{"SECRET": "x"})})
 	require.NoError(t, err)
 	assert.Equal(t, DefaultListen, cfg.Listen)
 	assert.False(t, cfg.RejectUnmatched)
@@ -123,8 +124,8 @@ func TestParseConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseConfig("routes.yaml", []byte(tt.yaml), LoadOptions{LookupEnv: env(map[string]string{"SECRET": "s3cr3t", "EMPTY": ""})})
-			var ce *ConfigError
+			_, err := Parse("routes.yaml", []byte(tt.yaml), LoadOptions{LookupEnv: env(map[string]string{"SECRET": "s3cr3t", "EMPTY": ""})})
+			var ce *Error
 			require.ErrorAs(t, err, &ce)
 			for _, w := range tt.want {
 				assert.Contains(t, ce.Problems, w)
@@ -136,26 +137,34 @@ func TestParseConfigErrors(t *testing.T) {
 }
 
 func TestLoadConfigMissingFile(t *testing.T) {
-	_, err := LoadConfig(filepath.Join(t.TempDir(), "routes.yaml"), LoadOptions{})
+	_, err := Load(filepath.Join(t.TempDir(), "routes.yaml"), LoadOptions{})
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "routes.yaml: cannot read: no such file or directory")
 }
 
 func TestLoadConfigWithCA(t *testing.T) {
 	dir := t.TempDir()
-	_, _, err := WriteCA(filepath.Join(dir, "ca"))
+	certFile, keyFile, err := mitm.WriteCA(filepath.Join(dir, "ca"))
 	require.NoError(t, err)
-	info, err := os.Stat(filepath.Join(dir, "ca", "ca.key"))
-	require.NoError(t, err)
-	assert.Equal(t, os.FileMode(0o600), info.Mode().Perm())
 	file := filepath.Join(dir, "routes.yaml")
 	require.NoError(t, os.WriteFile(file, []byte("mitm: {caCert: ca/ca.crt, caKey: ca/ca.key}\nroutes:"+
 		strings.Replace(validRoute, "${SECRET}", "x", 1)), 0o600))
-	cfg, err := LoadConfig(file, LoadOptions{})
+	cfg, err := Load(file, LoadOptions{})
 	require.NoError(t, err)
-	require.NotNil(t, cfg.CA)
-	assert.True(t, cfg.CA.Leaf.IsCA)
+	require.NotNil(t, cfg.MITM)
+	assert.True(t, cfg.MITM.CA.Leaf.IsCA)
+	assert.Equal(t, certFile, cfg.MITM.CertFile)
 
-	_, _, err = WriteCA(filepath.Join(dir, "ca"))
-	assert.ErrorContains(t, err, "exists already", "an existing CA key is never overwritten")
+	// Every file the configuration came from is a source, so a reload sees it change.
+	var paths []string
+	for _, s := range cfg.Sources {
+		paths = append(paths, s.Path)
+	}
+	assert.Equal(t, []string{file, certFile, keyFile}, paths)
+	assert.False(t, Changed(cfg.Sources))
+	require.NoError(t, os.WriteFile(certFile, []byte("replaced"), 0o600))
+	assert.True(t, Changed(cfg.Sources))
+
+	_, err = Load(file, LoadOptions{})
+	assert.ErrorContains(t, err, file+":1: mitm: CA "+certFile+" / "+keyFile+": tls: failed to find any PEM data in certificate input")
 }

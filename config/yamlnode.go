@@ -1,8 +1,7 @@
-package proxy
+package config
 
 import (
 	"fmt"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -173,25 +172,4 @@ func (r *nodeReader) size(n *yaml.Node, path string) int64 {
 		return 0
 	}
 	return v * mult
-}
-
-// readSecretFile reads a secret file with its trailing newline trimmed.
-func (r *nodeReader) readSecretFile(n *yaml.Node, path, file string) string {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		r.problem(n, path, "cannot read %s: %v", file, unwrapPathError(err))
-		return ""
-	}
-	s := strings.TrimRight(string(b), "\r\n")
-	if s == "" {
-		r.problem(n, path, "%s is empty", file)
-	}
-	return s
-}
-
-func unwrapPathError(err error) error {
-	if pe, ok := err.(*os.PathError); ok {
-		return pe.Err
-	}
-	return err
 }

@@ -1,18 +1,23 @@
-package proxy
+package config
 
 import (
 	"crypto/tls"
 	"errors"
-	"strings"
+	"fmt"
+	"net/http"
+	"net/url"
 
+	"github.com/tokenproxy/tokenproxy/internal/hopbyhop"
 	"github.com/tokenproxy/tokenproxy/secrets"
 	"github.com/tokenproxy/tokenproxy/tokensource"
+	"golang.org/x/net/http/httpguts"
 	"gopkg.in/yaml.v3"
 )
 
 // route reads one entry of routes: and checks what only makes sense across its keys.
-func (l *configLoader) route(n *yaml.Node, path string) *Route {
-	rt := &Route{Cache: true, Header: DefaultHeader, Prefix: DefaultPrefix, RetryOn401: true, RetryBodyLimit: DefaultRetryBodyLimit}
+func (l *loader) route(n *yaml.Node, path string) *Route {
+	rt := &Route{Cache: true, Header: DefaultHeader, Prefix: DefaultPrefix, RetryOn401: true, RetryBodyLimit: DefaultRetryBodyLimit,
+		at: fmt.Sprintf("%s:%d: %s", l.file, n.Line, path)}
 	tc := &rt.Token
 	var secretNode, secretFileNode *yaml.Node
 	var keyFile, certFile string
@@ -22,13 +27,13 @@ func (l *configLoader) route(n *yaml.Node, path string) *Route {
 		"hosts": func(v *yaml.Node, p string) { rt.Hosts = l.hosts(v, p) },
 		"tokenUrl": func(v *yaml.Node, p string) {
 			tc.TokenURL = l.nonEmpty(v, p)
-			if err := checkEndpointURL(tc.TokenURL); err != nil && tc.TokenURL != "" {
+			if err := CheckEndpointURL(tc.TokenURL); err != nil && tc.TokenURL != "" {
 				l.problem(v, p, "%v", err)
 			}
 		},
 		"issuer": func(v *yaml.Node, p string) {
 			rt.Issuer = l.nonEmpty(v, p)
-			if err := checkEndpointURL(rt.Issuer); err != nil && rt.Issuer != "" {
+			if err := CheckEndpointURL(rt.Issuer); err != nil && rt.Issuer != "" {
 				l.problem(v, p, "%v", err)
 			}
 		},
@@ -97,16 +102,25 @@ func (l *configLoader) route(n *yaml.Node, path string) *Route {
 	case tokensource.AuthPrivateKeyJWT:
 		if keyNode == nil {
 			l.problem(n, path+".clientKeyFile", "required for authStyle private-key-jwt")
-		} else if key, err := tokensource.LoadPrivateKey(keyFile); err != nil {
-			l.problem(keyNode, path+".clientKeyFile", "%v", err)
-		} else {
-			tc.ClientKey = key
+		} else if keyPEM, ok := l.readFile(keyNode, path+".clientKeyFile", keyFile); ok {
+			if key, err := tokensource.ParsePrivateKey(keyPEM); err != nil {
+				l.problem(keyNode, path+".clientKeyFile", "%s: %v", keyFile, err)
+			} else {
+				tc.ClientKey = key
+			}
 		}
 	case tokensource.AuthTLSClient:
 		if keyNode == nil || certNode == nil {
 			l.problem(n, path+".clientCertFile", "clientCertFile and clientKeyFile are required for authStyle tls-client-auth")
-		} else if cert, err := tls.LoadX509KeyPair(certFile, keyFile); err != nil {
-			l.problem(certNode, path+".clientCertFile", "cannot load the client certificate and key: %v", unwrapPathError(err))
+			break
+		}
+		certPEM, ok1 := l.readFile(certNode, path+".clientCertFile", certFile)
+		keyPEM, ok2 := l.readFile(keyNode, path+".clientKeyFile", keyFile)
+		if !ok1 || !ok2 {
+			break
+		}
+		if cert, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+			l.problem(certNode, path+".clientCertFile", "cannot load the client certificate and key: %v", err)
 		} else {
 			tc.ClientCert = &cert
 		}
@@ -132,7 +146,7 @@ func describeDecryptError(err error) string {
 	return err.Error()
 }
 
-func (l *configLoader) hosts(v *yaml.Node, p string) []HostPattern {
+func (l *loader) hosts(v *yaml.Node, p string) []HostPattern {
 	var hosts []HostPattern
 	l.list(v, p, func(s string, item *yaml.Node, p string) {
 		h, err := ParseHostPattern(s)
@@ -148,7 +162,7 @@ func (l *configLoader) hosts(v *yaml.Node, p string) []HostPattern {
 	return hosts
 }
 
-func (l *configLoader) dotPath(v *yaml.Node, p string) string {
+func (l *loader) dotPath(v *yaml.Node, p string) string {
 	s := l.str(v, p)
 	if !tokensource.ValidPath(s) {
 		l.problem(v, p, "%q is not a dot path like access_token or data.token", s)
@@ -157,7 +171,7 @@ func (l *configLoader) dotPath(v *yaml.Node, p string) string {
 }
 
 // headerMap reads header names to values; the names must be valid and never hop-by-hop.
-func (l *configLoader) headerMap(v *yaml.Node, p string) map[string]string {
+func (l *loader) headerMap(v *yaml.Node, p string) map[string]string {
 	m := l.stringMap(v, p)
 	for i := 0; v.Kind == yaml.MappingNode && i+1 < len(v.Content); i += 2 {
 		l.checkHeaderName(v.Content[i], p+"."+v.Content[i].Value, v.Content[i].Value)
@@ -165,20 +179,32 @@ func (l *configLoader) headerMap(v *yaml.Node, p string) map[string]string {
 	return m
 }
 
-func (l *configLoader) headerName(v *yaml.Node, p string) string {
+func (l *loader) headerName(v *yaml.Node, p string) string {
 	name := l.str(v, p)
 	l.checkHeaderName(v, p, name)
 	return name
 }
 
-func (l *configLoader) checkHeaderName(at *yaml.Node, p, name string) {
-	if name == "" || !validHeaderName(name) {
+func (l *loader) checkHeaderName(at *yaml.Node, p, name string) {
+	if !httpguts.ValidHeaderFieldName(name) {
 		l.problem(at, p, "%q is not a valid header name", name)
 		return
 	}
-	for _, hop := range hopByHop {
-		if strings.EqualFold(name, hop) {
-			l.problem(at, p, "%q is a hop-by-hop header and is never forwarded", name)
-		}
+	if hopbyhop.Is(name) {
+		l.problem(at, p, "%q is a hop-by-hop header and is never forwarded", name)
 	}
+}
+
+// Authorize sets the route's token header (replacing the app's value) and its extra headers.
+func (r *Route) Authorize(h http.Header, token string) {
+	h.Del(r.Header)
+	h.Set(r.Header, r.Prefix+token)
+	for k, v := range r.Headers {
+		h.Set(k, v)
+	}
+}
+
+// MatchesURL reports whether the URL's host is one of the route's hosts, as the proxy would match it.
+func (r *Route) MatchesURL(u *url.URL) bool {
+	return newTable([]*Route{r}).match(u.Host, DefaultPort(u.Scheme)) == r
 }

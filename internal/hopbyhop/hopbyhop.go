@@ -1,20 +1,32 @@
-package proxy
+// Package hopbyhop removes the headers that describe one connection rather than the message (RFC 9110
+// §7.6.1), so a proxy never forwards them.
+package hopbyhop
 
 import (
 	"net/http"
 	"strings"
 )
 
-// hopByHop are the headers that describe one connection, not the message (RFC 9110 §7.6.1), plus the
+// names are the headers that describe one connection, not the message (RFC 9110 §7.6.1), plus the
 // proxy's own. They are never forwarded.
-var hopByHop = []string{
+var names = []string{
 	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
 	"Te", "Trailer", "Transfer-Encoding", "Upgrade",
 }
 
-// removeHopByHop deletes hop-by-hop headers and those named in Connection. An upgrade (websocket) keeps
+// Is reports whether name is always a hop-by-hop header.
+func Is(name string) bool {
+	for _, hop := range names {
+		if strings.EqualFold(name, hop) {
+			return true
+		}
+	}
+	return false
+}
+
+// Remove deletes hop-by-hop headers and those named in Connection. An upgrade (websocket) keeps
 // "Connection: Upgrade" and its Upgrade header, which the next hop needs to switch protocols.
-func removeHopByHop(h http.Header) {
+func Remove(h http.Header) {
 	upgrade := upgradeType(h)
 	for _, v := range h["Connection"] {
 		for _, name := range strings.Split(v, ",") {
@@ -30,7 +42,7 @@ func removeHopByHop(h http.Header) {
 			trailers = true
 		}
 	}
-	for _, name := range hopByHop {
+	for _, name := range names {
 		delete(h, name)
 	}
 	if trailers {
@@ -52,14 +64,4 @@ func upgradeType(h http.Header) string {
 		}
 	}
 	return ""
-}
-
-// validHeaderName reports whether name is an RFC 9110 token.
-func validHeaderName(name string) bool {
-	for _, r := range name {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("!#$%&'*+-.^_`|~", r)) {
-			return false
-		}
-	}
-	return name != ""
 }

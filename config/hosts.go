@@ -1,10 +1,9 @@
-package proxy
+package config
 
 import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"strings"
 )
 
@@ -64,20 +63,15 @@ func ParseHostPattern(s string) (HostPattern, error) {
 	return h, nil
 }
 
-// MatchesURL reports whether the URL's host is one of the route's hosts, as the proxy would match it.
-func (r *Route) MatchesURL(u *url.URL) bool {
-	return newRouteTable([]*Route{r}).match(u.Host, defaultPort(u.Scheme)) == r
-}
-
-// routeTable finds the route of a host. The most specific pattern wins: exact name with port, exact name,
+// table finds the route of a host. The most specific pattern wins: exact name with port, exact name,
 // then the longest wildcard suffix (with port before without).
-type routeTable struct {
+type table struct {
 	exact map[string]*Route // "name:port" or "name"
 	wild  map[string]*Route // "suffix:port" or "suffix"
 }
 
-func newRouteTable(routes []*Route) *routeTable {
-	t := &routeTable{exact: map[string]*Route{}, wild: map[string]*Route{}}
+func newTable(routes []*Route) *table {
+	t := &table{exact: map[string]*Route{}, wild: map[string]*Route{}}
 	for _, r := range routes {
 		for _, h := range r.Hosts {
 			key := h.Name
@@ -96,7 +90,7 @@ func newRouteTable(routes []*Route) *routeTable {
 
 // match returns the route for a request's URL host ("name" or "name:port"), or nil. defaultPort applies
 // when host has no port (80 for http, 443 for https and CONNECT).
-func (t *routeTable) match(host, defaultPort string) *Route {
+func (t *table) match(host, defaultPort string) *Route {
 	name, port := splitHostPort(host, defaultPort)
 	name = strings.TrimSuffix(strings.ToLower(name), ".")
 	if r := t.exact[name+":"+port]; r != nil {
@@ -129,4 +123,20 @@ func splitHostPort(host, defaultPort string) (name, port string) {
 		return h, p
 	}
 	return strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"), defaultPort
+}
+
+// DefaultPort is the port of a URL scheme when the URL names none.
+func DefaultPort(scheme string) string {
+	if scheme == "https" || scheme == "wss" {
+		return "443"
+	}
+	return "80"
+}
+
+// SameHost reports whether a request's URL host (with reqDefaultPort when it has no port) is the
+// CONNECT target connectHost (host:port), case-insensitively and ignoring a trailing dot.
+func SameHost(reqHost, reqDefaultPort, connectHost string) bool {
+	n1, p1 := splitHostPort(reqHost, reqDefaultPort)
+	n2, p2 := splitHostPort(connectHost, "443")
+	return p1 == p2 && strings.EqualFold(strings.TrimSuffix(n1, "."), strings.TrimSuffix(n2, "."))
 }

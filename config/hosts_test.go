@@ -1,4 +1,4 @@
-package proxy
+package config
 
 import (
 	"testing"
@@ -17,7 +17,7 @@ func TestRouteTableMatch(t *testing.T) {
 		}
 		return r
 	}
-	table := newRouteTable([]*Route{
+	table := newTable([]*Route{
 		route("any-port", "api.example.com"),
 		route("edi", "edi.example.com:8443"),
 		route("wild", "*.example.com"),
@@ -95,8 +95,8 @@ func TestParseHostPattern(t *testing.T) {
 }
 
 func TestSameHost(t *testing.T) {
-	assert.True(t, sameHost("api.example.com", "443", "api.example.com:443"))
-	assert.True(t, sameHost("API.example.com:443", "443", "api.example.com:443"))
-	assert.False(t, sameHost("evil.example.com", "443", "api.example.com:443"))
-	assert.False(t, sameHost("api.example.com:8443", "443", "api.example.com:443"))
+	assert.True(t, SameHost("api.example.com", "443", "api.example.com:443"))
+	assert.True(t, SameHost("API.example.com:443", "443", "api.example.com:443"))
+	assert.False(t, SameHost("evil.example.com", "443", "api.example.com:443"))
+	assert.False(t, SameHost("api.example.com:8443", "443", "api.example.com:443"))
 }

@@ -1,0 +1,70 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+)
+
+// done ends an exchange: one log line, the request metrics, and no longer in flight.
+func (s *Server) done(x *exchange) {
+	took := time.Since(x.start)
+	route := routeName(x.route)
+	s.metrics.Request(route, x.status, took)
+	if x.step != "" {
+		s.metrics.Error(route, x.step)
+	}
+	s.logRequest(x, took)
+	if x.counted {
+		s.inflight.Add(-1)
+	}
+}
+
+// logRequest writes the one line every request gets: info when the upstream answered, error when
+// tokenproxy could not get a token or reach the upstream, warn when it refused. Fields: route, method,
+// host, path (never the query), status, duration_ms, bytes_sent (request body), bytes_received (response
+// body), and, when a token was sent, how it was found (token) and its fingerprint (token_fp).
+func (s *Server) logRequest(x *exchange, took time.Duration) {
+	level := slog.LevelInfo
+	switch {
+	case errors.Is(x.err, context.Canceled):
+		level = slog.LevelDebug // the app went away
+	case x.step == StepToken || x.step == StepUpstream:
+		level = slog.LevelError
+	case x.step == StepPolicy:
+		level = slog.LevelWarn
+	}
+	ctx := context.Background()
+	if !s.log.Enabled(ctx, level) {
+		return
+	}
+	attrs := make([]slog.Attr, 0, 14)
+	attrs = append(attrs,
+		slog.String("route", routeName(x.route)),
+		slog.String("method", x.method),
+		slog.String("host", x.host),
+	)
+	if x.path != "" {
+		attrs = append(attrs, slog.String("path", x.path))
+	}
+	attrs = append(attrs,
+		slog.Int("status", x.status),
+		slog.Float64("duration_ms", millis(took)),
+		slog.Int64("bytes_sent", x.sent.Load()),
+		slog.Int64("bytes_received", x.received.Load()),
+	)
+	if x.tokenVia != "" {
+		attrs = append(attrs, slog.String("token", x.tokenVia), slog.String("token_fp", x.fingerprint))
+	}
+	if x.replayed {
+		attrs = append(attrs, slog.Bool("replayed", true))
+	}
+	if x.step != "" {
+		attrs = append(attrs, slog.String("failed", x.step))
+		if x.err != nil {
+			attrs = append(attrs, slog.String("error", x.err.Error()))
+		}
+	}
+	s.log.LogAttrs(ctx, level, "request", attrs...)
+}

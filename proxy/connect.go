@@ -1,0 +1,127 @@
+package proxy
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/tokenproxy/tokenproxy/config"
+)
+
+// serveConnect answers a CONNECT: a route host is intercepted (decrypted with a leaf of the CA, its
+// requests served like plain ones), any other host is tunnelled byte for byte, or refused.
+func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	snap := s.snap.Load()
+	host := r.Host // the CONNECT target, host:port
+	if _, _, err := net.SplitHostPort(host); err != nil {
+		host = net.JoinHostPort(host, "443")
+	}
+	route := snap.cfg.Match(host, "443")
+	x := &exchange{snap: snap, route: route, start: start, method: http.MethodConnect, host: host}
+	switch {
+	case route != nil && snap.cfg.MITM == nil:
+		s.refuseConnect(w, x, http.StatusForbidden, fmt.Sprintf(
+			"tokenproxy: %s belongs to route %q, but routes.yaml has no mitm section, so https requests to it "+
+				"cannot get a token. Add mitm: {caCert, caKey} (tokenproxy ca -out DIR makes a CA), or send the "+
+				"request as plain http:// and set upstreamTLS: true on the route.\n", host, route.Name))
+		return
+	case route == nil && snap.cfg.RejectUnmatched:
+		s.refuseConnect(w, x, http.StatusForbidden, unmatchedMessage(host))
+		return
+	case route != nil:
+		conn, buffered, ok := s.hijack(w)
+		if !ok {
+			return
+		}
+		s.intercept(conn, buffered, &tunnel{host: host, conn: conn}, snap)
+		return
+	}
+
+	// A tunnel: reach the target first, so an unreachable one is still answered with a status.
+	up, err := s.opts.DialContext(r.Context(), "tcp", host)
+	if err != nil {
+		s.finishConnect(w, x, s.upstreamFailure(r, x, fmt.Errorf("cannot reach %s: %w", host, err)))
+		return
+	}
+	conn, buffered, ok := s.hijack(w)
+	if !ok {
+		_ = up.Close()
+		return
+	}
+	s.relay(conn, buffered, up, host, start)
+}
+
+// hijack takes the connection over from net/http and answers the CONNECT with 200. buffered holds what
+// the app already sent after its CONNECT (often the TLS ClientHello, in the same packet).
+func (s *Server) hijack(w http.ResponseWriter) (conn *trackedConn, buffered []byte, ok bool) {
+	raw, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		s.log.Error("cannot take over the CONNECT connection", "error", err)
+		return nil, nil, false
+	}
+	conn, isTracked := raw.(*trackedConn)
+	if !isTracked {
+		// Served outside Serve (a test calling ServeHTTP): track it anyway.
+		conn = &trackedConn{Conn: raw, idleDeadline: idleDeadline{idle: s.opts.ClientIdleTimeout}, t: s.conns, closed: make(chan struct{})}
+		conn.kind.Store(ConnPlain)
+		s.metrics.ConnectionOpened(ConnPlain)
+	}
+	if n := brw.Reader.Buffered(); n > 0 {
+		buffered, _ = brw.Reader.Peek(n)
+		buffered = append([]byte(nil), buffered...)
+	}
+	if _, err := io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
+		_ = conn.Close()
+		return nil, nil, false
+	}
+	return conn, buffered, true
+}
+
+// refuseConnect answers a CONNECT with one of tokenproxy's refusals and closes the connection.
+func (s *Server) refuseConnect(w http.ResponseWriter, x *exchange, status int, body string) {
+	x.step = StepPolicy
+	s.finishConnect(w, x, refusal(nil, status, body))
+}
+
+// finishConnect writes one of tokenproxy's own answers to a CONNECT and closes the connection after it.
+func (s *Server) finishConnect(w http.ResponseWriter, x *exchange, resp *http.Response) {
+	defer resp.Body.Close()
+	for k, v := range resp.Header {
+		w.Header()[k] = v
+	}
+	w.Header().Set("Connection", "close")
+	w.WriteHeader(resp.StatusCode)
+	n, _ := io.Copy(w, resp.Body)
+	x.status = resp.StatusCode
+	x.received.Store(n)
+	s.done(x)
+}
+
+// prefixConn is a connection whose first reads return bytes that were already read from it.
+type prefixConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func newPrefixConn(c net.Conn, prefix []byte) net.Conn {
+	if len(prefix) == 0 {
+		return c
+	}
+	return &prefixConn{Conn: c, r: io.MultiReader(bytes.NewReader(prefix), c)}
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// tunnel is an intercepted connection: the CONNECT target its requests must stay on.
+type tunnel struct {
+	host string // host:port as in the CONNECT line
+	conn *trackedConn
+}
+
+func (t *tunnel) matches(req *http.Request) bool {
+	return config.SameHost(req.URL.Host, config.DefaultPort(req.URL.Scheme), t.host)
+}

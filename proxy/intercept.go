@@ -1,0 +1,164 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// intercept serves a CONNECT to a route host: TLS with a leaf certificate for that host, then a net/http
+// server of its own for the connection, so header limits, header and idle timeouts, 100-continue,
+// Connection: close, HTTP/1.0 and request cancellation are the standard library's. Its requests take the
+// same path as plain ones (goproxy, in absolute form).
+func (s *Server) intercept(conn *trackedConn, buffered []byte, t *tunnel, snap *snapshot) {
+	conn.setKind(ConnIntercepted)
+	conn.followIdle(false) // the connection's own server manages its deadlines from here
+	name, _ := splitHost(t.host)
+	leaf, err := snap.leaves.For(name)
+	if err != nil {
+		s.log.Error("cannot make a certificate for an intercepted host", "host", t.host, "error", err)
+		_ = conn.Close()
+		return
+	}
+	tlsConn := tls.Server(newPrefixConn(conn, buffered), &tls.Config{
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return leaf, nil },
+		NextProtos:     []string{"http/1.1"},
+		MinVersion:     tls.VersionTLS12,
+	})
+	_ = conn.SetDeadline(time.Now().Add(s.opts.ReadHeaderTimeout))
+	if err := tlsConn.Handshake(); err != nil {
+		s.handshakeFailed(conn, t, snap, err)
+		_ = conn.Close()
+		return
+	}
+	_ = conn.SetDeadline(time.Time{})
+
+	srv := &http.Server{
+		Handler:           http.HandlerFunc(s.serveIntercepted),
+		ReadHeaderTimeout: s.opts.ReadHeaderTimeout,
+		IdleTimeout:       s.opts.ClientIdleTimeout,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		BaseContext:       func(net.Listener) context.Context { return context.WithValue(context.Background(), tunnelKey{}, t) },
+		ConnState: func(_ net.Conn, state http.ConnState) {
+			if state == http.StateHijacked { // an upgrade (websocket): it lives while it carries bytes
+				conn.followIdle(true)
+			}
+		},
+	}
+	if !s.conns.addServer(srv) { // shutting down
+		_ = tlsConn.Close()
+		return
+	}
+	defer s.conns.removeServer(srv)
+	l := newOneConnListener(tlsConn, conn.closed)
+	_ = srv.Serve(l)
+	if !l.taken { // shutdown began before the connection was served
+		_ = tlsConn.Close()
+	}
+	<-conn.closed // Serve returns when shutdown closes the listener; the connection may still finish a request
+
+}
+
+// serveIntercepted hands a request that arrived inside an intercepted connection to the request path in
+// absolute form.
+func (s *Server) serveIntercepted(w http.ResponseWriter, r *http.Request) {
+	t := tunnelFrom(r.Context())
+	if r.Method == http.MethodConnect {
+		http.Error(w, "tokenproxy: CONNECT inside an intercepted connection is not supported", http.StatusMethodNotAllowed)
+		return
+	}
+	r.URL.Scheme = "https"
+	if r.URL.Host == "" { // origin-form, as apps send it; an absolute-form URL keeps its own host
+		r.URL.Host = r.Host
+	}
+	if r.URL.Host == "" { // HTTP/1.0 without Host
+		r.URL.Host = t.host
+	}
+	s.gp.ServeHTTP(w, r)
+}
+
+type tunnelKey struct{}
+
+// tunnelFrom returns the intercepted connection a request arrived on, or nil for a plain request.
+func tunnelFrom(ctx context.Context) *tunnel {
+	t, _ := ctx.Value(tunnelKey{}).(*tunnel)
+	return t
+}
+
+// handshakeFailed explains a failed TLS handshake on an intercepted connection. An app that does not
+// trust the CA is the most common deployment mistake, so it gets a warning that names the file to trust.
+func (s *Server) handshakeFailed(conn net.Conn, t *tunnel, snap *snapshot, err error) {
+	var rhe tls.RecordHeaderError
+	var oe *net.OpError
+	switch {
+	case errors.As(err, &rhe) && rhe.Conn != nil:
+		// Plain HTTP inside a CONNECT would carry the route's token unencrypted.
+		s.log.Warn("request refused: plain http inside an intercepted tunnel", "host", t.host)
+		_ = conn.SetDeadline(time.Now().Add(time.Second))
+		body := fmt.Sprintf("tokenproxy: the connection opened (CONNECT) for %s must speak TLS; send https:// requests through it\n", t.host)
+		_, _ = io.WriteString(rhe.Conn, "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"+
+			"X-Tokenproxy-Error: policy\r\nConnection: close\r\n"+fmt.Sprintf("Content-Length: %d\r\n\r\n", len(body))+body)
+		s.metrics.Error("-", StepPolicy)
+	case errors.As(err, &oe) && oe.Op == "remote error":
+		// The app rejected the certificate tokenproxy presented: it does not trust the interception CA.
+		s.log.Warn("the app refused tokenproxy's certificate: it does not trust the interception CA",
+			"host", t.host, "ca_cert", snap.cfg.MITM.CertFile, "error", err,
+			"hint", "make the app trust "+snap.cfg.MITM.CertFile+" (see README: Point your client at it)")
+	default:
+		level := slog.LevelInfo
+		if errors.Is(err, io.EOF) {
+			level = slog.LevelDebug // the app went away without a word
+		}
+		s.log.Log(context.Background(), level, "TLS handshake with the app failed", "host", t.host, "error", err)
+	}
+}
+
+// oneConnListener hands one connection to an http.Server, then blocks until that connection or the
+// listener is closed.
+type oneConnListener struct {
+	conn   net.Conn
+	taken  bool
+	closed <-chan struct{} // the connection is closed
+	done   chan struct{}   // the listener is closed
+	once   sync.Once
+}
+
+func newOneConnListener(c net.Conn, closed <-chan struct{}) *oneConnListener {
+	return &oneConnListener{conn: c, closed: closed, done: make(chan struct{})}
+}
+
+func (l *oneConnListener) Accept() (net.Conn, error) {
+	if !l.taken {
+		l.taken = true
+		return l.conn, nil
+	}
+	select {
+	case <-l.closed:
+	case <-l.done:
+	}
+	return nil, net.ErrClosed
+}
+
+func (l *oneConnListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *oneConnListener) Addr() net.Addr { return l.conn.LocalAddr() }
+
+// splitHost splits host:port into a lower-case name without a trailing dot, and the port.
+func splitHost(hostport string) (name, port string) {
+	name, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		name = hostport
+	}
+	return strings.TrimSuffix(strings.ToLower(name), "."), port
+}

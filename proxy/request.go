@@ -1,0 +1,241 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/elazarl/goproxy"
+	"github.com/tokenproxy/tokenproxy/config"
+	"github.com/tokenproxy/tokenproxy/internal/hopbyhop"
+	"github.com/tokenproxy/tokenproxy/tokensource"
+)
+
+// exchange is one request from its arrival to the end of its answer.
+type exchange struct {
+	snap   *snapshot // the configuration the request runs on, from start to end
+	route  *config.Route
+	start  time.Time
+	method string
+	host   string
+	path   string
+	tunnel *tunnel // the intercepted connection it arrived on; nil for a plain request
+	// clientConn is the app's connection on the plain path; nil inside a tunnel.
+	clientConn  *trackedConn
+	counted     bool   // counted in Server.inflight
+	tokenVia    string // hit, wait or fetch; empty when no token was sent
+	fingerprint string
+	replayed    bool // sent again with a fresh token after a 401
+	status      int
+	step        string // token, upstream or policy when tokenproxy answered itself
+	err         error
+	sent        atomic.Int64 // request body bytes read from the app
+	received    atomic.Int64 // response body bytes given to the app
+}
+
+// onRequest finds the route of a plain or intercepted request, refuses what must not pass, and leaves the
+// round trip to RoundTrip.
+func (s *Server) onRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
+	x := &exchange{snap: s.snap.Load(), start: time.Now(), method: req.Method, host: req.URL.Host, path: req.URL.Path, counted: true}
+	// Counted from here, so Shutdown waits for it; the answer's body closes it (see respond).
+	s.inflight.Add(1)
+	ctx.UserData = x
+	ctx.RoundTripper = s
+	if t := tunnelFrom(req.Context()); t != nil {
+		x.tunnel = t
+		// Inside an intercepted connection the request names its host: any other host than the CONNECT's
+		// would receive this route's token.
+		if !t.matches(req) {
+			s.log.Warn("request refused: host differs from its tunnel", "tunnel", t.host, "host", req.URL.Host)
+			return req, s.refuse(req, x, http.StatusBadRequest, fmt.Sprintf(
+				"tokenproxy: this connection was opened (CONNECT) for %s; a request for %s cannot use it\n", t.host, req.URL.Host))
+		}
+		x.route = x.snap.cfg.Match(t.host, "443")
+	} else {
+		x.clientConn = connFrom(req.Context())
+		x.route = x.snap.cfg.Match(req.URL.Host, config.DefaultPort(req.URL.Scheme))
+	}
+	if x.route == nil && x.snap.cfg.RejectUnmatched {
+		return req, s.refuse(req, x, http.StatusForbidden, unmatchedMessage(req.URL.Host))
+	}
+	// Connection names the hop-by-hop headers; goproxy deletes it before RoundTrip, so strip them here.
+	hopbyhop.Remove(req.Header)
+	if req.Body != nil && req.Body != http.NoBody {
+		req.Body = &countingBody{ReadCloser: req.Body, n: &x.sent}
+	}
+	return req, nil
+}
+
+var _ goproxy.RoundTripper = (*Server)(nil)
+
+// RoundTrip puts the route's token on the request and sends it upstream. It never returns an error:
+// failures become 502/504 answers that say which step broke, on plain and intercepted connections alike.
+func (s *Server) RoundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Response, error) {
+	x, ok := ctx.UserData.(*exchange)
+	if !ok { // goproxy always calls onRequest first; this keeps RoundTrip safe on its own
+		x = &exchange{snap: s.snap.Load(), start: time.Now(), method: req.Method, host: req.URL.Host}
+	}
+	// The app's Connection: close is about its own connection; the upstream one stays pooled.
+	req.Close = false
+	resp, failed := s.forward(req, x)
+	if failed {
+		return s.respond(x, resp), nil
+	}
+	hopbyhop.Remove(resp.Header)
+	var alsoClose net.Conn
+	if resp.StatusCode == http.StatusSwitchingProtocols && x.clientConn != nil {
+		// goproxy leaves the app's connection open when the upstream ends an upgraded plain-path
+		// connection; closing it with the upstream's ends the session for the app too.
+		alsoClose = x.clientConn
+	} else if resp.ContentLength < 0 && resp.Header.Get("Content-Length") == "" {
+		// goproxy flushes each write only when it sees this header; the transport took the original away.
+		resp.Header.Set("Transfer-Encoding", "chunked")
+	}
+	resp = s.respond(x, resp)
+	resp.Body.(*answerBody).alsoClose = alsoClose
+	return resp, nil
+}
+
+// forward sends req upstream with the route's token and, when the supplier refuses the token, once more
+// with a fresh one. A failure comes back as tokenproxy's own answer, with failed set.
+func (s *Server) forward(req *http.Request, x *exchange) (resp *http.Response, failed bool) {
+	r := x.route
+	if r == nil {
+		resp, err := s.upstream.RoundTrip(req)
+		if err != nil {
+			return s.upstreamFailure(req, x, err), true
+		}
+		return resp, false
+	}
+	if r.UpstreamTLS && req.URL.Scheme == "http" {
+		req.URL.Scheme = "https"
+	}
+	body := keepForReplay(req, r)
+	tok, err := s.authorize(req, x)
+	if err != nil {
+		return s.tokenFailure(req, x, err), true
+	}
+	resp, err = s.upstream.RoundTrip(req)
+	if err != nil {
+		return s.upstreamFailure(req, x, err), true
+	}
+	if resp.StatusCode != http.StatusUnauthorized || !body.replayable() {
+		return resp, false
+	}
+	// The supplier refused the token. Drop it; requests refused the same token share one fresh fetch. A
+	// route without cache fetched this token for this request: another would fare no better.
+	f := x.snap.fetchers[r]
+	if !r.Cache || !s.cache.Reject(f, tok) {
+		s.log.Warn("the supplier refused a token issued moments ago; not fetching another: check scope, params, header and prefix",
+			"route", r.Name, "host", req.URL.Host, "token_fp", tok.Fingerprint(), "token_age", time.Since(tok.Obtained).Round(time.Second))
+		return resp, false
+	}
+	retry := req.Clone(req.Context())
+	retry.Body = body.replay()
+	if _, err := s.authorize(retry, x); err != nil {
+		s.log.Warn("no fresh token after a 401; the app gets the supplier's 401", "route", r.Name, "error", err)
+		return resp, false
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_ = resp.Body.Close()
+	x.replayed = true
+	s.metrics.Replay(r.Name)
+	resp, err = s.upstream.RoundTrip(retry)
+	if err != nil {
+		return s.upstreamFailure(retry, x, err), true
+	}
+	return resp, false
+}
+
+// authorize puts a token of the exchange's route on req.
+func (s *Server) authorize(req *http.Request, x *exchange) (*tokensource.Token, error) {
+	tok, via, err := s.token(req.Context(), x)
+	if err != nil {
+		return nil, err
+	}
+	x.tokenVia, x.fingerprint = string(via), tok.Fingerprint()
+	x.route.Authorize(req.Header, tok.Value)
+	return tok, nil
+}
+
+func (s *Server) token(ctx context.Context, x *exchange) (*tokensource.Token, tokensource.Via, error) {
+	f := x.snap.fetchers[x.route]
+	if !x.route.Cache {
+		tok, err := s.cache.Fresh(ctx, f)
+		return tok, tokensource.ViaFetch, err
+	}
+	return s.cache.Token(ctx, f)
+}
+
+// respond makes resp the exchange's answer: its body counts the bytes given to the app, and closing it
+// ends the exchange (logged, counted).
+func (s *Server) respond(x *exchange, resp *http.Response) *http.Response {
+	x.status = resp.StatusCode
+	resp.Body = &answerBody{ReadCloser: resp.Body, s: s, x: x}
+	return resp
+}
+
+// refuse answers a request with one of tokenproxy's refusals (X-Tokenproxy-Error: policy).
+func (s *Server) refuse(req *http.Request, x *exchange, status int, body string) *http.Response {
+	x.step = StepPolicy
+	return s.respond(x, refusal(req, status, body))
+}
+
+// answerBody is the body of an exchange's answer; the exchange ends when it is closed.
+type answerBody struct {
+	io.ReadCloser
+	s         *Server
+	x         *exchange
+	once      sync.Once
+	alsoClose net.Conn // closed with the body: the app's side of an upgraded connection
+}
+
+func (b *answerBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.x.received.Add(int64(n))
+	return n, err
+}
+
+func (b *answerBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.once.Do(func() {
+		if b.alsoClose != nil {
+			_ = b.alsoClose.Close()
+		}
+		b.s.done(b.x)
+	})
+	return err
+}
+
+// Write lets a websocket (101) body stay writable through the wrapper.
+func (b *answerBody) Write(p []byte) (int, error) {
+	if w, ok := b.ReadCloser.(io.Writer); ok {
+		return w.Write(p)
+	}
+	return 0, errors.New("proxy: response body is not writable")
+}
+
+// countingBody counts the request body bytes the upstream read.
+type countingBody struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n.Add(int64(n))
+	return n, err
+}
+
+func routeName(r *config.Route) string {
+	if r == nil {
+		return "-"
+	}
+	return r.Name
+}
