@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/tokenproxy/tokenproxy/check"
 	"github.com/tokenproxy/tokenproxy/config"
+	"github.com/tokenproxy/tokenproxy/internal/buildinfo"
 	"github.com/tokenproxy/tokenproxy/mitm"
 	"github.com/tokenproxy/tokenproxy/secrets"
 	"github.com/tokenproxy/tokenproxy/tokensource"
@@ -27,8 +29,8 @@ type configFlags struct {
 
 func addConfigFlags(fs *flag.FlagSet) configFlags {
 	return configFlags{
-		path:    fs.String("config", envOr("TOKENPROXY_CONFIG", "routes.yaml"), "routes file (default $TOKENPROXY_CONFIG or ./routes.yaml)"),
-		keyFile: fs.String("secret-key-file", "", "file with the base64 key for aes256gcm: secrets (default $"+secrets.KeyEnv+")"),
+		path:    fs.String("config", envOr("TOKENPROXY_CONFIG", "routes.yaml"), "the routes file (or set $TOKENPROXY_CONFIG)"),
+		keyFile: fs.String("secret-key-file", "", "file with the base64 key for aes256gcm: secrets; without it, $"+secrets.KeyEnv),
 	}
 }
 
@@ -50,20 +52,99 @@ func (c configFlags) load() (*config.Config, error) {
 	return config.Load(*c.path, config.LoadOptions{SecretKey: key})
 }
 
-// loadResolved loads the configuration and finds the token endpoints of routes that name an issuer.
-func (c configFlags) loadResolved() (*config.Config, error) {
-	cfg, err := c.load()
-	if err != nil {
-		return nil, err
+// runValidate checks routes.yaml as start-up would, without the network: no discovery, no token request.
+func runValidate(args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := newFlagSet("tokenproxy validate", "tokenproxy validate [-config F] [-secret-key-file F] [-syntax-only]", stderr)
+	cf := addConfigFlags(fs)
+	syntaxOnly := fs.Bool("syntax-only", false, "check keys and values without the environment and without reading any file, for pipelines that hold no secrets")
+	if code := parseFlags(fs, args, stderr); code >= 0 {
+		return code
 	}
-	return config.Resolve(context.Background(), cfg, nil)
+	var cfg *config.Config
+	var err error
+	if *syntaxOnly {
+		cfg, err = config.Load(*cf.path, config.LoadOptions{SyntaxOnly: true})
+	} else {
+		cfg, err = cf.load()
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	what := "valid"
+	if *syntaxOnly {
+		what = "valid syntax"
+	}
+	fmt.Fprintf(stdout, "%s: %s, %d routes\n", cfg.File, what, len(cfg.Routes))
+	return 0
 }
 
-func runCA(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("tokenproxy ca", stderr)
+// runHealth asks the running proxy's admin endpoint whether it is ready: exit 0 when it is, 1 otherwise. It
+// is the probe for images without a shell or curl (exec probes, compose healthchecks).
+func runHealth(args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := newFlagSet("tokenproxy health", "tokenproxy health [-config F] [-timeout D]", stderr)
+	path := fs.String("config", envOr("TOKENPROXY_CONFIG", "routes.yaml"), "the routes file whose admin address to ask (or set $TOKENPROXY_CONFIG)")
+	timeout := fs.Duration("timeout", 2*time.Second, "how long to wait for the answer")
+	if code := parseFlags(fs, args, stderr); code >= 0 {
+		return code
+	}
+	addr, err := config.ReadAdmin(*path, nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "tokenproxy health: %v\n", err)
+		return 1
+	}
+	client := &http.Client{Timeout: *timeout, Transport: &http.Transport{Proxy: nil}}
+	url := "http://" + dialable(addr) + "/readyz"
+	resp, err := client.Get(url)
+	if err != nil {
+		fmt.Fprintf(stderr, "tokenproxy health: %v\n", err)
+		return 1
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintf(stderr, "tokenproxy health: %s answered %d: %s", url, resp.StatusCode, body)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s", body)
+	return 0
+}
+
+// dialable turns a listen address into one to dial: an unspecified host (all interfaces) is this machine.
+func dialable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		if ip != nil && ip.To4() == nil {
+			return net.JoinHostPort("::1", port)
+		}
+		return net.JoinHostPort("127.0.0.1", port)
+	}
+	return addr
+}
+
+// runVersion prints the module version and the VCS revision the binary was built from.
+func runVersion(args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := newFlagSet("tokenproxy version", "tokenproxy version", stderr)
+	if code := parseFlags(fs, args, stderr); code >= 0 {
+		return code
+	}
+	info := buildinfo.Read()
+	fmt.Fprintf(stdout, "tokenproxy %s (revision %s", info.Version, info.ShortRevision())
+	if info.Time != "" {
+		fmt.Fprintf(stdout, ", %s", info.Time)
+	}
+	fmt.Fprintf(stdout, ", %s)\n", info.GoVersion)
+	return 0
+}
+
+func runCA(args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := newFlagSet("tokenproxy ca", "tokenproxy ca -out DIR", stderr)
 	out := fs.String("out", "", "directory to write ca.crt and ca.key into")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code := parseFlags(fs, args, stderr); code >= 0 {
+		return code
 	}
 	if *out == "" {
 		fmt.Fprintln(stderr, "tokenproxy ca: -out DIR is required")
@@ -80,10 +161,10 @@ func runCA(args []string, stdout, stderr io.Writer) int {
 
 // runEncrypt reads a secret on stdin and prints the aes256gcm: value to paste into routes.yaml.
 func runEncrypt(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := newFlagSet("tokenproxy encrypt", stderr)
-	keyFile := fs.String("secret-key-file", "", "file with the base64 key (default $"+secrets.KeyEnv+")")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	fs := newFlagSet("tokenproxy encrypt", "tokenproxy encrypt [-secret-key-file F] < secret", stderr)
+	keyFile := fs.String("secret-key-file", "", "file with the base64 key; without it, $"+secrets.KeyEnv)
+	if code := parseFlags(fs, args, stderr); code >= 0 {
+		return code
 	}
 	key, err := configFlags{keyFile: keyFile}.key()
 	if err != nil {
@@ -130,15 +211,22 @@ func readSecret(stdin io.Reader, stderr io.Writer) (string, error) {
 }
 
 // runCheck test-fires the routes; exit 0 only when every step passed.
-func runCheck(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("tokenproxy check", stderr)
+func runCheck(args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := newFlagSet("tokenproxy check", "tokenproxy check [-config F] [-secret-key-file F] [-route NAME] [-url URL]", stderr)
 	cf := addConfigFlags(fs)
 	route := fs.String("route", "", "check only this route")
 	target := fs.String("url", "", "also send one GET to this URL with the route's token")
-	if err := fs.Parse(args); err != nil {
+	if code := parseFlags(fs, args, stderr); code >= 0 {
+		return code
+	}
+	loaded, err := cf.load()
+	if err != nil {
+		fmt.Fprintln(stderr, err)
 		return 2
 	}
-	cfg, err := cf.loadResolved()
+	ctx, cancel := context.WithTimeout(context.Background(), resolveTimeout)
+	cfg, err := config.Resolve(ctx, loaded, nil)
+	cancel()
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2

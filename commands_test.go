@@ -18,7 +18,22 @@ import (
 
 // runBinary runs the built tokenproxy and returns its exit code, stdout and stderr.
 func runBinary(t *testing.T, stdin string, env []string, args ...string) (int, string, string) {
-	cmd := exec.Command(binary, args...)
+	return runWith(t, binary, stdin, env, args...)
+}
+
+// runCommand runs a program with args and returns its exit code, stdout and stderr.
+func runCommand(t *testing.T, path string, args ...string) (int, string, string) {
+	return runWith(t, path, "", nil, args...)
+}
+
+// runGo runs the go command in the module's directory.
+func runGo(args ...string) (string, error) {
+	out, err := exec.Command("go", args...).CombinedOutput()
+	return string(out), err
+}
+
+func runWith(t *testing.T, path, stdin string, env []string, args ...string) (int, string, string) {
+	cmd := exec.Command(path, args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var stdout, stderr strings.Builder

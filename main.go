@@ -3,29 +3,43 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
-	"os/signal"
-	"syscall"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/lmittmann/tint"
-	"github.com/tokenproxy/tokenproxy/proxy"
 )
 
-const drainTimeout = 30 * time.Second
+const usage = `tokenproxy puts OAuth 2.0 client-credentials tokens on the requests of apps that send them through it.
 
-const usage = `usage:
-  tokenproxy [-config routes.yaml] [-secret-key-file F] [-log-level info] [-log-format text]
-  tokenproxy check [-config routes.yaml] [-secret-key-file F] [-route NAME] [-url URL]
-  tokenproxy encrypt [-secret-key-file F] < secret
-  tokenproxy ca -out DIR`
+usage:
+  tokenproxy [serve] [-config F] [-secret-key-file F] [-log-level L] [-log-format F] [-reload-interval D]
+  tokenproxy validate [-config F] [-secret-key-file F] [-syntax-only]   check routes.yaml offline
+  tokenproxy check [-config F] [-secret-key-file F] [-route NAME] [-url URL]   test-fire routes
+  tokenproxy health [-config F] [-timeout D]   exit 0 when the running proxy is ready
+  tokenproxy encrypt [-secret-key-file F] < secret   print an aes256gcm: value for routes.yaml
+  tokenproxy ca -out DIR   write a CA for interception, with trust bundles for apps
+  tokenproxy version
+Run tokenproxy COMMAND -h for a command's flags.`
+
+// command runs a subcommand and returns its exit code.
+type command func(args []string, stdin io.Reader, stdout, stderr io.Writer) int
+
+var commands = map[string]command{
+	"serve":    runServe,
+	"validate": runValidate,
+	"check":    runCheck,
+	"health":   runHealth,
+	"encrypt":  runEncrypt,
+	"ca":       runCA,
+	"version":  runVersion,
+}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
@@ -33,79 +47,55 @@ func main() {
 
 // run returns the exit code: 0 after a clean stop, 1 when serving fails, 2 for bad flags or configuration.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) > 0 {
-		switch args[0] {
-		case "ca":
-			return runCA(args[1:], stdout, stderr)
-		case "encrypt":
-			return runEncrypt(args[1:], stdin, stdout, stderr)
-		case "check":
-			return runCheck(args[1:], stdout, stderr)
-		}
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return runServe(args, stdin, stdout, stderr)
 	}
-	fs := newFlagSet("tokenproxy", stderr)
-	cf := addConfigFlags(fs)
-	level := fs.String("log-level", "info", "debug | info | warn | error")
-	format := fs.String("log-format", "text", "text | json")
-	if err := fs.Parse(args); err != nil {
+	if args[0] == "help" {
+		fmt.Fprintln(stdout, usage)
+		return 0
+	}
+	cmd, ok := commands[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "tokenproxy: unknown command %q; commands: %s\n\n%s\n", args[0], commandNames(), usage)
 		return 2
 	}
-	log, err := newLogger(stderr, *level, *format)
-	if err != nil {
-		fmt.Fprintf(stderr, "tokenproxy: %v\n", err)
-		return 2
-	}
-	cfg, err := cf.loadResolved()
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 2
-	}
-	srv, err := proxy.New(cfg, proxy.Options{Logger: log})
-	if err != nil {
-		fmt.Fprintf(stderr, "tokenproxy: %v\n", err)
-		return 2
-	}
-	for _, w := range srv.Warnings() {
-		log.Warn(w)
-	}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		log.Error("cannot listen", "addr", cfg.Listen, "error", err)
-		return 1
-	}
-	log.Info("listening", "addr", ln.Addr().String(), "config", cfg.File, "routes", len(cfg.Routes))
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	select {
-	case err := <-served:
-		log.Error("serving stopped", "error", err)
-		return 1
-	case <-ctx.Done():
-	}
-	stop() // a second signal ends the process at once
-	log.Info("stopping: finishing requests in flight", "timeout", drainTimeout)
-	drain, cancel := context.WithTimeout(context.Background(), drainTimeout)
-	defer cancel()
-	if err := srv.Shutdown(drain); errors.Is(err, context.DeadlineExceeded) {
-		log.Warn("requests still running after the drain timeout were cut off", "timeout", drainTimeout)
-	} else if err != nil {
-		log.Warn("shutdown", "error", err)
-	}
-	log.Info("stopped")
-	return 0
+	return cmd(args[1:], stdin, stdout, stderr)
 }
 
-func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+func commandNames() string {
+	names := make([]string, 0, len(commands))
+	for n := range commands {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}
+
+// newFlagSet returns the flags of one command; -h prints its usage line and each flag with its default once.
+func newFlagSet(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, usage)
+		fmt.Fprintf(stderr, "usage: %s\n", synopsis)
 		fs.PrintDefaults()
 	}
 	return fs
+}
+
+// parseFlags parses a command's flags. It returns -1 when the command should go on, else the exit code:
+// 0 after -h, 2 for a bad flag or a word that is no flag.
+func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) int {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected argument %q (flags come as -name value)\n", fs.Name(), fs.Arg(0))
+		return 2
+	}
+	return -1
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -25,6 +26,8 @@ type Config struct {
 	File string
 	// Listen is where apps send HTTP_PROXY traffic.
 	Listen string
+	// Admin is where the admin endpoints listen (/healthz, /readyz, /metrics, /routes); empty: off.
+	Admin string
 	// RejectUnmatched answers requests to hosts of no route with 403 instead of forwarding them.
 	RejectUnmatched bool
 	// MITM is the interception CA; nil when routes.yaml has no mitm section.
@@ -80,7 +83,11 @@ const (
 const DefaultListen = "127.0.0.1:3128"
 
 // Error lists every problem found in a configuration file, one "file:line: key: message" line each.
-type Error struct{ Problems []string }
+type Error struct {
+	Problems []string
+	// Sources are the files read before the problems were found, so a reloader can tell when they change.
+	Sources []Source
+}
 
 func (e *Error) Error() string { return strings.Join(e.Problems, "\n") }
 
@@ -90,6 +97,10 @@ type LoadOptions struct {
 	LookupEnv func(string) (string, bool)
 	// SecretKey decrypts aes256gcm: secrets; nil reads TOKENPROXY_SECRET_KEY through LookupEnv.
 	SecretKey []byte
+	// SyntaxOnly checks keys, types and values without the environment and without reading any file:
+	// ${VAR} is left as written and values holding one are not checked (validate -syntax-only, for
+	// pipelines that hold no secrets).
+	SyntaxOnly bool
 }
 
 // Load reads and validates a routes.yaml, expanding ${VAR} from the environment. Relative paths inside it
@@ -97,7 +108,8 @@ type LoadOptions struct {
 func Load(path string, opts LoadOptions) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, &Error{Problems: []string{fmt.Sprintf("%s: cannot read: %v", path, unwrapPathError(err))}}
+		return nil, &Error{Problems: []string{fmt.Sprintf("%s: cannot read: %v", path, unwrapPathError(err))},
+			Sources: []Source{missing(path)}}
 	}
 	return Parse(path, data, opts)
 }
@@ -107,30 +119,31 @@ func Parse(file string, data []byte, opts LoadOptions) (*Config, error) {
 	if opts.LookupEnv == nil {
 		opts.LookupEnv = os.LookupEnv
 	}
+	self := []Source{sourceOf(file, data)}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, &Error{Problems: []string{yamlSyntaxProblem(file, err)}}
+		return nil, &Error{Problems: []string{yamlSyntaxProblem(file, data, err)}, Sources: self}
 	}
 	if len(doc.Content) == 0 {
-		return nil, &Error{Problems: []string{file + ":1: the file is empty; it needs at least routes:"}}
+		return nil, &Error{Problems: []string{file + ":1: the file is empty; it needs at least routes:"}, Sources: self}
 	}
-	r := &nodeReader{file: file, lookup: opts.LookupEnv}
-	l := &loader{nodeReader: r, dir: filepath.Dir(file), secretKey: opts.SecretKey}
-	if l.secretKey == nil {
+	r := &nodeReader{file: file, lookup: opts.LookupEnv, syntaxOnly: opts.SyntaxOnly}
+	l := &loader{nodeReader: r, dir: filepath.Dir(file), secretKey: opts.SecretKey, sources: self}
+	if l.secretKey == nil && !opts.SyntaxOnly {
 		if v, ok := opts.LookupEnv(secrets.KeyEnv); ok && v != "" {
 			key, err := secrets.ParseKey(v)
 			if err != nil {
-				return nil, &Error{Problems: []string{fmt.Sprintf("%s: %s: %v", file, secrets.KeyEnv, err)}}
+				return nil, &Error{Problems: []string{fmt.Sprintf("%s: %s: %v", file, secrets.KeyEnv, err)}, Sources: self}
 			}
 			l.secretKey = key
 		}
 	}
 	cfg := l.load(doc.Content[0])
 	if len(r.problems) > 0 {
-		return nil, &Error{Problems: r.problems}
+		return nil, &Error{Problems: r.problems, Sources: l.sources}
 	}
 	cfg.File = file
-	cfg.Sources = append([]Source{sourceOf(file, data)}, l.sources...)
+	cfg.Sources = l.sources
 	cfg.table = newTable(cfg.Routes)
 	return cfg, nil
 }
@@ -151,14 +164,28 @@ func (c *Config) Route(name string) *Route {
 	return nil
 }
 
-func yamlSyntaxProblem(file string, err error) string {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+// yamlSyntaxProblem turns a YAML syntax error into a file:line problem. yaml.v3 reports where the construct
+// it was reading began, counted from 0 for parser errors; the line that breaks the document is the first
+// whose prefix of the file fails with the same message.
+func yamlSyntaxProblem(file string, data []byte, err error) string {
+	msg := yamlLineRef.ReplaceAllString(err.Error(), "")
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	lines := strings.SplitAfter(string(data), "\n")
+	for k := 1; k <= len(lines); k++ {
+		var n yaml.Node
+		if perr := yaml.Unmarshal([]byte(strings.Join(lines[:k], "")), &n); perr != nil &&
+			strings.TrimPrefix(yamlLineRef.ReplaceAllString(perr.Error(), ""), "yaml: ") == msg {
+			return fmt.Sprintf("%s:%d: %s", file, k, msg)
+		}
+	}
 	var line int
-	if _, scanErr := fmt.Sscanf(msg, "line %d:", &line); scanErr == nil {
-		return fmt.Sprintf("%s:%d: %s", file, line, strings.TrimSpace(strings.SplitN(msg, ":", 2)[1]))
+	if _, scanErr := fmt.Sscanf(err.Error(), "yaml: line %d:", &line); scanErr == nil {
+		return fmt.Sprintf("%s:%d: %s", file, line, msg)
 	}
 	return fmt.Sprintf("%s: %s", file, msg)
 }
+
+var yamlLineRef = regexp.MustCompile(`^yaml: line \d+: `)
 
 type loader struct {
 	*nodeReader
@@ -174,10 +201,15 @@ func (l *loader) path(p string) string {
 	return filepath.Join(l.dir, p)
 }
 
-// readFile reads a file routes.yaml refers to and remembers it as a source of the configuration.
+// readFile reads a file routes.yaml refers to and remembers it as a source of the configuration (also
+// when it cannot be read, so a reload notices when it appears). With SyntaxOnly it reads nothing.
 func (l *loader) readFile(n *yaml.Node, path, file string) ([]byte, bool) {
+	if l.syntaxOnly {
+		return nil, false
+	}
 	b, err := os.ReadFile(file)
 	if err != nil {
+		l.sources = append(l.sources, missing(file))
 		l.problem(n, path, "cannot read %s: %v", file, unwrapPathError(err))
 		return nil, false
 	}
@@ -203,6 +235,7 @@ func (l *loader) load(root *yaml.Node) *Config {
 	var routesNode *yaml.Node
 	seen := l.mapping(root, "", map[string]func(*yaml.Node, string){
 		"listen": func(v *yaml.Node, p string) { cfg.Listen = l.hostPort(v, p) },
+		"admin":  func(v *yaml.Node, p string) { cfg.Admin = l.hostPort(v, p) },
 		"unmatched": func(v *yaml.Node, p string) {
 			cfg.RejectUnmatched = l.oneOf(v, p, "forward", "reject") == "reject"
 		},
@@ -243,8 +276,11 @@ func (l *loader) load(root *yaml.Node) *Config {
 // hostPort reads a listen address.
 func (l *loader) hostPort(v *yaml.Node, p string) string {
 	s := l.str(v, p)
+	if l.opaque(v) {
+		return s
+	}
 	if _, port, err := net.SplitHostPort(s); err != nil || !validPort(port) {
-		l.problem(v, p, "%q is not host:port", s)
+		l.problem(v, p, "%q is not host:port", v.Value)
 	}
 	return s
 }
@@ -313,4 +349,35 @@ func unwrapPathError(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+// ReadAdmin returns the admin address a routes.yaml names, with ${VAR} expanded, without loading or checking
+// the rest: tokenproxy health needs nothing else, and no secret. lookup nil is os.LookupEnv.
+func ReadAdmin(path string, lookup func(string) (string, bool)) (string, error) {
+	if lookup == nil {
+		lookup = os.LookupEnv
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: cannot read: %v", path, unwrapPathError(err))
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return "", errors.New(yamlSyntaxProblem(path, data, err))
+	}
+	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return "", fmt.Errorf("%s: not a routes file", path)
+	}
+	root := doc.Content[0]
+	r := &nodeReader{file: path, lookup: lookup}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		if root.Content[i].Value == "admin" {
+			addr := r.str(root.Content[i+1], "admin")
+			if len(r.problems) > 0 {
+				return "", errors.New(strings.Join(r.problems, "\n"))
+			}
+			return addr, nil
+		}
+	}
+	return "", fmt.Errorf("%s names no admin address; add admin: host:port for the health and metrics endpoints", path)
 }

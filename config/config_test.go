@@ -84,9 +84,13 @@ func TestParseConfigErrors(t *testing.T) {
 		want []string // each must appear as a whole line
 	}{
 		{"unknown key", "routes:" + validRoute + "    tokenPth: data.token\n",
-			[]string{"routes.yaml:7: routes[0].tokenPth: unknown key"}},
+			[]string{"routes.yaml:7: routes[0].tokenPth: unknown key; did you mean tokenPath?"}},
 		{"unknown top-level key", "listn: 1\nroutes:" + validRoute,
-			[]string{"routes.yaml:1: listn: unknown key"}},
+			[]string{"routes.yaml:1: listn: unknown key; did you mean listen?"}},
+		{"unknown key in another case", "routes:" + validRoute + "    authstyle: body\n",
+			[]string{"routes.yaml:7: routes[0].authstyle: unknown key; did you mean authStyle?"}},
+		{"unknown key like none", "routes:" + validRoute + "    colour: blue\n",
+			[]string{"routes.yaml:7: routes[0].colour: unknown key"}},
 		{"unset variable", "routes:" + strings.Replace(validRoute, "${SECRET}", "${NOPE}", 1),
 			[]string{"routes.yaml:6: routes[0].clientSecret: environment variable NOPE is not set"}},
 		{"missing fields", "routes:\n  - name: a\n    hosts: [a.example]\n",
@@ -120,7 +124,14 @@ func TestParseConfigErrors(t *testing.T) {
 		{"key twice", "routes:" + validRoute + "    clientId: other\n", []string{"routes.yaml:7: routes[0].clientId: given twice (first on line 5)"}},
 		{"empty values", "routes:" + strings.NewReplacer("name: orders", `name: ""`, "clientId: buyer", "clientId: ''", "${SECRET}", "${EMPTY}").Replace(validRoute),
 			[]string{"routes.yaml:2: routes[0].name: must not be empty", "routes.yaml:5: routes[0].clientId: must not be empty",
-				"routes.yaml:6: routes[0].clientSecret: must not be empty"}},
+				"routes.yaml:6: routes[0].clientSecret: EMPTY is set but empty"}},
+		// Messages quote the file, never what a variable holds: here the value of SECRET.
+		{"variables stay unexpanded in messages", "unmatched: ${SECRET}\nroutes:" + strings.NewReplacer(
+			"[api.supplier.example]", "[\"${SECRET}/x\"]", "clientId: buyer", "clientId: buyer\n    authStyle: ${SECRET}\n    header: \"${SECRET}:\"").Replace(validRoute),
+			[]string{`routes.yaml:1: unmatched: "${SECRET}" is not one of forward | reject`,
+				`routes.yaml:4: routes[0].hosts[0]: "${SECRET}/x": a host is a name with an optional port, without scheme or path`,
+				`routes.yaml:7: routes[0].authStyle: "${SECRET}" is not one of basic-header | body | auto | private-key-jwt | client-secret-jwt | tls-client-auth`,
+				`routes.yaml:8: routes[0].header: "${SECRET}:" is not a valid header name`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -167,4 +178,94 @@ func TestLoadConfigWithCA(t *testing.T) {
 
 	_, err = Load(file, LoadOptions{})
 	assert.ErrorContains(t, err, file+":1: mitm: CA "+certFile+" / "+keyFile+": tls: failed to find any PEM data in certificate input")
+}
+
+// yaml.v3 reports a parser error at the line where the construct began, counted from 0; the loader names
+// the line that breaks the document.
+func TestYAMLSyntaxErrorsNameTheRightLine(t *testing.T) {
+	tests := []struct {
+		yaml string
+		want string
+	}{
+		{"listen: a:1\nunmatched: forward\nroutes:\n  - hosts: [a.example, b\n    name: x\n", "routes.yaml:4: did not find expected ',' or ']'"},
+		{"routes:\n  - name: x\n    hosts: [a]\n   clientId: c\n", "routes.yaml:4: did not find expected '-' indicator"},
+		{"listen: a\nroutes:\n\t- name: x\n", "routes.yaml:3: found character that cannot start any token"},
+		{"routes:\n  - hosts: [a,\n      b]\n    name: x\n   bad: indent\n", "routes.yaml:5: did not find expected '-' indicator"},
+		{"a: 1\nroutes: [a, b", "routes.yaml:2: did not find expected ',' or ']'"},
+	}
+	for _, tt := range tests {
+		_, err := Parse("routes.yaml", []byte(tt.yaml), LoadOptions{})
+		var ce *Error
+		require.ErrorAs(t, err, &ce)
+		assert.Equal(t, []string{tt.want}, ce.Problems)
+	}
+}
+
+func TestDoubleDollarIsALiteral(t *testing.T) {
+	cfg, err := Parse("routes.yaml", []byte("routes:"+strings.Replace(validRoute, "${SECRET}", "pa$${ss}${SECRET}", 1)),
+		LoadOptions{LookupEnv: env(map[string]string{"SECRET": "-s"})})
+	require.NoError(t, err)
+	assert.Equal(t, "pa${ss}-s", cfg.Routes[0].Token.ClientSecret)
+}
+
+// validate -syntax-only checks what it can without the environment or any file.
+func TestSyntaxOnly(t *testing.T) {
+	yamlText := `admin: ${POD_IP}:9901
+unmatched: ${UNMATCHED}
+mitm: {caCert: /nowhere/ca.crt, caKey: /nowhere/ca.key}
+routes:
+  - name: a
+    hosts: ["${HOST}", b.example]
+    tokenUrl: ${TOKEN_URL}
+    clientId: ${CLIENT_ID}
+    clientSecretFile: /nowhere/secret
+    authStyle: ${STYLE}
+    defaultTTL: ${TTL}
+  - name: b
+    hosts: [c.example]
+    tokenUrl: https://auth.example/token
+    clientId: c
+    clientSecret: aes256gcm:bm90IGNoZWNrZWQ=
+`
+	unset := LoadOptions{LookupEnv: env(nil), SyntaxOnly: true}
+	_, err := Parse("routes.yaml", []byte(yamlText), unset)
+	require.NoError(t, err, "no variable is needed and no file is read")
+
+	broken := strings.NewReplacer("b.example]", "b.example/path]", "authStyle: ${STYLE}", "authStyle: basic", "name: b", "nme: b").Replace(yamlText)
+	_, err = Parse("routes.yaml", []byte(broken), unset)
+	var ce *Error
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, []string{
+		`routes.yaml:6: routes[0].hosts[1]: "b.example/path": a host is a name with an optional port, without scheme or path`,
+		`routes.yaml:10: routes[0].authStyle: "basic" is not one of basic-header | body | auto | private-key-jwt | client-secret-jwt | tls-client-auth`,
+		`routes.yaml:12: routes[1].nme: unknown key; did you mean name?`,
+		`routes.yaml:12: routes[1].name: required key is missing`,
+	}, ce.Problems)
+}
+
+// A load that fails still says which files it read, so a reloader retries when one of them changes.
+func TestFailedLoadNamesItsSources(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "routes.yaml")
+	secret := filepath.Join(dir, "secret")
+	require.NoError(t, os.WriteFile(file, []byte("routes:"+strings.Replace(validRoute, "clientSecret: ${SECRET}", "clientSecretFile: secret", 1)), 0o600))
+	_, err := Load(file, LoadOptions{})
+	var ce *Error
+	require.ErrorAs(t, err, &ce)
+	require.Len(t, ce.Sources, 2)
+	assert.Equal(t, secret, ce.Sources[1].Path)
+	assert.False(t, Changed(ce.Sources), "nothing changed yet")
+	require.NoError(t, os.WriteFile(secret, []byte("s\n"), 0o600))
+	assert.True(t, Changed(ce.Sources), "the missing secret file appeared")
+	cfg, err := Load(file, LoadOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, "s", cfg.Routes[0].Token.ClientSecret)
+}
+
+func TestAdminAddress(t *testing.T) {
+	cfg, err := Parse("routes.yaml", []byte("admin: 127.0.0.1:9901\nroutes:"+validRoute), LoadOptions{LookupEnv: env(map[string]string{"SECRET": "s"})})
+	require.NoError(t, err)
+	assert.Equal(t, "127.0.0.1:9901", cfg.Admin)
+	_, err = Parse("routes.yaml", []byte("admin: 9901\nroutes:"+validRoute), LoadOptions{LookupEnv: env(map[string]string{"SECRET": "s"})})
+	assert.EqualError(t, err, `routes.yaml:1: admin: "9901" is not host:port`)
 }

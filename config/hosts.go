@@ -2,7 +2,6 @@ package config
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"strings"
 )
@@ -36,7 +35,7 @@ func ParseHostPattern(s string) (HostPattern, error) {
 		return h, errors.New("empty host")
 	}
 	if strings.Contains(raw, "/") {
-		return h, fmt.Errorf("%q: a host is a name with an optional port, without scheme or path", s)
+		return h, errors.New("a host is a name with an optional port, without scheme or path")
 	}
 	name := raw
 	if strings.HasPrefix(raw, "[") && strings.HasSuffix(raw, "]") {
@@ -44,7 +43,7 @@ func ParseHostPattern(s string) (HostPattern, error) {
 	} else if strings.HasPrefix(raw, "[") || strings.Count(raw, ":") == 1 {
 		var err error
 		if name, h.Port, err = net.SplitHostPort(raw); err != nil || !validPort(h.Port) || h.Port == "0" {
-			return h, fmt.Errorf("%q: bad host:port", s)
+			return h, errors.New("bad host:port")
 		}
 	}
 	if rest, ok := strings.CutPrefix(name, "*."); ok {
@@ -52,12 +51,12 @@ func ParseHostPattern(s string) (HostPattern, error) {
 	}
 	name = strings.TrimSuffix(name, ".")
 	if name == "" || strings.Contains(name, "*") {
-		return h, fmt.Errorf("%q: a wildcard may only be a leading \"*.\"", s)
+		return h, errors.New(`a wildcard may only be a leading "*."`)
 	}
 	if net.ParseIP(name) == nil && strings.ContainsFunc(name, func(r rune) bool {
 		return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_')
 	}) {
-		return h, fmt.Errorf("%q: not a host name", s)
+		return h, errors.New("not a host name")
 	}
 	h.Name = name
 	return h, nil

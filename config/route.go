@@ -27,13 +27,13 @@ func (l *loader) route(n *yaml.Node, path string) *Route {
 		"hosts": func(v *yaml.Node, p string) { rt.Hosts = l.hosts(v, p) },
 		"tokenUrl": func(v *yaml.Node, p string) {
 			tc.TokenURL = l.nonEmpty(v, p)
-			if err := CheckEndpointURL(tc.TokenURL); err != nil && tc.TokenURL != "" {
+			if err := CheckEndpointURL(tc.TokenURL); err != nil && tc.TokenURL != "" && !l.opaque(v) {
 				l.problem(v, p, "%v", err)
 			}
 		},
 		"issuer": func(v *yaml.Node, p string) {
 			rt.Issuer = l.nonEmpty(v, p)
-			if err := CheckEndpointURL(rt.Issuer); err != nil && rt.Issuer != "" {
+			if err := CheckEndpointURL(rt.Issuer); err != nil && rt.Issuer != "" && !l.opaque(v) {
 				l.problem(v, p, "%v", err)
 			}
 		},
@@ -86,7 +86,7 @@ func (l *loader) route(n *yaml.Node, path string) *Route {
 	case secretNode == nil && secretFileNode == nil && style.NeedsSecret():
 		l.problem(n, path+".clientSecret", "required key is missing (or set clientSecretFile)")
 	}
-	if secrets.IsEncrypted(tc.ClientSecret) {
+	if secrets.IsEncrypted(tc.ClientSecret) && !l.syntaxOnly {
 		at, p := secretNode, path+".clientSecret"
 		if at == nil {
 			at, p = secretFileNode, path+".clientSecretFile"
@@ -149,9 +149,12 @@ func describeDecryptError(err error) string {
 func (l *loader) hosts(v *yaml.Node, p string) []HostPattern {
 	var hosts []HostPattern
 	l.list(v, p, func(s string, item *yaml.Node, p string) {
+		if l.opaque(item) {
+			return
+		}
 		h, err := ParseHostPattern(s)
 		if err != nil {
-			l.problem(item, p, "%v", err)
+			l.problem(item, p, "%q: %v", item.Value, err)
 			return
 		}
 		hosts = append(hosts, h)
@@ -164,7 +167,7 @@ func (l *loader) hosts(v *yaml.Node, p string) []HostPattern {
 
 func (l *loader) dotPath(v *yaml.Node, p string) string {
 	s := l.str(v, p)
-	if !tokensource.ValidPath(s) {
+	if !tokensource.ValidPath(s) && !l.opaque(v) {
 		l.problem(v, p, "%q is not a dot path like access_token or data.token", s)
 	}
 	return s
@@ -181,17 +184,19 @@ func (l *loader) headerMap(v *yaml.Node, p string) map[string]string {
 
 func (l *loader) headerName(v *yaml.Node, p string) string {
 	name := l.str(v, p)
-	l.checkHeaderName(v, p, name)
+	if !l.opaque(v) {
+		l.checkHeaderName(v, p, name)
+	}
 	return name
 }
 
 func (l *loader) checkHeaderName(at *yaml.Node, p, name string) {
 	if !httpguts.ValidHeaderFieldName(name) {
-		l.problem(at, p, "%q is not a valid header name", name)
+		l.problem(at, p, "%q is not a valid header name", at.Value)
 		return
 	}
 	if hopbyhop.Is(name) {
-		l.problem(at, p, "%q is a hop-by-hop header and is never forwarded", name)
+		l.problem(at, p, "%q is a hop-by-hop header and is never forwarded", at.Value)
 	}
 }
 

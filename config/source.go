@@ -8,12 +8,18 @@ import (
 
 // Source is a file a configuration was read from and a digest of its content at that time.
 type Source struct {
-	Path   string
-	Digest [sha256.Size]byte
+	Path    string
+	Digest  [sha256.Size]byte
+	Missing bool // could not be read
 }
 
 func sourceOf(path string, content []byte) Source {
 	return Source{Path: path, Digest: sha256.Sum256(content)}
+}
+
+// missing is a file that could not be read: any content it gets later is a change.
+func missing(path string) Source {
+	return Source{Path: path, Missing: true}
 }
 
 // Changed reports whether any of the files now differs from what was read, or cannot be read. It compares
@@ -22,6 +28,12 @@ func Changed(sources []Source) bool {
 	for _, s := range sources {
 		b, err := os.ReadFile(s.Path)
 		if err != nil {
+			if s.Missing {
+				continue // still unreadable
+			}
+			return true
+		}
+		if s.Missing {
 			return true
 		}
 		if d := sha256.Sum256(b); !bytes.Equal(d[:], s.Digest[:]) {

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -11,10 +12,13 @@ import (
 )
 
 // nodeReader walks a parsed routes.yaml and collects every problem, each naming file, line and key.
+// Messages quote the text as written in the file, never a value expanded from the environment.
 type nodeReader struct {
 	file     string
 	problems []string
 	lookup   func(string) (string, bool) // environment, for ${VAR}
+	// syntaxOnly leaves ${VAR} unexpanded and values that hold one unchecked (validate -syntax-only).
+	syntaxOnly bool
 }
 
 func (r *nodeReader) problem(n *yaml.Node, path, format string, args ...any) {
@@ -36,7 +40,11 @@ func (r *nodeReader) mapping(n *yaml.Node, path string, handlers map[string]func
 		}
 		h, ok := handlers[k.Value]
 		if !ok {
-			r.problem(k, p, "unknown key")
+			if guess := closest(k.Value, handlers); guess != "" {
+				r.problem(k, p, "unknown key; did you mean %s?", guess)
+			} else {
+				r.problem(k, p, "unknown key")
+			}
 			continue
 		}
 		if first, dup := seen[k.Value]; dup {
@@ -58,15 +66,23 @@ func (r *nodeReader) require(n *yaml.Node, path string, seen map[string]*yaml.No
 	}
 }
 
-var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+// envRef matches $${ (a literal "${") and ${VAR}.
+var envRef = regexp.MustCompile(`\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 
 // str reads a scalar string with ${VAR} expanded; an unset variable is a problem, never an empty value.
+// $${ stands for a literal ${.
 func (r *nodeReader) str(n *yaml.Node, path string) string {
 	if n.Kind != yaml.ScalarNode || n.Tag == "!!null" {
 		r.problem(n, path, "must be a string")
 		return ""
 	}
+	if r.syntaxOnly {
+		return n.Value
+	}
 	return envRef.ReplaceAllStringFunc(n.Value, func(ref string) string {
+		if ref == "$${" {
+			return "${"
+		}
 		name := ref[2 : len(ref)-1]
 		v, ok := r.lookup(name)
 		if !ok {
@@ -76,12 +92,40 @@ func (r *nodeReader) str(n *yaml.Node, path string) string {
 	})
 }
 
+// opaque reports whether n's value cannot be checked now: it refers to a variable that validate
+// -syntax-only does not look up.
+func (r *nodeReader) opaque(n *yaml.Node) bool {
+	if !r.syntaxOnly {
+		return false
+	}
+	for _, m := range envRef.FindAllStringSubmatch(n.Value, -1) {
+		if m[1] != "" {
+			return true
+		}
+	}
+	return false
+}
+
 // nonEmpty reads a string that must not be empty once expanded.
 func (r *nodeReader) nonEmpty(n *yaml.Node, path string) string {
 	before := len(r.problems)
 	v := r.str(n, path)
-	if v == "" && len(r.problems) == before { // an unset variable was reported already
+	if v != "" || len(r.problems) > before { // an unset variable was reported already
+		return v
+	}
+	var empty []string
+	for _, m := range envRef.FindAllStringSubmatch(n.Value, -1) {
+		if m[1] != "" {
+			empty = append(empty, m[1])
+		}
+	}
+	switch len(empty) {
+	case 0:
 		r.problem(n, path, "must not be empty")
+	case 1:
+		r.problem(n, path, "%s is set but empty", empty[0])
+	default:
+		r.problem(n, path, "%s are set but empty", strings.Join(empty, ", "))
 	}
 	return v
 }
@@ -89,22 +133,26 @@ func (r *nodeReader) nonEmpty(n *yaml.Node, path string) string {
 // oneOf reads a string that must be one of allowed.
 func (r *nodeReader) oneOf(n *yaml.Node, path string, allowed ...string) string {
 	v := r.str(n, path)
+	if r.opaque(n) {
+		return allowed[0]
+	}
 	for _, a := range allowed {
 		if v == a {
 			return v
 		}
 	}
 	if n.Kind == yaml.ScalarNode {
-		r.problem(n, path, "%q is not one of %s", v, strings.Join(allowed, " | "))
+		r.problem(n, path, "%q is not one of %s", n.Value, strings.Join(allowed, " | "))
 	}
 	return ""
 }
 
 func (r *nodeReader) boolean(n *yaml.Node, path string) bool {
-	switch strings.ToLower(r.str(n, path)) {
-	case "true":
+	v := strings.ToLower(r.str(n, path))
+	switch {
+	case v == "true":
 		return true
-	case "false":
+	case v == "false", r.opaque(n):
 		return false
 	}
 	if n.Kind == yaml.ScalarNode {
@@ -113,7 +161,7 @@ func (r *nodeReader) boolean(n *yaml.Node, path string) bool {
 	return false
 }
 
-// strings reads a sequence of strings; each item's line is passed to each so it can report its own.
+// list reads a sequence of strings; each item's line is passed to each so it can report its own.
 func (r *nodeReader) list(n *yaml.Node, path string, each func(v string, item *yaml.Node, path string)) {
 	if n.Kind != yaml.SequenceNode {
 		r.problem(n, path, "must be a list")
@@ -142,13 +190,16 @@ func (r *nodeReader) stringMap(n *yaml.Node, path string) map[string]string {
 // duration reads a Go duration ("90s", "15m", "1h") or a number of seconds.
 func (r *nodeReader) duration(n *yaml.Node, path string) time.Duration {
 	s := r.str(n, path)
+	if r.opaque(n) {
+		return 0
+	}
 	if secs, err := strconv.Atoi(s); err == nil && secs > 0 {
 		return time.Duration(secs) * time.Second
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d <= 0 {
 		if n.Kind == yaml.ScalarNode {
-			r.problem(n, path, "%q is not a positive duration like 90s, 15m or 1h", s)
+			r.problem(n, path, "%q is not a positive duration like 90s, 15m or 1h", n.Value)
 		}
 		return 0
 	}
@@ -158,6 +209,9 @@ func (r *nodeReader) duration(n *yaml.Node, path string) time.Duration {
 // size reads a byte count: a number, or one with a KiB/MiB suffix.
 func (r *nodeReader) size(n *yaml.Node, path string) int64 {
 	s := r.str(n, path)
+	if r.opaque(n) {
+		return 0
+	}
 	mult := int64(1)
 	for suffix, m := range map[string]int64{"KiB": 1 << 10, "MiB": 1 << 20} {
 		if rest, ok := strings.CutSuffix(s, suffix); ok {
@@ -172,4 +226,44 @@ func (r *nodeReader) size(n *yaml.Node, path string) int64 {
 		return 0
 	}
 	return v * mult
+}
+
+// closest returns the known key a mistyped one most probably meant, or "".
+func closest[V any](key string, known map[string]V) string {
+	best, bestDist := "", 3 // at most two edits away
+	names := make([]string, 0, len(known))
+	for k := range known {
+		names = append(names, k)
+	}
+	sort.Strings(names) // ties go to the first name, the same every time
+	for _, k := range names {
+		if strings.EqualFold(k, key) {
+			return k
+		}
+		if d := editDistance(strings.ToLower(key), strings.ToLower(k)); d < bestDist && d < len(k)/2+1 {
+			best, bestDist = k, d
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/tokenproxy/tokenproxy/config"
 	"github.com/tokenproxy/tokenproxy/mitm"
+	"github.com/tokenproxy/tokenproxy/tokensource"
 )
 
 const (
@@ -138,6 +139,10 @@ type harness struct {
 	hosts    map[string]string // test host:port → loopback address
 	logs     *syncBuffer
 	clock    *fakeClock // token lifetimes and backoff run on it
+	metrics  *recorder
+	dir      string // routes.yaml and ca/ live here
+	clientMu sync.Mutex
+	clients  []*http.Transport // every client's transport, so a test can close their idle connections
 }
 
 // fakeClock is a clock the test moves by hand.
@@ -189,7 +194,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	h := &harness{t: t, tokens: newTokenServer(t), hosts: map[string]string{}, logs: &syncBuffer{},
-		clock: &fakeClock{now: time.Unix(1_800_000_000, 0)}}
+		clock: &fakeClock{now: time.Unix(1_800_000_000, 0)}, metrics: newRecorder(), dir: dir}
 	h.upCert, h.upPool = selfSignedCert(t, "supplier.test", "secure.test", "tunnel.test", "fresh.test")
 	certFile, _, err := mitm.WriteCA(filepath.Join(dir, "ca"))
 	require.NoError(t, err)
@@ -202,16 +207,10 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	if o.yaml == "" {
 		o.yaml = defaultRoutes
 	}
-	mitm := "mitm: {caCert: ca/ca.crt, caKey: ca/ca.key}"
-	if o.noMITM {
-		mitm = ""
-	}
-	yaml := strings.NewReplacer("{{TOKEN_URL}}", h.tokens.URL+"/oauth/token", "{{MITM}}", mitm).Replace(o.yaml)
-	cfg, err := config.Parse(filepath.Join(dir, "routes.yaml"), []byte(yaml), config.LoadOptions{})
-	require.NoError(t, err)
+	cfg := h.config(o.yaml, !o.noMITM)
 
 	log := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	h.srv, err = New(cfg, Options{Logger: log, DialContext: h.dial, RootCAs: h.upPool, Clock: h.clock,
+	h.srv, err = New(cfg, Options{Logger: log, Metrics: h.metrics, DialContext: h.dial, RootCAs: h.upPool, Clock: h.clock,
 		ResponseHeaderTimeout: o.responseHeaderTimeout, ReadHeaderTimeout: o.readHeaderTimeout,
 		ClientIdleTimeout: o.clientIdleTimeout})
 	require.NoError(t, err)
@@ -219,6 +218,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	require.NoError(t, err)
 	served := make(chan error, 1)
 	go func() { served <- h.srv.Serve(ln) }()
+	require.Eventually(t, h.srv.Ready, 10*time.Second, time.Millisecond, "the proxy serves")
 	h.proxyURL = &url.URL{Scheme: "http", Host: ln.Addr().String()}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -231,6 +231,25 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		assert.NotContains(t, logs, testTokenPrefix)
 	})
 	return h
+}
+
+// config parses routes.yaml text; {{TOKEN_URL}} and {{MITM}} are filled in.
+func (h *harness) config(text string, withMITM bool) *config.Config {
+	h.t.Helper()
+	mitm := "mitm: {caCert: ca/ca.crt, caKey: ca/ca.key}"
+	if !withMITM {
+		mitm = ""
+	}
+	text = strings.NewReplacer("{{TOKEN_URL}}", h.tokens.URL+"/oauth/token", "{{MITM}}", mitm).Replace(text)
+	cfg, err := config.Parse(filepath.Join(h.dir, "routes.yaml"), []byte(text), config.LoadOptions{})
+	require.NoError(h.t, err)
+	return cfg
+}
+
+// swap puts new routes.yaml text in service, as a reload does.
+func (h *harness) swap(text string) {
+	h.t.Helper()
+	require.NoError(h.t, h.srv.Swap(h.config(text, true)))
 }
 
 // route maps a test host:port to an upstream.
@@ -261,13 +280,25 @@ func (h *harness) dial(ctx context.Context, network, addr string) (net.Conn, err
 
 // client goes through the proxy explicitly (ProxyFromEnvironment skips loopback) and trusts pool.
 func (h *harness) client(pool *x509.CertPool) *http.Client {
+	tr := &http.Transport{
+		Proxy:           http.ProxyURL(h.proxyURL),
+		TLSClientConfig: &tls.Config{RootCAs: pool},
+	}
+	h.clientMu.Lock()
+	h.clients = append(h.clients, tr)
+	h.clientMu.Unlock()
 	return &http.Client{
-		Transport: &http.Transport{
-			Proxy:             http.ProxyURL(h.proxyURL),
-			TLSClientConfig:   &tls.Config{RootCAs: pool},
-			DisableKeepAlives: false,
-		},
+		Transport:     tr,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// closeIdle closes the idle keep-alive connections of every client the harness made.
+func (h *harness) closeIdle() {
+	h.clientMu.Lock()
+	defer h.clientMu.Unlock()
+	for _, tr := range h.clients {
+		tr.CloseIdleConnections()
 	}
 }
 
@@ -376,4 +407,40 @@ func (h *harness) connectTLS(target string) (*tls.Conn, *bufio.Reader) {
 	tc := tls.Client(c, &tls.Config{ServerName: host, RootCAs: h.caPool})
 	require.NoError(h.t, tc.Handshake())
 	return tc, bufio.NewReader(tc)
+}
+
+// recorder is a Metrics that counts what the proxy reports, for tests to assert on values.
+type recorder struct {
+	mu     sync.Mutex
+	counts map[string]float64
+}
+
+func newRecorder() *recorder { return &recorder{counts: map[string]float64{}} }
+
+func (r *recorder) add(key string, d float64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.counts[key] += d
+}
+
+// get returns a count by its key, e.g. "requests orders 200" or "connections intercepted".
+func (r *recorder) get(key string) float64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.counts[key]
+}
+
+func (r *recorder) Request(route string, status int, _ time.Duration) {
+	r.add(fmt.Sprintf("requests %s %d", route, status), 1)
+}
+func (r *recorder) Error(route, kind string)    { r.add("errors "+route+" "+kind, 1) }
+func (r *recorder) Replay(route string)         { r.add("replays "+route, 1) }
+func (r *recorder) Denied(reason string)        { r.add("denied "+reason, 1) }
+func (r *recorder) ConnectionOpened(k ConnKind) { r.add("connections "+string(k), 1) }
+func (r *recorder) ConnectionClosed(k ConnKind) { r.add("connections "+string(k), -1) }
+func (r *recorder) TokenLookup(route string, via tokensource.Via) {
+	r.add("lookups "+route+" "+string(via), 1)
+}
+func (r *recorder) TokenFetched(route, result string, _ time.Duration) {
+	r.add("fetches "+route+" "+result, 1)
 }

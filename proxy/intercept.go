@@ -107,8 +107,10 @@ func (s *Server) handshakeFailed(conn net.Conn, t *tunnel, snap *snapshot, err e
 		_, _ = io.WriteString(rhe.Conn, "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"+
 			"X-Tokenproxy-Error: policy\r\nConnection: close\r\n"+fmt.Sprintf("Content-Length: %d\r\n\r\n", len(body))+body)
 		s.metrics.Error("-", StepPolicy)
-	case errors.As(err, &oe) && oe.Op == "remote error":
-		// The app rejected the certificate tokenproxy presented: it does not trust the interception CA.
+	case errors.As(err, &oe) && (oe.Op == "remote error" || oe.Op == "local error" && strings.Contains(oe.Err.Error(), "bad record MAC")):
+		// The app rejected the certificate tokenproxy presented: it does not trust the interception CA. Go
+		// clients say so in an alert; OpenSSL ones (curl, Python) send the alert before encrypting, which
+		// reads here as a bad record MAC.
 		s.log.Warn("the app refused tokenproxy's certificate: it does not trust the interception CA",
 			"host", t.host, "ca_cert", snap.cfg.MITM.CertFile, "error", err,
 			"hint", "make the app trust "+snap.cfg.MITM.CertFile+" (see README: Point your client at it)")

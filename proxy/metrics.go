@@ -16,6 +16,8 @@ type Metrics interface {
 	Error(route, kind string)
 	// Replay counts a request sent again with a fresh token after a 401.
 	Replay(route string)
+	// Denied counts a request the clients rules refused: reason is address, credentials or route.
+	Denied(reason string)
 	// ConnectionOpened and ConnectionClosed track the client connections open now, by kind.
 	ConnectionOpened(kind ConnKind)
 	ConnectionClosed(kind ConnKind)
@@ -47,5 +49,6 @@ func (noMetrics) TokenFetched(string, string, time.Duration) {}
 func (noMetrics) Request(string, int, time.Duration)         {}
 func (noMetrics) Error(string, string)                       {}
 func (noMetrics) Replay(string)                              {}
+func (noMetrics) Denied(string)                              {}
 func (noMetrics) ConnectionOpened(ConnKind)                  {}
 func (noMetrics) ConnectionClosed(ConnKind)                  {}

@@ -62,10 +62,13 @@ type Server struct {
 	upstream *http.Transport
 	gp       *goproxy.ProxyHttpServer
 
-	http     *http.Server
-	conns    *connTracker
-	inflight atomic.Int64 // requests not yet answered, including upgraded ones net/http no longer sees
-	draining atomic.Bool
+	http      *http.Server
+	conns     *connTracker
+	inflight  atomic.Int64 // requests not yet answered, including upgraded ones net/http no longer sees
+	listening atomic.Bool
+	draining  atomic.Bool
+	shutdown  sync.Once
+	drained   error // Shutdown's result
 }
 
 // New builds a Server for cfg, which must be resolved (config.Resolve) when a route names an issuer.
@@ -168,6 +171,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // Serve accepts proxy connections on l until Shutdown.
 func (s *Server) Serve(l net.Listener) error {
+	s.listening.Store(true)
 	err := s.http.Serve(trackingListener{Listener: l, t: s.conns})
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
@@ -180,8 +184,13 @@ func (s *Server) Draining() bool { return s.draining.Load() }
 
 // Shutdown stops accepting, lets requests in flight finish until ctx ends, then closes what is left:
 // intercepted connections get "Connection: close" on their next answer, tunnels are closed at the end. It
-// returns ctx's error when requests were still running at the deadline.
+// returns ctx's error when requests were still running at the deadline. Later calls return the same.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutdown.Do(func() { s.drained = s.drain(ctx) })
+	return s.drained
+}
+
+func (s *Server) drain(ctx context.Context) error {
 	s.draining.Store(true)
 	var wg sync.WaitGroup
 	var plainErr error

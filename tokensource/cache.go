@@ -67,6 +67,8 @@ type Cache struct {
 	flights singleflight.Group
 	// refreshes counts background renewals still running.
 	refreshes sync.WaitGroup
+	// parked counts callers waiting on a shared fetch, so tests can tell a caller has joined one.
+	parked atomic.Int64
 }
 
 type entry struct {
@@ -120,6 +122,8 @@ func (c *Cache) Token(ctx context.Context, f *Fetcher) (*Token, Via, error) {
 		// The fetch is shared, so one caller giving up must not fail the others.
 		return c.fetch(context.WithoutCancel(ctx), e, f)
 	})
+	c.parked.Add(1)
+	defer c.parked.Add(-1)
 	select {
 	case res := <-ch:
 		if res.Err != nil {

@@ -1,0 +1,213 @@
+package admin
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/tokenproxy/tokenproxy/internal/buildinfo"
+	"github.com/tokenproxy/tokenproxy/proxy"
+	"github.com/tokenproxy/tokenproxy/tokensource"
+)
+
+// Metrics is tokenproxy's Prometheus registry and the recorder the proxy and the token cache report to.
+// Labels carry route names, status codes and kinds; never a secret, a token or a fingerprint.
+type Metrics struct {
+	reg           *prometheus.Registry
+	requests      *prometheus.CounterVec
+	duration      *prometheus.HistogramVec
+	errors        *prometheus.CounterVec
+	fetches       *prometheus.CounterVec
+	fetchDuration *prometheus.HistogramVec
+	lookups       *prometheus.CounterVec
+	replays       *prometheus.CounterVec
+	connections   *prometheus.GaugeVec
+	denials       *prometheus.CounterVec
+	reloads       *prometheus.CounterVec
+	lastReload    prometheus.Gauge
+}
+
+var _ proxy.Metrics = (*Metrics)(nil)
+
+// NewMetrics returns a registry with tokenproxy's metrics, the Go runtime's and the process's.
+func NewMetrics(info buildinfo.Info) *Metrics {
+	m := &Metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenproxy_requests_total",
+			Help: "Requests answered to apps, by route (- when unmatched) and the status code the app got.",
+		}, []string{"route", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tokenproxy_request_duration_seconds",
+			Help:    "Time from a request's arrival to the end of its answer, by route.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"route"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenproxy_errors_total",
+			Help: "tokenproxy's own failure answers and refusals, by route and kind (token, upstream, policy).",
+		}, []string{"route", "kind"}),
+		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenproxy_token_fetches_total",
+			Help: "Token requests to token endpoints, by route and result (ok, status, network, timeout, not-json, no-token, too-large).",
+		}, []string{"route", "result"}),
+		fetchDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tokenproxy_token_fetch_duration_seconds",
+			Help:    "Duration of token requests, by route.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"route"}),
+		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenproxy_token_cache_total",
+			Help: "Requests given a token, by route and how: hit (cached), wait (another request's fetch), fetch (their own).",
+		}, []string{"route", "result"}),
+		replays: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenproxy_replays_total",
+			Help: "Requests sent again with a fresh token after the supplier answered 401, by route.",
+		}, []string{"route"}),
+		connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tokenproxy_connections",
+			Help: "Client connections open now, by kind: plain, intercepted, tunnel.",
+		}, []string{"kind"}),
+		denials: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenproxy_client_denials_total",
+			Help: "Requests refused by the clients rules, by reason: address, credentials, route.",
+		}, []string{"reason"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenproxy_config_reloads_total",
+			Help: "Configuration reloads, by result (success, failure).",
+		}, []string{"result"}),
+		lastReload: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "tokenproxy_config_last_reload_success_timestamp_seconds",
+			Help: "When the configuration in service was loaded (start-up or the last successful reload), in Unix seconds.",
+		}),
+	}
+	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "tokenproxy_build_info",
+		Help: "Always 1; the labels say which build runs.",
+	}, []string{"version", "revision", "goversion"})
+	build.WithLabelValues(info.Version, info.ShortRevision(), info.GoVersion).Set(1)
+	for _, kind := range []proxy.ConnKind{proxy.ConnPlain, proxy.ConnIntercepted, proxy.ConnTunnel} {
+		m.connections.WithLabelValues(string(kind))
+	}
+	for _, result := range []string{"success", "failure"} {
+		m.reloads.WithLabelValues(result)
+	}
+	m.reg.MustRegister(m.requests, m.duration, m.errors, m.fetches, m.fetchDuration, m.lookups, m.replays,
+		m.connections, m.denials, m.reloads, m.lastReload, build,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Watch adds the gauges read from the proxy at each scrape: token expiry and backoff per route, and the
+// cached leaf certificates.
+func (m *Metrics) Watch(src Source) {
+	m.reg.MustRegister(&stateCollector{src: src})
+}
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// Registry is the registry itself, for tests and for more collectors.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// ConfigReloaded counts a reload; a successful one (and the first load) also sets the timestamp.
+func (m *Metrics) ConfigReloaded(ok bool, at time.Time) {
+	if !ok {
+		m.reloads.WithLabelValues("failure").Inc()
+		return
+	}
+	m.reloads.WithLabelValues("success").Inc()
+	m.ConfigLoaded(at)
+}
+
+// ConfigLoaded sets the timestamp of the configuration in service.
+func (m *Metrics) ConfigLoaded(at time.Time) {
+	m.lastReload.Set(float64(at.UnixNano()) / 1e9)
+}
+
+// Request implements proxy.Metrics.
+func (m *Metrics) Request(route string, status int, took time.Duration) {
+	m.requests.WithLabelValues(route, statusCode(status)).Inc()
+	m.duration.WithLabelValues(route).Observe(took.Seconds())
+}
+
+// Error implements proxy.Metrics.
+func (m *Metrics) Error(route, kind string) { m.errors.WithLabelValues(route, kind).Inc() }
+
+// Replay implements proxy.Metrics.
+func (m *Metrics) Replay(route string) { m.replays.WithLabelValues(route).Inc() }
+
+// Denied implements proxy.Metrics.
+func (m *Metrics) Denied(reason string) { m.denials.WithLabelValues(reason).Inc() }
+
+// ConnectionOpened implements proxy.Metrics.
+func (m *Metrics) ConnectionOpened(kind proxy.ConnKind) {
+	m.connections.WithLabelValues(string(kind)).Inc()
+}
+
+// ConnectionClosed implements proxy.Metrics.
+func (m *Metrics) ConnectionClosed(kind proxy.ConnKind) {
+	m.connections.WithLabelValues(string(kind)).Dec()
+}
+
+// TokenLookup implements tokensource.Metrics.
+func (m *Metrics) TokenLookup(route string, via tokensource.Via) {
+	m.lookups.WithLabelValues(route, string(via)).Inc()
+}
+
+// TokenFetched implements tokensource.Metrics.
+func (m *Metrics) TokenFetched(route, result string, took time.Duration) {
+	m.fetches.WithLabelValues(route, result).Inc()
+	m.fetchDuration.WithLabelValues(route).Observe(took.Seconds())
+}
+
+// codes holds the label of every status code, so counting a request does not format one.
+var codes = func() (c [600]string) {
+	for i := range c {
+		c[i] = strconv.Itoa(i)
+	}
+	return c
+}()
+
+func statusCode(status int) string {
+	if status >= 0 && status < len(codes) {
+		return codes[status]
+	}
+	return strconv.Itoa(status)
+}
+
+// stateCollector reads the state of the routes in service at each scrape.
+type stateCollector struct{ src Source }
+
+var (
+	expiryDesc = prometheus.NewDesc("tokenproxy_token_expiry_seconds",
+		"Seconds until the route's cached token expires; absent while none is cached.", []string{"route"}, nil)
+	backoffDesc = prometheus.NewDesc("tokenproxy_token_backoff",
+		"1 while the route's token endpoint is backed off after failures, else 0.", []string{"route"}, nil)
+	certsDesc = prometheus.NewDesc("tokenproxy_certificates_cached",
+		"Intercepted hosts with a leaf certificate ready.", nil, nil)
+)
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- expiryDesc
+	ch <- backoffDesc
+	ch <- certsDesc
+}
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, r := range c.src.Status() {
+		if r.Token.ExpiresInSeconds != nil {
+			ch <- prometheus.MustNewConstMetric(expiryDesc, prometheus.GaugeValue, *r.Token.ExpiresInSeconds, r.Name)
+		}
+		backoff := 0.0
+		if r.Token.BackedOffUntil != nil {
+			backoff = 1
+		}
+		ch <- prometheus.MustNewConstMetric(backoffDesc, prometheus.GaugeValue, backoff, r.Name)
+	}
+	ch <- prometheus.MustNewConstMetric(certsDesc, prometheus.GaugeValue, float64(c.src.CertificatesCached()))
+}

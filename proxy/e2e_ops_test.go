@@ -1,0 +1,308 @@
+package proxy
+
+import (
+	"context"
+	"crypto/x509"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/tokenproxy/tokenproxy/mitm"
+	"github.com/tokenproxy/tokenproxy/tokensource"
+)
+
+// waitUntil polls cond until it holds, failing after a deadline.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	require.Eventually(t, cond, 10*time.Second, 5*time.Millisecond, what)
+}
+
+func TestMetricsAfterKnownTraffic(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	h.route("supplier.test:80", newUpstream(t, nil, false, nil))
+	h.route("supplier.test:443", newUpstream(t, h.upCert, false, nil))
+	h.route("other.test:80", newUpstream(t, nil, false, nil))
+	h.route("fresh.test:80", newUpstream(t, nil, false, nil))
+	m := h.metrics
+
+	for range 3 {
+		resp, _ := h.get(nil, "http://supplier.test/orders", nil)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+	}
+	resp, _ := h.get(h.caPool, "https://supplier.test/orders", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	resp, _ = h.get(nil, "http://other.test/", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	failing := `{"error":"invalid_client"}`
+	h.tokens.fail.Store(&failing)
+	resp, _ = h.get(nil, "http://fresh.test/", nil)
+	require.Equal(t, http.StatusBadGateway, resp.StatusCode)
+
+	assert.Equal(t, 4.0, m.get("requests orders 200"), "plain and intercepted requests of the route")
+	assert.Equal(t, 1.0, m.get("requests - 200"), "the unmatched host")
+	assert.Equal(t, 1.0, m.get("requests fresh 502"))
+	assert.Equal(t, 1.0, m.get("errors fresh token"))
+	assert.Equal(t, 1.0, m.get("fetches orders ok"))
+	assert.Equal(t, 1.0, m.get("fetches fresh status"))
+	assert.Equal(t, 1.0, m.get("lookups orders fetch"))
+	assert.Equal(t, 3.0, m.get("lookups orders hit"))
+	assert.Zero(t, m.get("replays orders"))
+	// Every client connection has been counted in and, once the clients have gone, out again.
+	assert.Positive(t, m.get("connections plain"))
+	h.closeIdle()
+	waitUntil(t, "connections counted out", func() bool {
+		return m.get("connections plain") == 0 && m.get("connections intercepted") == 0
+	})
+}
+
+func TestConnectionsAreCountedByKind(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	h.route("supplier.test:443", newUpstream(t, h.upCert, false, nil))
+	h.route("tunnel.test:443", newUpstream(t, h.upCert, false, nil))
+	m := h.metrics
+
+	intercepted, _ := h.connectTLS("supplier.test:443")
+	waitUntil(t, "an intercepted connection", func() bool { return m.get("connections intercepted") == 1 })
+	tunnel, _ := h.rawConnect("tunnel.test:443")
+	waitUntil(t, "a tunnel", func() bool { return m.get("connections tunnel") == 1 })
+	assert.Zero(t, m.get("connections plain"), "a CONNECT connection no longer counts as plain")
+
+	require.NoError(t, intercepted.Close())
+	require.NoError(t, tunnel.Close())
+	waitUntil(t, "both closed", func() bool {
+		return m.get("connections intercepted") == 0 && m.get("connections tunnel") == 0
+	})
+}
+
+func TestRequestLine(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	up := newUpstream(t, nil, false, nil)
+	h.route("supplier.test:80", up)
+	req, err := http.NewRequest(http.MethodPost, "http://supplier.test/orders/7?secret-query=1", strings.NewReader("hello"))
+	require.NoError(t, err)
+	resp, err := h.client(nil).Do(req)
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	resp, _ = h.get(nil, "http://supplier.test/again", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
+	fp := tokensource.Fingerprint(testTokenPrefix + "1")
+	logs := h.logs.String()
+	assert.Regexp(t, `level=INFO msg=request route=orders method=POST host=supplier.test path=/orders/7 status=200 `+
+		`duration_ms=[0-9.]+ bytes_sent=5 bytes_received=19 token=fetch token_fp=`+fp+"\n", logs)
+	assert.Regexp(t, `msg=request route=orders method=GET host=supplier.test path=/again status=200 duration_ms=[0-9.]+ `+
+		`bytes_sent=0 bytes_received=19 token=hit token_fp=`+fp+"\n", logs)
+	assert.NotContains(t, logs, "secret-query", "the query never reaches the log")
+
+	h.route("other.test:80", up)
+	h.get(nil, "http://other.test/x", nil)
+	assert.Regexp(t, `msg=request route=- method=GET host=other.test path=/x status=200 duration_ms=[0-9.]+ bytes_sent=0 bytes_received=19\n`,
+		h.logs.String(), "no token, no token fields")
+}
+
+// An app that does not trust the CA is the most common mistake: the warning names the host and the file.
+func TestAnAppThatDoesNotTrustTheCAIsWarnedAbout(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	up := newUpstream(t, h.upCert, false, nil)
+	h.route("supplier.test:443", up)
+	_, err := h.client(x509.NewCertPool()).Get("https://supplier.test/")
+	require.Error(t, err)
+	waitUntil(t, "the warning", func() bool {
+		return strings.Contains(h.logs.String(), "level=WARN msg=\"the app refused tokenproxy's certificate: it does not trust the interception CA\" host=supplier.test:443 ca_cert="+h.caFile)
+	})
+	assert.Empty(t, up.requests())
+
+	// curl, which most shell scripts use, refuses the same way.
+	out, err := exec.Command("curl", "-sS", "--max-time", "20", "-x", "http://"+h.proxyURL.Host, "https://supplier.test/").CombinedOutput()
+	require.Error(t, err)
+	assert.Contains(t, string(out), "SSL certificate problem")
+	waitUntil(t, "a second warning", func() bool {
+		return strings.Count(h.logs.String(), "does not trust the interception CA") == 2
+	})
+}
+
+func TestTunnelCloseIsLogged(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	h.route("tunnel.test:443", newUpstream(t, h.upCert, false, nil))
+	resp, body := h.get(h.upPool, "https://tunnel.test/t", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, "hello from upstream", body)
+	h.closeIdle()
+	waitUntil(t, "the close line", func() bool {
+		return strings.Contains(h.logs.String(), "msg=\"tunnel closed\" route=- host=tunnel.test:443")
+	})
+	line := ""
+	for _, l := range strings.Split(h.logs.String(), "\n") {
+		if strings.Contains(l, "tunnel closed") {
+			line = l
+		}
+	}
+	assert.Regexp(t, `duration_ms=[0-9.]+ bytes_sent=[1-9][0-9]* bytes_received=[1-9][0-9]*$`, line)
+}
+
+// A request finishes on the configuration it started with, even when a reload removes its route meanwhile:
+// here its 401 replay still uses that route's token settings.
+func TestRequestsFinishOnTheSnapshotTheyStartedWith(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	arrived := make(chan struct{}, 1)
+	release := make(chan struct{})
+	var calls atomic.Int64
+	up := newUpstream(t, nil, false, func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			arrived <- struct{}{}
+			<-release
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		_, _ = io.WriteString(w, "replayed")
+	})
+	h.route("supplier.test:80", up)
+	type result struct {
+		status int
+		body   string
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := h.client(nil).Get("http://supplier.test/")
+		if err != nil {
+			done <- result{}
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		done <- result{resp.StatusCode, string(b)}
+	}()
+	<-arrived
+	h.swap(`
+routes:
+  - name: other
+    hosts: [other.test]
+    tokenUrl: {{TOKEN_URL}}
+    clientId: buyer
+    clientSecret: ` + testClientSecret + `
+`)
+	h.clock.Advance(tokensource.RejectMinAge + time.Second)
+	close(release)
+	r := <-done
+	assert.Equal(t, http.StatusOK, r.status)
+	assert.Equal(t, "replayed", r.body)
+	got := up.requests()
+	require.Len(t, got, 2)
+	assert.Equal(t, "Bearer "+testTokenPrefix+"2", got[1].Header.Get("Authorization"))
+
+	// Requests that start after the reload run on the new configuration: the host has no route now.
+	resp, _ := h.get(nil, "http://supplier.test/", http.Header{"Authorization": {"Bearer app-own"}})
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "Bearer app-own", up.last(t).Header.Get("Authorization"))
+}
+
+func TestReloadKeepsTokensOfUnchangedCredentials(t *testing.T) {
+	const oneRoute = `
+{{MITM}}
+routes:
+  - name: orders
+    hosts: [supplier.test]
+    tokenUrl: {{TOKEN_URL}}
+    clientId: buyer
+    clientSecret: ` + testClientSecret + `
+`
+	h := newHarness(t, harnessOptions{yaml: oneRoute})
+	h.route("supplier.test:80", newUpstream(t, nil, false, nil))
+	get := func() {
+		t.Helper()
+		resp, _ := h.get(nil, "http://supplier.test/", nil)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+	}
+	get()
+	require.EqualValues(t, 1, h.tokens.count.Load())
+
+	h.swap(oneRoute + `
+  - name: added
+    hosts: [added.test]
+    tokenUrl: {{TOKEN_URL}}
+    clientId: someone-else
+    clientSecret: x
+`)
+	get()
+	assert.EqualValues(t, 1, h.tokens.count.Load(), "the route's credentials did not change: its token is kept")
+
+	h.swap(oneRoute + "    scope: orders.write\n")
+	get()
+	assert.EqualValues(t, 2, h.tokens.count.Load(), "other credentials, another token")
+
+	h.swap(oneRoute)
+	get()
+	assert.EqualValues(t, 3, h.tokens.count.Load(), "the first token was dropped when no route used its credentials")
+	var names []string
+	for _, r := range h.srv.Status() {
+		names = append(names, r.Name)
+	}
+	assert.Equal(t, []string{"orders"}, names)
+}
+
+func TestReloadWithANewCAStartsWithNoLeaves(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	h.route("supplier.test:443", newUpstream(t, h.upCert, false, nil))
+	resp, _ := h.get(h.caPool, "https://supplier.test/", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	leaves := h.srv.snap.Load().leaves
+	require.Equal(t, 1, leaves.Len())
+
+	h.swap(defaultRoutes) // the same CA: the leaves are kept
+	assert.Same(t, leaves, h.srv.snap.Load().leaves)
+
+	_, _, err := mitm.WriteCA(filepath.Join(h.dir, "ca2"))
+	require.NoError(t, err)
+	require.NoError(t, os.Rename(filepath.Join(h.dir, "ca"), filepath.Join(h.dir, "ca-old")))
+	require.NoError(t, os.Rename(filepath.Join(h.dir, "ca2"), filepath.Join(h.dir, "ca")))
+	h.swap(defaultRoutes)
+	assert.Zero(t, h.srv.snap.Load().leaves.Len())
+
+	_, err = h.client(h.caPool).Get("https://supplier.test/")
+	require.Error(t, err, "the old CA no longer signs")
+	pem, err := os.ReadFile(filepath.Join(h.dir, "ca", "ca.crt"))
+	require.NoError(t, err)
+	pool := x509.NewCertPool()
+	require.True(t, pool.AppendCertsFromPEM(pem))
+	resp, _ = h.get(pool, "https://supplier.test/", nil)
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+}
+
+func TestReadyUntilTheDrainBegins(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	arrived := make(chan struct{})
+	release := make(chan struct{})
+	h.route("supplier.test:80", newUpstream(t, nil, false, func(w http.ResponseWriter, r *http.Request) {
+		close(arrived)
+		<-release
+	}))
+	assert.True(t, h.srv.Ready())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		resp, err := h.client(nil).Get("http://supplier.test/")
+		if err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-arrived
+	shutdown := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		shutdown <- h.srv.Shutdown(ctx)
+	}()
+	waitUntil(t, "not ready while draining", func() bool { return !h.srv.Ready() })
+	close(release)
+	<-done
+	require.NoError(t, <-shutdown)
+}

@@ -1,0 +1,82 @@
+package proxy
+
+import (
+	"time"
+
+	"github.com/tokenproxy/tokenproxy/tokensource"
+)
+
+// RouteStatus is a route as the admin endpoints show it: no secret, no token, no query string.
+type RouteStatus struct {
+	Name      string      `json:"name"`
+	Hosts     []string    `json:"hosts"`
+	TokenURL  string      `json:"tokenUrl"`
+	AuthStyle string      `json:"authStyle"`
+	Detected  string      `json:"detectedAuthStyle,omitempty"` // what authStyle auto settled on
+	Cache     bool        `json:"cache"`
+	Token     TokenStatus `json:"token"`
+}
+
+// TokenStatus is the state of a route's token.
+type TokenStatus struct {
+	// Fingerprint names the cached token (8 hex digits of its SHA-256); empty when none is cached.
+	Fingerprint string `json:"fingerprint,omitempty"`
+	// ExpiresIn is how long until the cached token expires; nil when none is cached.
+	ExpiresInSeconds *float64 `json:"expiresInSeconds,omitempty"`
+	// LastError is the token endpoint's last failure, until a fetch succeeds.
+	LastError string `json:"lastError,omitempty"`
+	// BackedOffUntil is when the token endpoint will be asked again after failures; nil when it is not
+	// being backed off.
+	BackedOffUntil *time.Time `json:"backedOffUntil,omitempty"`
+}
+
+// Status describes the routes in service and their tokens.
+func (s *Server) Status() []RouteStatus {
+	snap := s.snap.Load()
+	now := time.Now()
+	if s.opts.Clock != nil {
+		now = s.opts.Clock.Now()
+	}
+	out := make([]RouteStatus, 0, len(snap.cfg.Routes))
+	for _, r := range snap.cfg.Routes {
+		f := snap.fetchers[r]
+		rs := RouteStatus{
+			Name:      r.Name,
+			TokenURL:  tokensource.DisplayURL(f.Config().TokenURL),
+			AuthStyle: string(f.Config().AuthStyle),
+			Detected:  string(f.Detected()),
+			Cache:     r.Cache,
+		}
+		for _, h := range r.Hosts {
+			rs.Hosts = append(rs.Hosts, h.String())
+		}
+		st := s.cache.State(f)
+		if t := st.Token; t != nil && r.Cache {
+			rs.Token.Fingerprint = t.Fingerprint()
+			left := t.Expiry.Sub(now).Seconds()
+			rs.Token.ExpiresInSeconds = &left
+		}
+		if st.LastError != nil {
+			rs.Token.LastError = st.LastError.Error()
+		}
+		if !st.BackoffUntil.IsZero() {
+			until := st.BackoffUntil.UTC()
+			rs.Token.BackedOffUntil = &until
+		}
+		out = append(out, rs)
+	}
+	return out
+}
+
+// CertificatesCached is the number of intercepted hosts with a leaf certificate ready.
+func (s *Server) CertificatesCached() int {
+	if l := s.snap.Load().leaves; l != nil {
+		return l.Len()
+	}
+	return 0
+}
+
+// Ready reports whether the proxy serves: a configuration is loaded, it listens, and it is not draining.
+func (s *Server) Ready() bool {
+	return s.listening.Load() && !s.draining.Load()
+}

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/tokenproxy/tokenproxy/admin"
+	"github.com/tokenproxy/tokenproxy/config"
+	"github.com/tokenproxy/tokenproxy/proxy"
+)
+
+// reloader puts a new configuration in service on SIGHUP, and when any file the configuration was read from
+// changes content (routes.yaml, secret, key, certificate and CA files; a Kubernetes ..data symlink swap
+// included). A configuration that does not load or resolve is refused and the one in service stays.
+type reloader struct {
+	cf            configFlags
+	srv           *proxy.Server
+	metrics       *admin.Metrics // nil without admin endpoints
+	log           *slog.Logger
+	listen, admin string          // fixed at start: changing them takes a restart
+	sources       []config.Source // of the configuration in service
+	failed        []config.Source // of the last refused attempt, until one succeeds
+}
+
+// run reloads on each hup, and on each tick when a file changed, until ctx ends.
+func (r *reloader) run(ctx context.Context, tick <-chan time.Time, hup <-chan os.Signal) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			r.reload(ctx, "SIGHUP")
+		case <-tick:
+			r.poll(ctx)
+		}
+	}
+}
+
+// poll reloads when a file of the configuration changed. A refused attempt is tried again only once its
+// own files change, not at every poll.
+func (r *reloader) poll(ctx context.Context) {
+	watched := r.sources
+	if r.failed != nil {
+		watched = r.failed
+	}
+	if config.Changed(watched) {
+		r.reload(ctx, "files changed")
+	}
+}
+
+func (r *reloader) reload(ctx context.Context, reason string) {
+	loaded, err := r.cf.load()
+	if err != nil {
+		var ce *config.Error
+		if errors.As(err, &ce) {
+			r.refuse(reason, err, ce.Sources)
+		} else {
+			r.refuse(reason, err, r.sources)
+		}
+		return
+	}
+	resolveCtx, cancel := context.WithTimeout(ctx, resolveTimeout)
+	cfg, err := config.Resolve(resolveCtx, loaded, nil)
+	cancel()
+	if err == nil {
+		err = r.srv.Swap(cfg)
+	}
+	if err != nil {
+		r.refuse(reason, err, loaded.Sources)
+		return
+	}
+	if cfg.Listen != r.listen {
+		r.log.Warn("listen cannot change without a restart; still listening on the old address", "listen", r.listen, "configured", cfg.Listen)
+	}
+	if cfg.Admin != r.admin {
+		r.log.Warn("admin cannot change without a restart; the admin endpoints stay where they were", "admin", r.admin, "configured", cfg.Admin)
+	}
+	r.sources, r.failed = loaded.Sources, nil
+	r.log.Info("configuration reloaded", "reason", reason, "config", cfg.File, "routes", len(cfg.Routes))
+	if r.metrics != nil {
+		r.metrics.ConfigReloaded(true, time.Now())
+	}
+}
+
+// refuse logs each problem of a refused configuration on its own line and keeps the one in service.
+func (r *reloader) refuse(reason string, err error, sources []config.Source) {
+	if sources == nil {
+		sources = r.sources
+	}
+	r.failed = sources
+	var ce *config.Error
+	if errors.As(err, &ce) {
+		for _, p := range ce.Problems {
+			r.log.Error("configuration reload refused; the previous configuration keeps serving", "reason", reason, "problem", p)
+		}
+	} else {
+		r.log.Error("configuration reload refused; the previous configuration keeps serving", "reason", reason, "error", err)
+	}
+	if r.metrics != nil {
+		r.metrics.ConfigReloaded(false, time.Now())
+	}
+}

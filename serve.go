@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/tokenproxy/tokenproxy/admin"
+	"github.com/tokenproxy/tokenproxy/config"
+	"github.com/tokenproxy/tokenproxy/internal/buildinfo"
+	"github.com/tokenproxy/tokenproxy/proxy"
+)
+
+const (
+	drainTimeout = 30 * time.Second
+	// resolveTimeout bounds issuer discovery at start-up and at each reload.
+	resolveTimeout = 30 * time.Second
+)
+
+// runServe runs the proxy until SIGTERM or SIGINT, reloading on SIGHUP and when a configuration file changes.
+func runServe(args []string, _ io.Reader, _, stderr io.Writer) int {
+	fs := newFlagSet("tokenproxy", usage+"\n\ntokenproxy [serve] flags:", stderr)
+	cf := addConfigFlags(fs)
+	level := fs.String("log-level", "info", "debug | info | warn | error")
+	format := fs.String("log-format", "text", "text | json")
+	every := fs.Duration("reload-interval", 2*time.Second, "how often configuration files are compared for a reload; 0: only on SIGHUP")
+	if code := parseFlags(fs, args, stderr); code >= 0 {
+		return code
+	}
+	log, err := newLogger(stderr, *level, *format)
+	if err != nil {
+		fmt.Fprintf(stderr, "tokenproxy: %v\n", err)
+		return 2
+	}
+	loaded, err := cf.load()
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), resolveTimeout)
+	cfg, err := config.Resolve(ctx, loaded, nil)
+	cancel()
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+
+	opts := proxy.Options{Logger: log}
+	var metrics *admin.Metrics
+	if cfg.Admin != "" {
+		metrics = admin.NewMetrics(buildinfo.Read())
+		opts.Metrics = metrics
+	}
+	srv, err := proxy.New(cfg, opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "tokenproxy: %v\n", err)
+		return 2
+	}
+	for _, w := range srv.Warnings() {
+		log.Warn(w)
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		log.Error("cannot listen", "addr", cfg.Listen, "error", err)
+		return 1
+	}
+	var adm *admin.Server
+	adminAddr := ""
+	if cfg.Admin != "" {
+		aln, err := net.Listen("tcp", cfg.Admin)
+		if err != nil {
+			log.Error("cannot listen for the admin endpoints", "addr", cfg.Admin, "error", err)
+			return 1
+		}
+		adminAddr = aln.Addr().String()
+		adm = admin.New(srv, metrics, log)
+		metrics.ConfigLoaded(time.Now())
+		go func() {
+			if err := adm.Serve(aln); err != nil {
+				log.Error("admin endpoints stopped", "error", err)
+			}
+		}()
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "admin", adminAddr, "config", cfg.File, "routes", len(cfg.Routes))
+
+	stopping, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	r := &reloader{cf: cf, srv: srv, metrics: metrics, log: log, listen: cfg.Listen, admin: cfg.Admin, sources: loaded.Sources}
+	var tick <-chan time.Time // nil: never, only SIGHUP
+	if *every > 0 {
+		ticker := time.NewTicker(*every)
+		defer ticker.Stop()
+		tick = ticker.C
+	}
+	reloading := make(chan struct{})
+	go func() {
+		defer close(reloading)
+		r.run(stopping, tick, hup)
+	}()
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		log.Error("serving stopped", "error", err)
+		return 1
+	case <-stopping.Done():
+	}
+	stop() // a second signal ends the process at once
+	log.Info("stopping: finishing requests in flight", "timeout", drainTimeout.String())
+	drain, cancelDrain := context.WithTimeout(context.Background(), drainTimeout)
+	defer cancelDrain()
+	if err := srv.Shutdown(drain); errors.Is(err, context.DeadlineExceeded) {
+		log.Warn("requests still running after the drain timeout were cut off", "timeout", drainTimeout.String())
+	} else if err != nil {
+		log.Warn("shutdown", "error", err)
+	}
+	<-reloading // ended with the signal's context
+	if adm != nil {
+		_ = adm.Shutdown(drain)
+	}
+	log.Info("stopped")
+	return 0
+}
