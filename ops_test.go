@@ -575,3 +575,11 @@ func TestVersionFromTheBuild(t *testing.T) {
 	assert.Equal(t, 0, code)
 	assert.True(t, strings.HasPrefix(stdout, "tokenproxy v9.8.7 (revision "), stdout)
 }
+
+func TestANonLoopbackListenNeedsClients(t *testing.T) {
+	config := writeFile(t, t.TempDir(), "routes.yaml", "listen: 0.0.0.0:0\nroutes: []\n")
+	code, _, errOut := runBinary(t, "", nil, "-config", config)
+	assert.Equal(t, 2, code)
+	assert.Equal(t, config+`:1: listen: "0.0.0.0:0" is not a loopback address, so other machines could spend the routes' tokens: `+
+		"add clients (who may use the proxy, by address or proxyAuth), or listen on 127.0.0.1\n", errOut)
+}

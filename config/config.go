@@ -34,6 +34,8 @@ type Config struct {
 	MITM *MITM
 	// Routes in file order.
 	Routes []*Route
+	// Clients are the callers allowed when the proxy listens beyond loopback; empty: anyone who reaches it.
+	Clients []*Client
 	// Sources are the files this configuration was read from, with their content when read, so a reload
 	// can tell whether any of them changed.
 	Sources []Source
@@ -189,9 +191,10 @@ var yamlLineRef = regexp.MustCompile(`^yaml: line \d+: `)
 
 type loader struct {
 	*nodeReader
-	dir       string
-	secretKey []byte
-	sources   []Source
+	dir           string
+	secretKey     []byte
+	sources       []Source
+	pendingRoutes []pendingRoute // route names that clients list
 }
 
 func (l *loader) path(p string) string {
@@ -232,10 +235,12 @@ func (l *loader) readSecretFile(n *yaml.Node, path, file string) string {
 
 func (l *loader) load(root *yaml.Node) *Config {
 	cfg := &Config{Listen: DefaultListen}
-	var routesNode *yaml.Node
+	var routesNode, listenNode *yaml.Node
+	defer func() { l.checkClients(cfg, listenNode) }()
 	seen := l.mapping(root, "", map[string]func(*yaml.Node, string){
-		"listen": func(v *yaml.Node, p string) { cfg.Listen = l.hostPort(v, p) },
-		"admin":  func(v *yaml.Node, p string) { cfg.Admin = l.hostPort(v, p) },
+		"listen":  func(v *yaml.Node, p string) { listenNode, cfg.Listen = v, l.hostPort(v, p) },
+		"clients": func(v *yaml.Node, p string) { cfg.Clients = l.clients(v, p) },
+		"admin":   func(v *yaml.Node, p string) { cfg.Admin = l.hostPort(v, p) },
 		"unmatched": func(v *yaml.Node, p string) {
 			cfg.RejectUnmatched = l.oneOf(v, p, "forward", "reject") == "reject"
 		},

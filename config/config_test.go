@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -268,4 +269,61 @@ func TestAdminAddress(t *testing.T) {
 	assert.Equal(t, "127.0.0.1:9901", cfg.Admin)
 	_, err = Parse("routes.yaml", []byte("admin: 9901\nroutes:"+validRoute), LoadOptions{LookupEnv: env(map[string]string{"SECRET": "s"})})
 	assert.EqualError(t, err, `routes.yaml:1: admin: "9901" is not host:port`)
+}
+
+func TestClients(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "billing.pw"), []byte("pw-from-file\n"), 0o600))
+	cfg, err := Parse(filepath.Join(dir, "routes.yaml"), []byte(`listen: 0.0.0.0:3128
+clients:
+  - name: billing
+    cidrs: [10.1.0.0/16, "fd00::/8", 192.168.7.9]
+    proxyAuth: {username: billing, passwordFile: billing.pw}
+    routes: [orders]
+  - name: batch
+    cidrs: [10.2.0.0/16]
+  - name: laptop
+    proxyAuth: {username: dev, password: "${DEV_PW}"}
+routes:`+validRoute), LoadOptions{LookupEnv: env(map[string]string{"SECRET": "s", "DEV_PW": "pw"})})
+	require.NoError(t, err)
+	require.Len(t, cfg.Clients, 3)
+	billing := cfg.Client("billing")
+	assert.Equal(t, "billing", billing.Username)
+	assert.Equal(t, "pw-from-file", billing.Password)
+	assert.True(t, billing.FromAddress(netip.MustParseAddr("10.1.200.3")))
+	assert.True(t, billing.FromAddress(netip.MustParseAddr("::ffff:10.1.0.1")), "IPv4-mapped addresses")
+	assert.True(t, billing.FromAddress(netip.MustParseAddr("192.168.7.9")))
+	assert.False(t, billing.FromAddress(netip.MustParseAddr("192.168.7.10")))
+	assert.True(t, billing.MayUse("orders"))
+	assert.False(t, billing.MayUse("other"))
+	assert.True(t, cfg.Client("batch").MayUse("anything"))
+	assert.True(t, cfg.Client("laptop").FromAddress(netip.MustParseAddr("203.0.113.9")), "no cidrs: any address")
+
+	_, err = Parse("routes.yaml", []byte("listen: 0.0.0.0:3128\nroutes:"+validRoute), LoadOptions{LookupEnv: env(map[string]string{"SECRET": "s"})})
+	assert.EqualError(t, err, `routes.yaml:1: listen: "0.0.0.0:3128" is not a loopback address, so other machines could spend the routes' tokens: `+
+		`add clients (who may use the proxy, by address or proxyAuth), or listen on 127.0.0.1`)
+	for _, loopback := range []string{"127.0.0.1:3128", "localhost:3128", "[::1]:3128", "127.0.0.2:3128"} {
+		_, err = Parse("routes.yaml", []byte("listen: \""+loopback+"\"\nroutes:"+validRoute), LoadOptions{LookupEnv: env(map[string]string{"SECRET": "s"})})
+		assert.NoError(t, err, loopback)
+	}
+
+	_, err = Parse("routes.yaml", []byte(`listen: ":3128"
+clients:
+  - name: a
+  - name: a
+    cidrs: [10.0.0.0/33, nonsense]
+    proxyAuth: {username: "x:y"}
+    routes: [orders, nope]
+routes:`+validRoute), LoadOptions{LookupEnv: env(map[string]string{"SECRET": "s"})})
+	var ce *Error
+	require.ErrorAs(t, err, &ce)
+	assert.Equal(t, []string{
+		"routes.yaml:3: clients[0]: set cidrs, proxyAuth or both: a client must be told apart from everyone else",
+		`routes.yaml:5: clients[1].cidrs[0]: "10.0.0.0/33" is not an address or CIDR like 10.1.0.0/16`,
+		`routes.yaml:5: clients[1].cidrs[1]: "nonsense" is not an address or CIDR like 10.1.0.0/16`,
+		"routes.yaml:6: clients[1].proxyAuth.username: a Basic username cannot contain ':'",
+		"routes.yaml:6: clients[1].proxyAuth.password: required key is missing (or set passwordFile)",
+		`routes.yaml:4: clients[1].name: "a" is already the name of clients[0]`,
+		`routes.yaml:7: clients[1].routes[1]: "nope" is not the name of a route`,
+	}, ce.Problems)
 }

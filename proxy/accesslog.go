@@ -60,6 +60,9 @@ func (s *Server) logRequest(x *exchange, took time.Duration) {
 	if x.replayed {
 		attrs = append(attrs, slog.Bool("replayed", true))
 	}
+	if x.client != "" {
+		attrs = append(attrs, slog.String("client", x.client))
+	}
 	if x.step != "" {
 		attrs = append(attrs, slog.String("failed", x.step))
 		if x.err != nil {

@@ -22,6 +22,11 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request) {
 	}
 	route := snap.cfg.Match(host, "443")
 	x := &exchange{snap: snap, route: route, start: start, method: http.MethodConnect, host: host}
+	client, denied := s.admission(x, r)
+	if denied != nil {
+		s.answer(w, x, denied, true)
+		return
+	}
 	switch {
 	case route != nil && snap.cfg.MITM == nil:
 		s.refuseConnect(w, x, http.StatusForbidden, fmt.Sprintf(
@@ -37,14 +42,18 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request) {
 		if !ok {
 			return
 		}
-		s.intercept(conn, buffered, &tunnel{host: host, conn: conn}, snap)
+		t := &tunnel{host: host, conn: conn}
+		if client != nil {
+			t.client = client.Name
+		}
+		s.intercept(conn, buffered, t, snap)
 		return
 	}
 
 	// A tunnel: reach the target first, so an unreachable one is still answered with a status.
 	up, err := s.opts.DialContext(r.Context(), "tcp", host)
 	if err != nil {
-		s.finishConnect(w, x, s.upstreamFailure(r, x, fmt.Errorf("cannot reach %s: %w", host, err)))
+		s.answer(w, x, s.upstreamFailure(r, x, fmt.Errorf("cannot reach %s: %w", host, err)), true)
 		return
 	}
 	conn, buffered, ok := s.hijack(w)
@@ -84,16 +93,19 @@ func (s *Server) hijack(w http.ResponseWriter) (conn *trackedConn, buffered []by
 // refuseConnect answers a CONNECT with one of tokenproxy's refusals and closes the connection.
 func (s *Server) refuseConnect(w http.ResponseWriter, x *exchange, status int, body string) {
 	x.step = StepPolicy
-	s.finishConnect(w, x, refusal(nil, status, body))
+	s.answer(w, x, refusal(nil, status, body), true)
 }
 
-// finishConnect writes one of tokenproxy's own answers to a CONNECT and closes the connection after it.
-func (s *Server) finishConnect(w http.ResponseWriter, x *exchange, resp *http.Response) {
+// answer writes one of tokenproxy's own answers straight to the app, outside goproxy, and ends the
+// exchange; with closeConn the connection closes after it (a refused CONNECT carries nothing more).
+func (s *Server) answer(w http.ResponseWriter, x *exchange, resp *http.Response, closeConn bool) {
 	defer resp.Body.Close()
 	for k, v := range resp.Header {
 		w.Header()[k] = v
 	}
-	w.Header().Set("Connection", "close")
+	if closeConn {
+		w.Header().Set("Connection", "close")
+	}
 	w.WriteHeader(resp.StatusCode)
 	n, _ := io.Copy(w, resp.Body)
 	x.status = resp.StatusCode
@@ -118,8 +130,9 @@ func (c *prefixConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // tunnel is an intercepted connection: the CONNECT target its requests must stay on.
 type tunnel struct {
-	host string // host:port as in the CONNECT line
-	conn *trackedConn
+	host   string // host:port as in the CONNECT line
+	conn   *trackedConn
+	client string // the client the clients rules let in; empty without rules
 }
 
 func (t *tunnel) matches(req *http.Request) bool {

@@ -26,6 +26,7 @@ type exchange struct {
 	host   string
 	path   string
 	tunnel *tunnel // the intercepted connection it arrived on; nil for a plain request
+	client string  // the name of the client the clients rules let in; empty without rules
 	// clientConn is the app's connection on the plain path; nil inside a tunnel.
 	clientConn  *trackedConn
 	counted     bool   // counted in Server.inflight
@@ -60,6 +61,9 @@ func (s *Server) onRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Requ
 	} else {
 		x.clientConn = connFrom(req.Context())
 		x.route = x.snap.cfg.Match(req.URL.Host, config.DefaultPort(req.URL.Scheme))
+	}
+	if _, denied := s.admission(x, req); denied != nil {
+		return req, s.respond(x, denied)
 	}
 	if x.route == nil && x.snap.cfg.RejectUnmatched {
 		return req, s.refuse(req, x, http.StatusForbidden, unmatchedMessage(req.URL.Host))

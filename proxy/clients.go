@@ -1,0 +1,135 @@
+package proxy
+
+import (
+	"crypto/subtle"
+	"encoding/base64"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+
+	"github.com/tokenproxy/tokenproxy/config"
+)
+
+// Why the clients rules refused a request, as counted in tokenproxy_client_denials_total.
+const (
+	deniedAddress     = "address"
+	deniedCredentials = "credentials"
+	deniedRoute       = "route"
+)
+
+// admission applies the clients rules to a request whose route is known: a CONNECT, a plain request, or a
+// request inside an intercepted connection (whose client was identified at its CONNECT). It returns the
+// client, or tokenproxy's refusal. Without clients, everyone who reaches the port is let in.
+func (s *Server) admission(x *exchange, r *http.Request) (*config.Client, *http.Response) {
+	clients := x.snap.cfg.Clients
+	if len(clients) == 0 {
+		return nil, nil
+	}
+	addr := remoteAddr(r.RemoteAddr)
+	var client *config.Client
+	reason := ""
+	if x.tunnel != nil {
+		// Credentials went with the CONNECT; a reload may have removed the client since.
+		if client = x.snap.cfg.Client(x.tunnel.client); client == nil || !client.FromAddress(addr) {
+			reason = deniedCredentials
+		}
+	} else {
+		client, reason = identify(clients, addr, r.Header.Get("Proxy-Authorization"))
+	}
+	if reason == "" && x.route != nil && !client.MayUse(x.route.Name) {
+		reason = deniedRoute
+	}
+	if reason == "" {
+		x.client = client.Name
+		return client, nil
+	}
+	return nil, s.deny(x, r, client, reason, addr)
+}
+
+// identify finds the client a request comes from: by its credentials when it sends some, else by its
+// address. A client with both must match both. The reason is empty when a client was found.
+func identify(clients []*config.Client, addr netip.Addr, proxyAuth string) (*config.Client, string) {
+	if user, password, ok := parseBasic(proxyAuth); ok {
+		for _, c := range clients {
+			if c.Username == "" || c.Username != user {
+				continue
+			}
+			if subtle.ConstantTimeCompare([]byte(c.Password), []byte(password)) != 1 {
+				return nil, deniedCredentials
+			}
+			if !c.FromAddress(addr) {
+				return c, deniedAddress
+			}
+			return c, ""
+		}
+		return nil, deniedCredentials
+	}
+	asksCredentials := false
+	for _, c := range clients {
+		if c.Username != "" {
+			asksCredentials = true
+			continue // this client must say who it is
+		}
+		if c.FromAddress(addr) {
+			return c, ""
+		}
+	}
+	if asksCredentials {
+		return nil, deniedCredentials
+	}
+	return nil, deniedAddress
+}
+
+// deny makes the refusal: 407 (with Proxy-Authenticate) when credentials would help, 403 otherwise. It is
+// logged and counted here.
+func (s *Server) deny(x *exchange, r *http.Request, client *config.Client, reason string, addr netip.Addr) *http.Response {
+	x.step = StepPolicy
+	status, body := http.StatusForbidden, ""
+	switch reason {
+	case deniedCredentials:
+		status = http.StatusProxyAuthRequired
+		body = "tokenproxy: this proxy is shared; send Proxy-Authorization (Basic) with the credentials of a client in its clients list\n"
+	case deniedAddress:
+		body = fmt.Sprintf("tokenproxy: %s is not an address this proxy's clients list allows\n", addr)
+	case deniedRoute:
+		body = fmt.Sprintf("tokenproxy: client %q may not use route %q\n", client.Name, x.route.Name)
+	}
+	resp := refusal(r, status, body)
+	if status == http.StatusProxyAuthRequired {
+		resp.Header.Set("Proxy-Authenticate", `Basic realm="tokenproxy"`)
+	}
+	clientName := "-"
+	if client != nil {
+		clientName = client.Name
+	}
+	s.log.Warn("request refused by the clients rules", "reason", reason, "client", clientName, "remote", addr.String(),
+		"route", routeName(x.route), "host", x.host)
+	s.metrics.Denied(reason)
+	return resp
+}
+
+// parseBasic reads a Proxy-Authorization Basic header.
+func parseBasic(h string) (user, password string, ok bool) {
+	const prefix = "basic "
+	if len(h) < len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		return "", "", false
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(h[len(prefix):]))
+	if err != nil {
+		return "", "", false
+	}
+	user, password, ok = strings.Cut(string(raw), ":")
+	return user, password, ok
+}
+
+// remoteAddr is the IP address of a request's RemoteAddr ("ip:port").
+func remoteAddr(hostport string) netip.Addr {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		host = hostport
+	}
+	a, _ := netip.ParseAddr(host)
+	return a.Unmap()
+}

@@ -1,0 +1,138 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const clientRoutes = `
+listen: 0.0.0.0:3128
+{{MITM}}
+clients:
+  - name: batch
+    cidrs: [127.0.0.2]
+    routes: [orders]
+  - name: billing
+    proxyAuth: {username: billing, password: pw-billing}
+    routes: [secure]
+  - name: ops
+    cidrs: [127.0.0.3/32]
+    proxyAuth: {username: ops, password: pw-ops}
+routes:
+  - name: orders
+    hosts: [supplier.test]
+    tokenUrl: {{TOKEN_URL}}
+    clientId: buyer
+    clientSecret: ` + testClientSecret + `
+  - name: secure
+    hosts: [secure.test]
+    tokenUrl: {{TOKEN_URL}}
+    clientId: buyer
+    clientSecret: ` + testClientSecret + `
+`
+
+// clientAs is a client that connects from a loopback address of its own and may send proxy credentials.
+func (h *harness) clientAs(from, user, password string) *http.Client {
+	proxyURL := *h.proxyURL
+	if user != "" {
+		proxyURL.User = url.UserPassword(user, password)
+	}
+	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	tr := &http.Transport{Proxy: http.ProxyURL(&proxyURL), DialContext: dialer.DialContext,
+		TLSClientConfig: &tls.Config{RootCAs: h.caPool}}
+	h.clientMu.Lock()
+	h.clients = append(h.clients, tr)
+	h.clientMu.Unlock()
+	return &http.Client{Transport: tr}
+}
+
+func TestClientRules(t *testing.T) {
+	h := newHarness(t, harnessOptions{yaml: clientRoutes})
+	plain := newUpstream(t, nil, false, nil)
+	h.route("supplier.test:80", plain)
+	h.route("secure.test:80", plain)
+	h.route("other.test:80", plain)
+	h.route("secure.test:443", newUpstream(t, h.upCert, false, nil))
+
+	get := func(c *http.Client, rawURL string) (*http.Response, string) {
+		t.Helper()
+		resp, err := c.Get(rawURL)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	batch := h.clientAs("127.0.0.2", "", "")
+	billing := h.clientAs("127.0.0.1", "billing", "pw-billing")
+
+	// Allowed by address.
+	resp, _ := get(batch, "http://supplier.test/")
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "Bearer "+testTokenPrefix+"1", plain.last(t).Header.Get("Authorization"))
+	resp, _ = get(batch, "http://other.test/")
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "hosts of no route are forwarded for an allowed client")
+
+	// Allowed by credentials; they never reach the supplier.
+	resp, _ = get(billing, "http://secure.test/")
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	got := plain.last(t)
+	assert.Empty(t, got.Header.Get("Proxy-Authorization"))
+	assert.Equal(t, "Bearer "+testTokenPrefix+"1", got.Header.Get("Authorization"))
+
+	// Nobody known: 407 with a challenge, since some clients log in.
+	resp, body := get(h.clientAs("127.0.0.1", "", ""), "http://supplier.test/")
+	assert.Equal(t, http.StatusProxyAuthRequired, resp.StatusCode)
+	assert.Equal(t, `Basic realm="tokenproxy"`, resp.Header.Get("Proxy-Authenticate"))
+	assert.Equal(t, "policy", resp.Header.Get("X-Tokenproxy-Error"))
+	assert.Contains(t, body, "send Proxy-Authorization")
+
+	// A wrong password: 407 again.
+	resp, _ = get(h.clientAs("127.0.0.1", "billing", "guess"), "http://secure.test/")
+	assert.Equal(t, http.StatusProxyAuthRequired, resp.StatusCode)
+
+	// A route the client may not use: 403.
+	resp, body = get(billing, "http://supplier.test/")
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+	assert.Contains(t, body, `client "billing" may not use route "orders"`)
+	resp, _ = get(batch, "http://secure.test/")
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+
+	// Right credentials from an address the client does not connect from: 403.
+	resp, body = get(h.clientAs("127.0.0.1", "ops", "pw-ops"), "http://supplier.test/")
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+	assert.Contains(t, body, "127.0.0.1 is not an address this proxy's clients list allows")
+	resp, _ = get(h.clientAs("127.0.0.3", "ops", "pw-ops"), "http://supplier.test/")
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+
+	// https: the rules apply to the CONNECT; the requests inside follow them.
+	resp, _ = get(billing, "https://secure.test/inside")
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	_, err := h.clientAs("127.0.0.1", "", "").Get("https://secure.test/")
+	require.Error(t, err, "a CONNECT without credentials is refused")
+	assert.Contains(t, err.Error(), "Proxy Authentication Required")
+	_, err = batch.Get("https://secure.test/")
+	require.Error(t, err, "batch may not use route secure, over https neither")
+	assert.Contains(t, err.Error(), "Forbidden")
+
+	for _, n := range plain.requests() {
+		assert.Empty(t, n.Header.Get("Proxy-Authorization"))
+	}
+	assert.Equal(t, 3.0, h.metrics.get("denied credentials"))
+	assert.Equal(t, 3.0, h.metrics.get("denied route"))
+	assert.Equal(t, 1.0, h.metrics.get("denied address"))
+	assert.Equal(t, 7.0, h.metrics.get("errors - policy")+h.metrics.get("errors orders policy")+h.metrics.get("errors secure policy"),
+		"every denial is also one of tokenproxy's policy answers")
+	logs := h.logs.String()
+	assert.Contains(t, logs, `msg="request refused by the clients rules" reason=route client=billing remote=127.0.0.1 route=orders host=supplier.test`)
+	assert.Contains(t, logs, "client=billing")
+	assert.NotContains(t, logs, "pw-billing")
+	assert.True(t, strings.Contains(logs, `msg=request route=orders method=GET host=supplier.test path=/ status=200`))
+}
