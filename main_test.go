@@ -336,6 +336,21 @@ func TestBinaryWritesCA(t *testing.T) {
 	assert.True(t, ca.IsCA)
 	assert.Equal(t, x509.ECDSA, ca.PublicKeyAlgorithm)
 
+	for _, f := range []string{"bundle.pem", "truststore.p12"} {
+		info, err := os.Stat(filepath.Join(dir, f))
+		require.NoError(t, err, f)
+		assert.Equal(t, os.FileMode(0o644), info.Mode().Perm(), f)
+	}
+	if keytool, err := exec.LookPath("keytool"); err == nil {
+		out, err := exec.Command(keytool, "-list", "-keystore", filepath.Join(dir, "truststore.p12"), "-storepass", "changeit").CombinedOutput()
+		require.NoError(t, err, string(out))
+		assert.Contains(t, string(out), "tokenproxy-interception-ca")
+		var entries int
+		_, err = fmt.Sscanf(string(out[strings.Index(string(out), "Your keystore contains"):]), "Your keystore contains %d entries", &entries)
+		require.NoError(t, err)
+		assert.Greater(t, entries, 100, "Java keeps the system's roots: the keytool recipe of old left it one")
+	}
+
 	out, err = exec.Command(binary, "ca").CombinedOutput()
 	require.Error(t, err)
 	assert.Contains(t, string(out), "-out DIR is required")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"software.sslmate.com/src/go-pkcs12"
 )
 
 func TestWriteCA(t *testing.T) {
@@ -107,4 +108,50 @@ func TestLeavesSignOncePerHostUnderConcurrency(t *testing.T) {
 	_, err := leaves.For("broken.test")
 	assert.EqualError(t, err, "boom")
 	assert.Equal(t, 1, leaves.Len(), "a failure is not cached")
+}
+
+func TestWriteTrustKeepsTheRootsAndAddsTheCA(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile, err := WriteCA(dir)
+	require.NoError(t, err)
+	ca, err := LoadCA(certFile, keyFile)
+	require.NoError(t, err)
+	var roots []byte
+	var rootCerts []*x509.Certificate
+	for range 3 {
+		other, _, err := WriteCA(t.TempDir())
+		require.NoError(t, err)
+		b, err := os.ReadFile(other)
+		require.NoError(t, err)
+		roots = append(roots, b...)
+		c, err := LoadCA(other, filepath.Join(filepath.Dir(other), "ca.key"))
+		require.NoError(t, err)
+		rootCerts = append(rootCerts, c.Leaf)
+	}
+	roots = append(roots, []byte("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n")...)
+	bundle, store, n, err := WriteTrust(dir, ca.Leaf, roots)
+	require.NoError(t, err)
+	assert.Equal(t, 3, n, "a certificate that does not parse is left out")
+
+	pemBytes, err := os.ReadFile(bundle)
+	require.NoError(t, err)
+	pool := x509.NewCertPool()
+	require.True(t, pool.AppendCertsFromPEM(pemBytes))
+	inBundle, err := parseCertificates(pemBytes)
+	require.NoError(t, err)
+	require.Len(t, inBundle, 4)
+	assert.Equal(t, ca.Leaf.Raw, inBundle[3].Raw, "the CA comes last")
+
+	p12, err := os.ReadFile(store)
+	require.NoError(t, err)
+	stored, err := pkcs12.DecodeTrustStore(p12, TrustStorePassword)
+	require.NoError(t, err)
+	require.Len(t, stored, 4)
+	for i, c := range rootCerts {
+		assert.Equal(t, c.Raw, stored[i].Raw)
+	}
+	assert.Equal(t, ca.Leaf.Raw, stored[3].Raw)
+
+	_, _, _, err = WriteTrust(dir, ca.Leaf, []byte("nothing"))
+	assert.EqualError(t, err, "the roots bundle holds no certificate")
 }
