@@ -1,14 +1,20 @@
 # Static tokenproxy on distroless: no shell, no package manager, runs as a non-root user.
+#   docker build --build-arg VERSION=v0.4.0 -t registry.example/tokenproxy:v0.4.0 .
 FROM golang:1.26 AS build
+ARG VERSION=dev
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/tokenproxy .
+RUN CGO_ENABLED=0 go build -trimpath \
+      -ldflags="-s -w -X github.com/tokenproxy/tokenproxy/internal/buildinfo.version=${VERSION}" \
+      -o /out/tokenproxy .
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/tokenproxy /tokenproxy
 USER 65532:65532
-EXPOSE 3128
+# tokenproxy health and the other commands find the configuration here without -config.
+ENV TOKENPROXY_CONFIG=/etc/tokenproxy/routes.yaml
+EXPOSE 3128 9901
 ENTRYPOINT ["/tokenproxy"]
 CMD ["-config", "/etc/tokenproxy/routes.yaml"]
