@@ -78,6 +78,7 @@ func TestReplayAfter401WithFreshToken(t *testing.T) {
 				assert.Equal(t, "Bearer "+testTokenPrefix+"2", reqs[1].Header.Get("Authorization"))
 				assert.EqualValues(t, 2, h.tokens.count.Load())
 				assert.Contains(t, h.logs.String(), "replayed=true")
+				assert.Equal(t, 1.0, h.metrics.get("replays orders"))
 			})
 		}
 	}

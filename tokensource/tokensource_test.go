@@ -184,6 +184,7 @@ func TestErrors(t *testing.T) {
 		{"server error without json", 503, `<html>down</html>`, KindStatus, "", "failing", ""},
 		{"not json", 200, `access_token=abcdefghijklmnopqrstuvwxyz0123456789&token_type=bearer`, KindNotJSON, "", "tokenUrl", "abcdefghijklmnopqrstuvwxyz"},
 		{"too large", 200, `{"access_token":"` + strings.Repeat("a", MaxResponseBytes) + `"}`, KindTooLarge, "", "", ""},
+		{"wrong path", 404, `404 page not found`, KindStatus, "", "check tokenUrl: the endpoint answered 404, so the path is probably not the token endpoint's", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
