@@ -24,6 +24,7 @@ type Metrics struct {
 	fetchDuration *prometheus.HistogramVec
 	lookups       *prometheus.CounterVec
 	replays       *prometheus.CounterVec
+	refusals      *prometheus.CounterVec
 	connections   *prometheus.GaugeVec
 	denials       *prometheus.CounterVec
 	reloads       *prometheus.CounterVec
@@ -66,6 +67,10 @@ func NewMetrics(info buildinfo.Info) *Metrics {
 			Name: "tokenproxy_replays_total",
 			Help: "Requests sent again with a fresh token after the supplier answered 401, by route.",
 		}, []string{"route"}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenproxy_token_refusal_backoffs_total",
+			Help: "Times a route stopped fetching on refusals: a token fetched after the supplier refused one was refused too.",
+		}, []string{"route"}),
 		connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "tokenproxy_connections",
 			Help: "Client connections open now, by kind: plain, intercepted, tunnel.",
@@ -94,7 +99,7 @@ func NewMetrics(info buildinfo.Info) *Metrics {
 	for _, result := range []string{"success", "failure"} {
 		m.reloads.WithLabelValues(result)
 	}
-	m.reg.MustRegister(m.requests, m.duration, m.errors, m.fetches, m.fetchDuration, m.lookups, m.replays,
+	m.reg.MustRegister(m.requests, m.duration, m.errors, m.fetches, m.fetchDuration, m.lookups, m.replays, m.refusals,
 		m.connections, m.denials, m.reloads, m.lastReload, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -158,6 +163,9 @@ func (m *Metrics) ConnectionClosed(kind proxy.ConnKind) {
 func (m *Metrics) TokenLookup(route string, via tokensource.Via) {
 	m.lookups.WithLabelValues(route, string(via)).Inc()
 }
+
+// RefusalBackoff implements tokensource.Metrics.
+func (m *Metrics) RefusalBackoff(route string) { m.refusals.WithLabelValues(route).Inc() }
 
 // TokenFetched implements tokensource.Metrics.
 func (m *Metrics) TokenFetched(route, result string, took time.Duration) {

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"net"
+	"net/netip"
 	"strings"
 )
 
@@ -49,7 +50,7 @@ func ParseHostPattern(s string) (HostPattern, error) {
 	if rest, ok := strings.CutPrefix(name, "*."); ok {
 		h.Wildcard, name = true, rest
 	}
-	name = strings.TrimSuffix(name, ".")
+	name = canonicalName(name)
 	if name == "" || strings.Contains(name, "*") {
 		return h, errors.New(`a wildcard may only be a leading "*."`)
 	}
@@ -65,18 +66,18 @@ func ParseHostPattern(s string) (HostPattern, error) {
 // table finds the route of a host. The most specific pattern wins: exact name with port, exact name,
 // then the longest wildcard suffix (with port before without).
 type table struct {
-	exact map[string]*Route // "name:port" or "name"
-	wild  map[string]*Route // "suffix:port" or "suffix"
+	exact map[hostKey]*Route // port "" matches every port
+	wild  map[hostKey]*Route // by suffix
 }
 
+// hostKey is a host name and a port, kept apart so that no IPv6 address can pass for another with a port.
+type hostKey struct{ name, port string }
+
 func newTable(routes []*Route) *table {
-	t := &table{exact: map[string]*Route{}, wild: map[string]*Route{}}
+	t := &table{exact: map[hostKey]*Route{}, wild: map[hostKey]*Route{}}
 	for _, r := range routes {
 		for _, h := range r.Hosts {
-			key := h.Name
-			if h.Port != "" {
-				key += ":" + h.Port
-			}
+			key := hostKey{h.Name, h.Port}
 			if h.Wildcard {
 				t.wild[key] = r
 			} else {
@@ -91,12 +92,15 @@ func newTable(routes []*Route) *table {
 // when host has no port (80 for http, 443 for https and CONNECT).
 func (t *table) match(host, defaultPort string) *Route {
 	name, port := splitHostPort(host, defaultPort)
-	name = strings.TrimSuffix(strings.ToLower(name), ".")
-	if r := t.exact[name+":"+port]; r != nil {
+	name = canonicalName(name)
+	if r := t.exact[hostKey{name, port}]; r != nil {
 		return r
 	}
-	if r := t.exact[name]; r != nil {
+	if r := t.exact[hostKey{name, ""}]; r != nil {
 		return r
+	}
+	if net.ParseIP(name) != nil {
+		return nil // an address has no parent domain
 	}
 	for suffix := name; ; {
 		i := strings.IndexByte(suffix, '.')
@@ -104,13 +108,23 @@ func (t *table) match(host, defaultPort string) *Route {
 			return nil
 		}
 		suffix = suffix[i+1:]
-		if r := t.wild[suffix+":"+port]; r != nil {
+		if r := t.wild[hostKey{suffix, port}]; r != nil {
 			return r
 		}
-		if r := t.wild[suffix]; r != nil {
+		if r := t.wild[hostKey{suffix, ""}]; r != nil {
 			return r
 		}
 	}
+}
+
+// canonicalName is a host name in lower case without a trailing dot; an IP address in its canonical form,
+// so that 2001:DB8:0::1 and 2001:db8::1 are one host.
+func canonicalName(name string) string {
+	name = strings.TrimSuffix(strings.ToLower(name), ".")
+	if a, err := netip.ParseAddr(name); err == nil && a.Zone() == "" {
+		return a.Unmap().String()
+	}
+	return name
 }
 
 // splitHostPort splits "name:port", "[v6]:port", "name" or "v6" without failing.

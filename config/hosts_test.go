@@ -100,3 +100,24 @@ func TestSameHost(t *testing.T) {
 	assert.False(t, SameHost("evil.example.com", "443", "api.example.com:443"))
 	assert.False(t, SameHost("api.example.com:8443", "443", "api.example.com:443"))
 }
+
+// Route keys are (host, port) pairs: an IPv6 route with a port never matches another address whose last
+// group happens to read like that port.
+func TestIPv6RouteKeysAreNotAmbiguous(t *testing.T) {
+	p, err := ParseHostPattern("[2001:db8::1]:8443")
+	require.NoError(t, err)
+	r := &Route{Name: "v6", Hosts: []HostPattern{p}}
+	tbl := newTable([]*Route{r})
+	assert.Same(t, r, tbl.match("[2001:db8::1]:8443", "443"))
+	assert.Same(t, r, tbl.match("[2001:DB8:0::1]:8443", "443"), "the same address written otherwise")
+	assert.Nil(t, tbl.match("[2001:db8::1:8443]", "80"), "another host")
+	assert.Nil(t, tbl.match("[2001:db8::1:8443]:443", "443"), "another host")
+	assert.Nil(t, tbl.match("[2001:db8::1]:443", "443"), "another port")
+
+	any, err := ParseHostPattern("2001:db8::1:8443")
+	require.NoError(t, err)
+	other := &Route{Name: "other", Hosts: []HostPattern{any}}
+	tbl = newTable([]*Route{r, other})
+	assert.Same(t, other, tbl.match("[2001:db8::1:8443]", "80"))
+	assert.Same(t, r, tbl.match("[2001:db8::1]:8443", "443"))
+}

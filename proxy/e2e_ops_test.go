@@ -190,7 +190,6 @@ routes:
     clientId: buyer
     clientSecret: ` + testClientSecret + `
 `)
-	h.clock.Advance(tokensource.RejectMinAge + time.Second)
 	close(release)
 	r := <-done
 	assert.Equal(t, http.StatusOK, r.status)

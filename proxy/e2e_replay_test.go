@@ -12,7 +12,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/tokenproxy/tokenproxy/tokensource"
 )
 
 // revoker is an upstream that accepts every token until revoked, then answers 401 to the first token the
@@ -136,23 +135,48 @@ func TestAtMostOneReplay(t *testing.T) {
 	assert.EqualValues(t, 2, h.tokens.count.Load())
 }
 
-func TestASupplierThatRefusesEveryTokenDoesNotDrainTheTokenEndpoint(t *testing.T) {
+// A supplier revoking a token seconds after it was issued (an IdP restart, a key rotation) costs the app
+// nothing: the request is replayed with a fresh token.
+func TestARevocationRightAfterIssueCostsTheAppNothing(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	rv := &revoker{}
+	rv.revoked.Store(true) // the first token is refused from the start
+	up := newUpstream(t, nil, false, rv.handle)
+	h.route("supplier.test:80", up)
+	resp, body := h.get(nil, "http://supplier.test/", nil)
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "accepted "+testTokenPrefix+"2", body)
+	assert.EqualValues(t, 2, h.tokens.count.Load())
+	assert.Equal(t, 1.0, h.metrics.get("replays orders"))
+}
+
+// A supplier that refuses every token (a wrong audience or scope) costs the token endpoint a handful of
+// fetches a minute: once a token fetched after a refusal is refused too, refusals stop fetching for a
+// backoff of 1 s doubling to 1 min.
+func TestASupplierThatRefusesEveryTokenCostsAtMostTenFetchesAMinute(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	up := newUpstream(t, nil, false, func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "wrong audience", http.StatusUnauthorized)
 	})
 	h.route("supplier.test:80", up)
-	for i := 0; i < 50; i++ {
-		resp, _ := h.get(nil, "http://supplier.test/", nil)
-		assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	client := h.client(nil)
+	for i := 0; i < 1200; i++ { // two minutes of a request every 100 ms
+		resp, err := client.Get("http://supplier.test/")
+		require.NoError(t, err)
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "the app gets the supplier's answer")
+		h.clock.Advance(100 * time.Millisecond)
+		if i == 599 {
+			assert.LessOrEqual(t, h.tokens.count.Load(), int64(10), "the first minute")
+		}
 	}
-	assert.EqualValues(t, 1, h.tokens.count.Load(), "a token refused moments after it was issued is not replaced")
-	assert.Len(t, up.requests(), 50, "and not replayed")
-	assert.Contains(t, h.logs.String(), "refused a token issued moments ago")
-
-	h.clock.Advance(tokensource.RejectMinAge)
-	h.get(nil, "http://supplier.test/", nil)
-	assert.EqualValues(t, 2, h.tokens.count.Load(), "an older refused token is replaced once")
+	assert.LessOrEqual(t, h.tokens.count.Load(), int64(12), "two minutes")
+	assert.GreaterOrEqual(t, h.tokens.count.Load(), int64(7), "it keeps trying, more and more rarely")
+	assert.Equal(t, 1, strings.Count(h.logs.String(), "refuses the tokens tokenproxy fetches"), "logged once")
+	assert.Positive(t, h.metrics.get("refusal backoffs orders"))
+	st := h.srv.Status()[0]
+	assert.NotNil(t, st.Token.RefusalsBackedOffUntil)
 }
 
 func TestConcurrent401sShareOneFreshToken(t *testing.T) {

@@ -225,6 +225,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		defer cancel()
 		assert.NoError(t, h.srv.Shutdown(ctx))
 		assert.NoError(t, <-served)
+		assert.Zero(t, h.srv.inflight.Load(), "every request was counted out exactly once")
 		// No secret and no token ever reaches a log line.
 		logs := h.logs.String()
 		assert.NotContains(t, logs, testClientSecret)
@@ -441,6 +442,7 @@ func (r *recorder) ConnectionClosed(k ConnKind) { r.add("connections "+string(k)
 func (r *recorder) TokenLookup(route string, via tokensource.Via) {
 	r.add("lookups "+route+" "+string(via), 1)
 }
+func (r *recorder) RefusalBackoff(route string) { r.add("refusal backoffs "+route, 1) }
 func (r *recorder) TokenFetched(route, result string, _ time.Duration) {
 	r.add("fetches "+route+" "+result, 1)
 }

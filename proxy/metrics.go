@@ -46,6 +46,7 @@ type noMetrics struct{}
 
 func (noMetrics) TokenLookup(string, tokensource.Via)        {}
 func (noMetrics) TokenFetched(string, string, time.Duration) {}
+func (noMetrics) RefusalBackoff(string)                      {}
 func (noMetrics) Request(string, int, time.Duration)         {}
 func (noMetrics) Error(string, string)                       {}
 func (noMetrics) Replay(string)                              {}

@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"sync"
@@ -20,32 +22,38 @@ type replayBody struct {
 	overflow bool // the body is larger than limit: not replayable
 }
 
+// errBodyCut is the answer to an app whose request body ended before its Content-Length.
+var errBodyCut = errors.New("the request body ended before its Content-Length")
+
 // keepForReplay arranges for req's body to be kept when the route replays after a 401. A body of known
 // size within the limit is read now, so a 401 that arrives before it was sent still finds it whole; a
 // body of unknown size is kept as the upstream reads it, never waiting for bytes the app has not sent.
-func keepForReplay(req *http.Request, r *config.Route) *replayBody {
-	if !r.RetryOn401 {
-		return nil
+// Routes that never replay (retryOn401: false, cache: false) keep nothing and stream every body. When the
+// app's body ends early, nothing is sent upstream.
+func keepForReplay(req *http.Request, r *config.Route) (*replayBody, error) {
+	if !r.RetryOn401 || !r.Cache {
+		return nil, nil
 	}
 	if req.Body == nil || req.Body == http.NoBody {
-		return &replayBody{complete: true}
+		return &replayBody{complete: true}, nil
 	}
 	if req.ContentLength > r.RetryBodyLimit {
-		return nil
+		return nil, nil
 	}
 	if req.ContentLength >= 0 {
 		buf, err := io.ReadAll(io.LimitReader(req.Body, req.ContentLength))
+		if err == nil && int64(len(buf)) < req.ContentLength {
+			err = io.ErrUnexpectedEOF
+		}
 		if err != nil {
-			// The app's body broke; send what arrived and let the upstream see the short body.
-			req.Body = io.NopCloser(bytes.NewReader(buf))
-			return nil
+			return nil, fmt.Errorf("%w: %v", errBodyCut, err)
 		}
 		req.Body = io.NopCloser(bytes.NewReader(buf))
-		return &replayBody{buf: buf, complete: true}
+		return &replayBody{buf: buf, complete: true}, nil
 	}
 	b := &replayBody{src: req.Body, limit: r.RetryBodyLimit}
 	req.Body = b
-	return b
+	return b, nil
 }
 
 func (b *replayBody) Read(p []byte) (int, error) {

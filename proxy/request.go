@@ -120,7 +120,11 @@ func (s *Server) forward(req *http.Request, x *exchange) (resp *http.Response, f
 	if r.UpstreamTLS && req.URL.Scheme == "http" {
 		req.URL.Scheme = "https"
 	}
-	body := keepForReplay(req, r)
+	body, err := keepForReplay(req, r)
+	if err != nil {
+		x.step, x.err = StepPolicy, err
+		return refusal(req, http.StatusBadRequest, "tokenproxy: "+err.Error()+"; nothing was sent upstream\n"), true
+	}
 	tok, err := s.authorize(req, x)
 	if err != nil {
 		return s.tokenFailure(req, x, err), true
@@ -132,12 +136,9 @@ func (s *Server) forward(req *http.Request, x *exchange) (resp *http.Response, f
 	if resp.StatusCode != http.StatusUnauthorized || !body.replayable() {
 		return resp, false
 	}
-	// The supplier refused the token. Drop it; requests refused the same token share one fresh fetch. A
-	// route without cache fetched this token for this request: another would fare no better.
-	f := x.snap.fetchers[r]
-	if !r.Cache || !s.cache.Reject(f, tok) {
-		s.log.Warn("the supplier refused a token issued moments ago; not fetching another: check scope, params, header and prefix",
-			"route", r.Name, "host", req.URL.Host, "token_fp", tok.Fingerprint(), "token_age", time.Since(tok.Obtained).Round(time.Second))
+	// The supplier refused the token. Drop it; requests refused the same token share one fresh fetch,
+	// unless the cache is backing off refusals. (cache: false routes never get here: they keep no body.)
+	if !s.cache.Reject(x.snap.fetchers[r], tok) {
 		return resp, false
 	}
 	retry := req.Clone(req.Context())

@@ -28,6 +28,8 @@ type TokenStatus struct {
 	// BackedOffUntil is when the token endpoint will be asked again after failures; nil when it is not
 	// being backed off.
 	BackedOffUntil *time.Time `json:"backedOffUntil,omitempty"`
+	// RefusalsBackedOffUntil is when a supplier's refusal may fetch a new token again; nil when it may now.
+	RefusalsBackedOffUntil *time.Time `json:"refusalsBackedOffUntil,omitempty"`
 }
 
 // Status describes the routes in service and their tokens.
@@ -62,6 +64,10 @@ func (s *Server) Status() []RouteStatus {
 		if !st.BackoffUntil.IsZero() {
 			until := st.BackoffUntil.UTC()
 			rs.Token.BackedOffUntil = &until
+		}
+		if !st.RefusalsUntil.IsZero() {
+			until := st.RefusalsUntil.UTC()
+			rs.Token.RefusalsBackedOffUntil = &until
 		}
 		out = append(out, rs)
 	}

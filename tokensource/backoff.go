@@ -72,3 +72,63 @@ func (b *backoff) state(now time.Time) (until time.Time, last error) {
 	}
 	return until, b.last
 }
+
+// refusals remembers a supplier refusing the tokens of one set of credentials.
+type refusals struct {
+	mu sync.Mutex
+	// streak counts refusals in a row of tokens fetched after a refusal.
+	streak int
+	// until is when refusals may fetch again; heldBack the token refused when the wait began.
+	until    time.Time
+	heldBack *Token
+	// next marks the next token stored as fetched after a refusal.
+	next bool
+}
+
+// refused decides what a refusal of t at now does: retry (drop t and fetch another) or not. started is
+// the streak when this refusal began a backoff, 0 when it did not.
+func (r *refusals) refused(t *Token, now time.Time) (retry bool, started int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case now.Before(r.until):
+		return false, 0 // backing off: the app gets the supplier's 401
+	case !t.afterRefusal:
+		r.streak, r.until, r.heldBack = 0, time.Time{}, nil // the first refusal of a token in good standing
+	case t != r.heldBack:
+		// A token fetched because of a refusal is refused too: another fetch would fare no better.
+		r.streak++
+		r.until, r.heldBack = now.Add(refusalDelay(r.streak)), t
+		return false, r.streak
+	}
+	// A first refusal, or the backoff is over: one more fresh token.
+	r.next = true
+	return true, 0
+}
+
+// takeFetchFlag reports whether a token about to be stored was fetched after a refusal.
+func (r *refusals) takeFetchFlag() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	next := r.next
+	r.next = false
+	return next
+}
+
+// backingOff returns when refusals may fetch again, or zero when they may now.
+func (r *refusals) backingOff(now time.Time) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now.Before(r.until) {
+		return r.until
+	}
+	return time.Time{}
+}
+
+// refusalDelay is 1 s for the first refusal backoff, doubling up to 1 min.
+func refusalDelay(streak int) time.Duration {
+	if streak > 7 {
+		return BackoffMax
+	}
+	return min(BackoffMin<<(streak-1), BackoffMax)
+}

@@ -33,6 +33,9 @@ type Metrics interface {
 	TokenLookup(route string, via Via)
 	// TokenFetched counts a token request: result is "ok" or the kind of failure (see Result).
 	TokenFetched(route, result string, took time.Duration)
+	// RefusalBackoff counts a route stopping to fetch on refusals: a token fetched after a refusal was
+	// refused too.
+	RefusalBackoff(route string)
 }
 
 // Result names the outcome of a fetch for metrics: "ok", or the Kind of an *Error, or "error".
@@ -74,6 +77,7 @@ type Cache struct {
 type entry struct {
 	token   atomic.Pointer[Token]
 	backoff backoff
+	refusal refusals
 	// refreshing is set while a background renewal runs, so requests start at most one.
 	refreshing atomic.Bool
 	// stop ends the entry's background renewal when its credentials leave the configuration.
@@ -113,10 +117,15 @@ func (c *Cache) Token(ctx context.Context, f *Fetcher) (*Token, Via, error) {
 	// Only the caller whose function runs sets via; the others joined its flight and waited.
 	via := ViaWait
 	ch := c.flights.DoChan(f.key, func() (any, error) {
-		// A caller that arrives just after a fetch finished finds the new token here.
-		if t := e.token.Load(); t != nil && t.validAt(c.clock.Now()) {
+		// A caller that arrives just after a fetch finished finds the new token here, or the backoff that
+		// fetch's failure started: one attempt per backoff window, however many callers raced here.
+		now := c.clock.Now()
+		if t := e.token.Load(); t != nil && t.validAt(now) {
 			via = ViaHit
 			return t, nil
+		}
+		if err := e.backoff.wait(now); err != nil {
+			return nil, err
 		}
 		via = ViaFetch
 		// The fetch is shared, so one caller giving up must not fail the others.
@@ -144,31 +153,36 @@ func (c *Cache) Fresh(ctx context.Context, f *Fetcher) (*Token, error) {
 		return nil, err
 	}
 	t, err := c.timedFetch(ctx, f)
-	e.backoff.record(c.clock.Now(), err)
+	c.record(ctx, e, err)
 	if err == nil {
 		c.metrics.TokenLookup(f.route, ViaFetch)
 	}
 	return t, err
 }
 
-// RejectMinAge is how old a refused token must be before it is dropped: a supplier refusing a token that
-// was just issued points at the configuration (scope, audience, header), which another fetch would not mend.
-const RejectMinAge = 10 * time.Second
-
-// Reject is called when the supplier refused t. It drops t if it is still the cached token for f's
-// credentials, so the next call fetches, and reports whether a retry may get another token: true when t
-// was dropped now or already replaced, false when t is younger than RejectMinAge. Callers that were all
-// refused the same token share one new fetch.
+// Reject is called when the supplier refused t, and reports whether a retry may get another token. A
+// refused token is dropped, whatever its age, so the next call fetches; callers that were all refused the
+// same token share that one fetch. But when a token fetched after a refusal is refused too, the supplier
+// refuses whatever the endpoint issues (a wrong scope or audience): refusals then fetch nothing for a
+// backoff of 1 s doubling to 1 min, after which one more fresh token is tried.
 func (c *Cache) Reject(f *Fetcher, t *Token) bool {
 	e := c.entry(f.key)
 	if cur := e.token.Load(); cur != t {
 		return true // another request already dropped or replaced it
 	}
-	if c.clock.Now().Sub(t.Obtained) < RejectMinAge {
-		return false
+	retry, started := e.refusal.refused(t, c.clock.Now())
+	if started > 0 {
+		c.metrics.RefusalBackoff(f.route)
+		if started == 1 {
+			c.log.Warn("the supplier refuses the tokens tokenproxy fetches; refusals fetch no new token for a while "+
+				"(1s, doubling up to 1m): check scope, params (audience, resource), header and prefix",
+				"route", f.route, "token_fp", t.Fingerprint())
+		}
 	}
-	e.token.CompareAndSwap(t, nil)
-	return true
+	if retry {
+		e.token.CompareAndSwap(t, nil)
+	}
+	return retry
 }
 
 // State is what the cache knows of one set of credentials, for status pages and metrics.
@@ -176,6 +190,8 @@ type State struct {
 	Token        *Token    // the cached token; nil when none
 	LastError    error     // the last failure while the endpoint is backing off; nil otherwise
 	BackoffUntil time.Time // zero when not backing off
+	// RefusalsUntil is when a refusal may fetch a new token again; zero when refusals fetch.
+	RefusalsUntil time.Time
 }
 
 // State returns the state of f's credentials.
@@ -185,8 +201,9 @@ func (c *Cache) State(f *Fetcher) State {
 		return State{}
 	}
 	e := v.(*entry)
-	st := State{Token: e.token.Load()}
-	st.BackoffUntil, st.LastError = e.backoff.state(c.clock.Now())
+	now := c.clock.Now()
+	st := State{Token: e.token.Load(), RefusalsUntil: e.refusal.backingOff(now)}
+	st.BackoffUntil, st.LastError = e.backoff.state(now)
 	return st
 }
 
@@ -217,12 +234,22 @@ func (c *Cache) Close() {
 
 func (c *Cache) fetch(ctx context.Context, e *entry, f *Fetcher) (*Token, error) {
 	t, err := c.timedFetch(ctx, f)
-	e.backoff.record(c.clock.Now(), err)
+	c.record(ctx, e, err)
 	if err != nil {
 		return nil, err
 	}
+	t.afterRefusal = e.refusal.takeFetchFlag()
 	e.token.Store(t)
 	return t, nil
+}
+
+// record notes a fetch's outcome in the backoff. A fetch that ended because its caller gave up (a deadline,
+// an app gone, credentials removed) says nothing about the endpoint and is not a failure.
+func (c *Cache) record(ctx context.Context, e *entry, err error) {
+	if err != nil && ctx.Err() != nil {
+		return
+	}
+	e.backoff.record(c.clock.Now(), err)
 }
 
 func (c *Cache) timedFetch(ctx context.Context, f *Fetcher) (*Token, error) {
@@ -293,3 +320,4 @@ type noMetrics struct{}
 
 func (noMetrics) TokenLookup(string, Via)                    {}
 func (noMetrics) TokenFetched(string, string, time.Duration) {}
+func (noMetrics) RefusalBackoff(string)                      {}

@@ -29,6 +29,8 @@ func (l *lookups) TokenLookup(route string, via Via) {
 	l.via[via]++
 }
 
+func (l *lookups) RefusalBackoff(string) {}
+
 func (l *lookups) TokenFetched(route, result string, _ time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -139,4 +141,112 @@ func TestStateShowsBackoff(t *testing.T) {
 	st = c.State(f)
 	assert.True(t, st.BackoffUntil.IsZero(), "the backoff is over")
 	assert.NotNil(t, st.LastError, "the last error stays until a fetch succeeds")
+}
+
+// One caller giving up (its deadline, its app gone) says nothing about the token endpoint: the next caller
+// is not backed off.
+func TestACallersCancellationIsNotAnEndpointFailure(t *testing.T) {
+	slow := make(chan struct{})
+	var calls atomic.Int64
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			_, _ = io.Copy(io.Discard, r.Body)
+			select {
+			case <-slow:
+			case <-r.Context().Done():
+			}
+			return
+		}
+		_, _ = fmt.Fprint(w, `{"access_token":"fine","expires_in":600}`)
+	}))
+	defer ts.Close()
+	defer close(slow)
+	c := NewCache(CacheOptions{})
+	f, err := NewFetcher(Config{TokenURL: ts.URL, ClientID: "c", ClientSecret: "s"}, Options{})
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err = c.Fresh(ctx, f)
+	require.Error(t, err)
+	tok, err := c.Fresh(context.Background(), f)
+	require.NoError(t, err, "the first caller's deadline put the endpoint into backoff")
+	assert.Equal(t, "fine", tok.Value)
+	assert.True(t, c.State(f).BackoffUntil.IsZero())
+}
+
+// Callers racing past the backoff check while a failing fetch ends must not start another: one attempt per
+// backoff window, however many callers there are.
+func TestOneAttemptPerBackoffWindow(t *testing.T) {
+	var attempts atomic.Int64
+	ts := newTokenServer(t, func(_ int64, w http.ResponseWriter) {
+		attempts.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+	})
+	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+	c := NewCache(CacheOptions{Clock: clock})
+	f, err := NewFetcher(Config{TokenURL: ts.URL, ClientID: "c", ClientSecret: "s"}, Options{Clock: clock})
+	require.NoError(t, err)
+	const rounds, callers = 30, 50
+	for round := 1; round <= rounds; round++ {
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for range callers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				_, _, err := c.Token(context.Background(), f)
+				assert.Error(t, err)
+			}()
+		}
+		close(start)
+		wg.Wait()
+		require.EqualValues(t, round, attempts.Load(), "round %d: one attempt per window", round)
+		clock.Advance(BackoffMax + RetryAfterMax) // past any backoff
+	}
+}
+
+// Refusals: a refused token is replaced at once; a token fetched after a refusal and refused too stops
+// refusals from fetching for 1 s, then 2 s, doubling; a refusal of a token in good standing starts over.
+func TestRefusalsBackOffWhenFreshTokensAreRefusedToo(t *testing.T) {
+	ts := newTokenServer(t, func(n int64, w http.ResponseWriter) {
+		_, _ = fmt.Fprintf(w, `{"access_token":"tok-%d","expires_in":3600}`, n)
+	})
+	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
+	c := NewCache(CacheOptions{Clock: clock})
+	f, err := NewFetcher(Config{TokenURL: ts.URL, ClientID: "c", ClientSecret: "s"}, Options{Clock: clock})
+	require.NoError(t, err)
+	token := func() *Token {
+		t.Helper()
+		tok, _, err := c.Token(context.Background(), f)
+		require.NoError(t, err)
+		return tok
+	}
+	first := token()
+	assert.True(t, c.Reject(f, first), "refused at once after issue: replaced")
+	second := token()
+	assert.Equal(t, "tok-2", second.Value)
+	assert.False(t, c.Reject(f, second), "the replacement refused too: back off")
+	assert.Equal(t, clock.Now().Add(time.Second), c.State(f).RefusalsUntil)
+	assert.False(t, c.Reject(f, second))
+	clock.Advance(time.Second)
+	assert.True(t, c.Reject(f, second), "the backoff is over: one more fresh token")
+	third := token()
+	assert.Equal(t, "tok-3", third.Value)
+	assert.False(t, c.Reject(f, third))
+	assert.Equal(t, clock.Now().Add(2*time.Second), c.State(f).RefusalsUntil, "doubled")
+	clock.Advance(2 * time.Second)
+	assert.True(t, c.Reject(f, third))
+	fourth := token()
+	assert.EqualValues(t, 4, ts.count.Load())
+
+	// The supplier takes the fourth token; much later its regular successor is refused once: that starts over.
+	clock.Advance(time.Hour) // the fourth expires; its successor is fetched the ordinary way
+	fifth := token()
+	assert.NotEqual(t, fourth.Value, fifth.Value)
+	assert.True(t, c.Reject(f, fifth))
+	sixth := token()
+	assert.False(t, c.Reject(f, sixth))
+	assert.Equal(t, clock.Now().Add(time.Second), c.State(f).RefusalsUntil, "back to 1 s")
 }

@@ -15,6 +15,8 @@ type Token struct {
 	// LifetimeSource says where the lifetime came from (expires_in, expiresPath, jwt exp, default, ...).
 	LifetimeSource string
 	Status         int // HTTP status of the answer
+	// afterRefusal is set when the token was fetched because the supplier refused the one before.
+	afterRefusal bool
 }
 
 // Lifetime is how long the token was issued for.
