@@ -115,8 +115,11 @@ func requestStep(ctx context.Context, p printer, r *config.Route, tok *tokensour
 		req.URL.Scheme = "https"
 	}
 	r.Authorize(req.Header, tok.Value)
+	// A redirect would carry the route's token and API keys to whatever host it names: never follow one.
+	client := *o.Client
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	start := time.Now()
-	resp, err := o.Client.Do(req)
+	resp, err := client.Do(req)
 	took := time.Since(start).Round(time.Millisecond)
 	if err != nil {
 		var ue interface{ Unwrap() error }
@@ -134,6 +137,9 @@ func requestStep(ctx context.Context, p printer, r *config.Route, tok *tokensour
 		return true
 	}
 	p.fail("request: GET %s answered %d in %s", req.URL.Redacted(), resp.StatusCode, took)
+	if loc, err := resp.Location(); err == nil {
+		p.line("  redirects to %s; not followed: the route's token goes only to its own hosts. Check the URL.", tokensource.DisplayURL(loc.String()))
+	}
 	switch resp.StatusCode {
 	case http.StatusUnauthorized:
 		p.line("  hint: the supplier refused the token; check scope, params (audience/resource) and header/prefix")

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -58,4 +59,36 @@ routes:
 	assert.False(t, Run(context.Background(), &out, cfg, opts))
 	assert.Contains(t, out.String(), "\x1b[31m✘\x1b[0m request:")
 	assert.Contains(t, out.String(), "hint: the supplier could not be reached")
+}
+
+// check never follows a redirect: the route's token and API keys would go to whatever host it names.
+func TestRedirectsAreReportedNotFollowed(t *testing.T) {
+	tokens := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, `{"access_token":"t"}`)
+	}))
+	defer tokens.Close()
+	var elsewhere atomic.Int64
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		elsewhere.Add(1)
+	}))
+	defer other.Close()
+	supplier := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+"/collect?leak=1", http.StatusFound)
+	}))
+	defer supplier.Close()
+	cfg, err := config.Parse("routes.yaml", []byte(`
+routes:
+  - {name: r, hosts: ["`+supplier.Listener.Addr().String()+`"], tokenUrl: "`+tokens.URL+`", clientId: c, clientSecret: s, header: X-Token, prefix: "", headers: {X-Api-Key: k}}
+`), config.LoadOptions{})
+	require.NoError(t, err)
+	var out strings.Builder
+	ok := Run(context.Background(), &out, cfg, Options{URL: supplier.URL + "/start", Client: supplier.Client(),
+		Fetcher: func(r *config.Route) (*tokensource.Fetcher, error) {
+			return tokensource.NewFetcher(r.Token, tokensource.Options{})
+		}})
+	assert.False(t, ok, "a redirect is not a pass")
+	assert.Contains(t, out.String(), "✘ request: GET "+supplier.URL+"/start answered 302")
+	assert.Contains(t, out.String(), "redirects to "+other.URL+"/collect; not followed")
+	assert.NotContains(t, out.String(), "leak=1", "no query")
+	assert.Zero(t, elsewhere.Load(), "the other host never saw the token or the API key")
 }

@@ -72,6 +72,9 @@ func (l *loader) route(n *yaml.Node, path string) *Route {
 		return rt
 	}
 	l.require(n, path, seen, "name", "hosts", "clientId")
+	for _, v := range rt.Headers {
+		tc.Sensitive = append(tc.Sensitive, v) // API keys the supplier gets: never shown if the endpoint echoes one
+	}
 	switch {
 	case seen["tokenUrl"] != nil && seen["issuer"] != nil:
 		l.problem(seen["issuer"], path+".issuer", "set tokenUrl or issuer, not both")

@@ -113,10 +113,11 @@ func (t *connTracker) closeAll() {
 type trackedConn struct {
 	net.Conn
 	idleDeadline
-	t      *connTracker
-	kind   atomic.Value // ConnKind
-	once   sync.Once
-	closed chan struct{} // closed by Close
+	lastWrite atomic.Int64 // unix nanos of the last write deadline set by progress
+	t         *connTracker
+	kind      atomic.Value // ConnKind
+	once      sync.Once
+	closed    chan struct{} // closed by Close
 }
 
 // setKind changes what the connection is counted as.
@@ -128,7 +129,22 @@ func (c *trackedConn) setKind(k ConnKind) {
 	}
 }
 
-func (c *trackedConn) followIdle(on bool) { c.follow(c.Conn, on) }
+func (c *trackedConn) followIdle(on bool) {
+	c.lastWrite.Store(0)
+	c.follow(c.Conn, on)
+}
+
+// SetDeadline and SetWriteDeadline, called by net/http, crypto/tls or the handshake code, replace the write
+// deadline progress set: the next write sets a fresh one.
+func (c *trackedConn) SetDeadline(t time.Time) error {
+	c.lastWrite.Store(0)
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *trackedConn) SetWriteDeadline(t time.Time) error {
+	c.lastWrite.Store(0)
+	return c.Conn.SetWriteDeadline(t)
+}
 
 func (c *trackedConn) Read(p []byte) (int, error) {
 	c.touch(c.Conn)
@@ -136,8 +152,24 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 }
 
 func (c *trackedConn) Write(p []byte) (int, error) {
-	c.touch(c.Conn)
+	if c.following.Load() {
+		c.touch(c.Conn)
+	} else {
+		c.progress()
+	}
 	return c.Conn.Write(p)
+}
+
+// progress gives each write to the app the idle timeout to make progress, so an app that stops reading
+// cannot hold its connection, and the upstream one behind it, for ever. A long, slow stream is never cut
+// while it moves. (net/http sets no write deadline of its own here: its WriteTimeout stays off.)
+func (c *trackedConn) progress() {
+	now := time.Now()
+	if now.UnixNano()-c.lastWrite.Load() < int64(c.pushEvery()) {
+		return
+	}
+	c.lastWrite.Store(now.UnixNano())
+	_ = c.Conn.SetWriteDeadline(now.Add(c.idle))
 }
 
 func (c *trackedConn) Close() error {
@@ -184,6 +216,9 @@ func (d *idleDeadline) follow(c net.Conn, on bool) {
 	}
 }
 
+// pushEvery is how stale a deadline may get before it is moved: a second, or a quarter of a short timeout.
+func (d *idleDeadline) pushEvery() time.Duration { return min(time.Second, d.idle/4) }
+
 func (d *idleDeadline) touch(c net.Conn) {
 	if d.following.Load() {
 		d.push(c, time.Now(), false)
@@ -191,8 +226,8 @@ func (d *idleDeadline) touch(c net.Conn) {
 }
 
 func (d *idleDeadline) push(c net.Conn, now time.Time, force bool) {
-	// Pushing at most once a second keeps the cost off each small read and write.
-	if !force && now.UnixNano()-d.lastPush.Load() < int64(time.Second) {
+	// Pushing only now and then keeps the cost off each small read and write.
+	if !force && now.UnixNano()-d.lastPush.Load() < int64(d.pushEvery()) {
 		return
 	}
 	d.lastPush.Store(now.UnixNano())

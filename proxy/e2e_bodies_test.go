@@ -86,3 +86,46 @@ func TestAnAppLeavingMidUploadSendsNothingUpstream(t *testing.T) {
 		})
 	}
 }
+
+// A client that asks for a large answer and stops reading cannot hold its connection, and the upstream one
+// behind it, for ever: a write that makes no progress for the idle timeout ends both.
+func TestAClientThatStopsReadingIsCutOff(t *testing.T) {
+	for _, sc := range schemes {
+		t.Run(sc.name, func(t *testing.T) {
+			h := newHarness(t, harnessOptions{clientIdleTimeout: 500 * time.Millisecond})
+			writeFailed := make(chan error, 1)
+			up := h.upstreamFor(sc.tls, false, func(w http.ResponseWriter, r *http.Request) {
+				chunk := []byte(strings.Repeat("z", 64<<10))
+				for i := 0; i < 1024; i++ { // 64 MiB
+					if _, err := w.Write(chunk); err != nil {
+						writeFailed <- err
+						return
+					}
+				}
+				writeFailed <- nil
+			})
+			h.route(sc.hostport, up)
+			var conn net.Conn
+			target := "http://supplier.test/big"
+			if sc.tls {
+				tc, _ := h.connectTLS("supplier.test:443")
+				conn, target = tc, "/big"
+			} else {
+				c, err := net.Dial("tcp", h.proxyURL.Host)
+				require.NoError(t, err)
+				conn = c
+			}
+			defer conn.Close()
+			_, err := io.WriteString(conn, "GET "+target+" HTTP/1.1\r\nHost: supplier.test\r\n\r\n")
+			require.NoError(t, err)
+			// ...and never read.
+			select {
+			case err := <-writeFailed:
+				require.Error(t, err, "the whole answer cannot fit in socket buffers")
+			case <-time.After(20 * time.Second):
+				t.Fatal("a client that stopped reading held the upstream for 20 s")
+			}
+			waitUntil(t, "the request ended", func() bool { return h.srv.inflight.Load() == 0 })
+		})
+	}
+}

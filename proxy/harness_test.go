@@ -103,8 +103,9 @@ func newUpstream(t *testing.T, cert *tls.Certificate, readsBody bool, handler ht
 // tokenServer issues testTokenPrefix+N for the N-th request unless fail is set.
 type tokenServer struct {
 	*httptest.Server
-	count atomic.Int64
-	fail  atomic.Pointer[string] // a JSON error body answered with 401
+	count    atomic.Int64
+	fail     atomic.Pointer[string] // set: every request is answered 401 invalid_client
+	failBody atomic.Pointer[string] // the JSON body of that 401, when not the standard one
 }
 
 func newTokenServer(t *testing.T) *tokenServer {
@@ -115,7 +116,11 @@ func newTokenServer(t *testing.T) *tokenServer {
 		if f := ts.fail.Load(); f != nil || user != "buyer" || pass != testClientSecret {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusUnauthorized)
-			_, _ = io.WriteString(w, `{"error":"invalid_client","error_description":"Client authentication failed"}`)
+			body := `{"error":"invalid_client","error_description":"Client authentication failed"}`
+			if custom := ts.failBody.Load(); custom != nil {
+				body = *custom
+			}
+			_, _ = io.WriteString(w, body)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")

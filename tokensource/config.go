@@ -94,6 +94,10 @@ type Config struct {
 	ExpiresPath   string
 	ExpiresAtPath string
 	DefaultTTL    time.Duration
+
+	// Sensitive are more values never to show when the endpoint echoes them (the route's API keys); they
+	// are not part of the credentials' identity.
+	Sensitive []string
 }
 
 // withDefaults fills every empty field that has a default.

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"regexp"
 	"strings"
 	"time"
 )
@@ -145,21 +144,4 @@ func DisplayURL(raw string) string {
 	}
 	u.User, u.RawQuery, u.Fragment = nil, "", ""
 	return u.String()
-}
-
-var opaqueRun = regexp.MustCompile(`[A-Za-z0-9_\-.~+/=]{20,}`)
-
-// snippet returns the first bytes of a body, printable and with anything that could be a token redacted.
-func snippet(body []byte) string {
-	const max = 80
-	if len(body) > max {
-		body = body[:max]
-	}
-	s := strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || r == '\uFFFD' {
-			return '.'
-		}
-		return r
-	}, string(body))
-	return opaqueRun.ReplaceAllString(s, "[redacted]")
 }

@@ -20,6 +20,7 @@ import (
 type Fetcher struct {
 	route  string
 	cfg    Config
+	redact *redactor // the route's credentials, hunted for in what the endpoint answers
 	key    string
 	client *http.Client
 	clock  Clock
@@ -73,7 +74,8 @@ func NewFetcher(cfg Config, opts Options) (*Fetcher, error) {
 			return nil
 		},
 	}
-	return &Fetcher{route: opts.Route, cfg: cfg, key: cfg.key(), client: client, clock: opts.Clock, log: opts.Logger}, nil
+	return &Fetcher{route: opts.Route, cfg: cfg, redact: newRedactor(credentialsOf(cfg)), key: cfg.key(), client: client,
+		clock: opts.Clock, log: opts.Logger}, nil
 }
 
 // maxRedirects is how many same-host redirects a token request follows.
@@ -175,7 +177,7 @@ func (f *Fetcher) fetch(ctx context.Context, style AuthStyle) (*Token, error) {
 }
 
 func (f *Fetcher) request(ctx context.Context, style AuthStyle) (*Token, error) {
-	req, err := newRequest(ctx, f.cfg, style, f.clock.Now())
+	req, assertion, err := newRequest(ctx, f.cfg, style, f.clock.Now())
 	if err != nil {
 		return nil, err
 	}
@@ -191,12 +193,13 @@ func (f *Fetcher) request(ctx context.Context, style AuthStyle) (*Token, error) 
 	if len(body) > MaxResponseBytes {
 		return nil, &Error{Kind: KindTooLarge, TokenURL: DisplayURL(f.cfg.TokenURL), StatusCode: resp.StatusCode}
 	}
+	redact := f.redact.with(assertion)
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		e := parseErrorAnswer(f.cfg, resp.StatusCode, body)
+		e := parseErrorAnswer(f.cfg, resp.StatusCode, body, redact)
 		e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), f.clock.Now())
 		return nil, e
 	}
-	return parseAnswer(f.cfg, resp.StatusCode, body, f.clock.Now())
+	return parseAnswer(f.cfg, resp.StatusCode, body, f.clock.Now(), redact)
 }
 
 // retryAfter reads Retry-After as seconds or an HTTP date; 0 when absent or unreadable.

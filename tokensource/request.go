@@ -14,8 +14,9 @@ import (
 // assertionType is the client_assertion_type of RFC 7523 §2.2.
 const assertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
-// newRequest builds the token request in the given authStyle and the config's requestStyle.
-func newRequest(ctx context.Context, c Config, style AuthStyle, now time.Time) (*http.Request, error) {
+// newRequest builds the token request in the given authStyle and the config's requestStyle; assertion is
+// the client assertion it carries, if any.
+func newRequest(ctx context.Context, c Config, style AuthStyle, now time.Time) (req *http.Request, assertion string, err error) {
 	fields := []field{{"grant_type", c.GrantType}}
 	if c.Scope != "" {
 		fields = append(fields, field{"scope", c.Scope})
@@ -26,9 +27,9 @@ func newRequest(ctx context.Context, c Config, style AuthStyle, now time.Time) (
 	case AuthTLSClient:
 		fields = append(fields, field{"client_id", c.ClientID})
 	case AuthPrivateKeyJWT, AuthClientSecretJWT:
-		assertion, err := clientAssertion(c, style, now)
+		assertion, err = clientAssertion(c, style, now)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		fields = append(fields, field{"client_id", c.ClientID},
 			field{"client_assertion_type", assertionType}, field{"client_assertion", assertion})
@@ -50,9 +51,8 @@ func newRequest(ctx context.Context, c Config, style AuthStyle, now time.Time) (
 		for _, f := range fields {
 			obj[f.name] = f.value
 		}
-		var err error
 		if body, err = json.Marshal(obj); err != nil {
-			return nil, fmt.Errorf("tokensource: encoding the token request: %w", err)
+			return nil, "", fmt.Errorf("tokensource: encoding the token request: %w", err)
 		}
 		contentType = "application/json"
 	default:
@@ -64,9 +64,9 @@ func newRequest(ctx context.Context, c Config, style AuthStyle, now time.Time) (
 		contentType = "application/x-www-form-urlencoded"
 	}
 
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.TokenURL, bytes.NewReader(body))
+	req, err = http.NewRequestWithContext(ctx, http.MethodPost, c.TokenURL, bytes.NewReader(body))
 	if err != nil {
-		return nil, fmt.Errorf("tokensource: tokenUrl %s: %w", DisplayURL(c.TokenURL), err)
+		return nil, "", fmt.Errorf("tokensource: tokenUrl %s: %w", DisplayURL(c.TokenURL), err)
 	}
 	for k, v := range c.TokenHeaders {
 		req.Header.Set(k, v)
@@ -80,7 +80,7 @@ func newRequest(ctx context.Context, c Config, style AuthStyle, now time.Time) (
 		// RFC 6749 §2.3.1: each part is form-url-encoded before Basic encoding.
 		req.SetBasicAuth(url.QueryEscape(c.ClientID), url.QueryEscape(c.ClientSecret))
 	}
-	return req, nil
+	return req, assertion, nil
 }
 
 type field struct{ name, value string }

@@ -9,10 +9,10 @@ import (
 )
 
 // parseAnswer turns a 2xx token answer into a token, or an *Error saying why it holds none.
-func parseAnswer(c Config, status int, body []byte, now time.Time) (*Token, error) {
+func parseAnswer(c Config, status int, body []byte, now time.Time, r *redactor) (*Token, error) {
 	obj, ok := decodeObject(body)
 	if !ok {
-		return nil, &Error{Kind: KindNotJSON, TokenURL: DisplayURL(c.TokenURL), StatusCode: status, Snippet: snippet(body)}
+		return nil, &Error{Kind: KindNotJSON, TokenURL: DisplayURL(c.TokenURL), StatusCode: status, Snippet: snippet(body, r)}
 	}
 	parent, value, keys := lookup(obj, strings.Split(c.TokenPath, "."))
 	token, _ := value.(string)
@@ -26,13 +26,15 @@ func parseAnswer(c Config, status int, body []byte, now time.Time) (*Token, erro
 		Scope: scope, Status: status}, nil
 }
 
-// parseErrorAnswer reads the RFC 6749 §5.2 fields of a non-2xx answer, when it has them.
-func parseErrorAnswer(c Config, status int, body []byte) *Error {
+// parseErrorAnswer reads the RFC 6749 §5.2 fields of a non-2xx answer, when it has them, with the route's
+// credentials redacted from whatever the endpoint wrote there.
+func parseErrorAnswer(c Config, status int, body []byte, r *redactor) *Error {
 	e := &Error{Kind: KindStatus, TokenURL: DisplayURL(c.TokenURL), StatusCode: status}
 	if obj, ok := decodeObject(body); ok {
-		e.Code, _ = obj["error"].(string)
-		e.Description, _ = obj["error_description"].(string)
-		e.URI, _ = obj["error_uri"].(string)
+		code, _ := obj["error"].(string)
+		description, _ := obj["error_description"].(string)
+		uri, _ := obj["error_uri"].(string)
+		e.Code, e.Description, e.URI = r.redact(code), r.redact(description), r.redact(uri)
 	}
 	return e
 }
