@@ -1,13 +1,15 @@
 # Static tokenproxy on distroless: no shell, no package manager, runs as a non-root user.
-#   docker build --build-arg VERSION=v0.4.0 -t registry.example/tokenproxy:v0.4.0 .
+#   docker build --build-arg VERSION=v0.4.0 --build-arg REVISION=$(git rev-parse HEAD) -t registry.example/tokenproxy:v0.4.0 .
+# (.dockerignore keeps .git out of the context, so the revision comes in as an argument.)
 FROM golang:1.26 AS build
 ARG VERSION=dev
+ARG REVISION=unknown
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 RUN CGO_ENABLED=0 go build -trimpath \
-      -ldflags="-s -w -X github.com/tokenproxy/tokenproxy/internal/buildinfo.version=${VERSION}" \
+      -ldflags="-s -w -X github.com/tokenproxy/tokenproxy/internal/buildinfo.version=${VERSION} -X github.com/tokenproxy/tokenproxy/internal/buildinfo.revision=${REVISION}" \
       -o /out/tokenproxy .
 
 FROM gcr.io/distroless/static-debian12:nonroot

@@ -44,12 +44,27 @@ func (c configFlags) key() ([]byte, error) {
 	return secrets.LoadKeyFile(*c.keyFile)
 }
 
+// load reads routes.yaml; the secret key file, when there is one, counts among its sources, so a reload
+// sees it change and a failure to read it is tried again only when it does.
 func (c configFlags) load() (*config.Config, error) {
 	key, err := c.key()
 	if err != nil {
-		return nil, fmt.Errorf("tokenproxy: %v", err)
+		e := &config.Error{Problems: []string{fmt.Sprintf("tokenproxy: %v", err)}}
+		if *c.keyFile != "" {
+			e.Sources = []config.Source{config.FileSource(*c.path), config.FileSource(*c.keyFile)}
+		}
+		return nil, e
 	}
-	return config.Load(*c.path, config.LoadOptions{SecretKey: key})
+	cfg, err := config.Load(*c.path, config.LoadOptions{SecretKey: key})
+	if *c.keyFile == "" {
+		return cfg, err
+	}
+	if ce, ok := err.(*config.Error); ok {
+		ce.Sources = append(ce.Sources, config.FileSource(*c.keyFile))
+	} else if err == nil {
+		cfg.Sources = append(cfg.Sources, config.FileSource(*c.keyFile))
+	}
+	return cfg, err
 }
 
 // runValidate checks routes.yaml as start-up would, without the network: no discovery, no token request.
@@ -251,7 +266,7 @@ func runCheck(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), resolveTimeout)
-	cfg, err := config.Resolve(ctx, loaded, nil)
+	cfg, err := config.Resolve(ctx, loaded, nil, nil)
 	cancel()
 	if err != nil {
 		fmt.Fprintln(stderr, err)

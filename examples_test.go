@@ -173,6 +173,8 @@ func assertRestricted(t *testing.T, what string, spec *corev1.PodSpec) {
 	t.Helper()
 	pod := spec.SecurityContext
 	require.NotNil(t, pod, what)
+	assert.False(t, spec.HostNetwork || spec.HostPID || spec.HostIPC, "%s: no host namespaces", what)
+	assert.Empty(t, pod.Sysctls, "%s: no sysctls", what)
 	for _, v := range spec.Volumes {
 		allowed := v.ConfigMap != nil || v.Secret != nil || v.EmptyDir != nil || v.Projected != nil || v.DownwardAPI != nil ||
 			v.PersistentVolumeClaim != nil || v.CSI != nil || v.Ephemeral != nil
@@ -199,6 +201,9 @@ func assertRestricted(t *testing.T, what string, spec *corev1.PodSpec) {
 		require.NotNil(t, seccomp, "%s/%s: seccompProfile", what, c.Name)
 		assert.Contains(t, []corev1.SeccompProfileType{corev1.SeccompProfileTypeRuntimeDefault, corev1.SeccompProfileTypeLocalhost}, seccomp.Type)
 		assert.False(t, sc.Privileged != nil && *sc.Privileged, "%s/%s", what, c.Name)
+		for _, p := range c.Ports {
+			assert.Zero(t, p.HostPort, "%s/%s: no host ports", what, c.Name)
+		}
 	}
 }
 
@@ -515,6 +520,7 @@ func TestDockerfileShape(t *testing.T) {
 	assert.Contains(t, froms[1], "distroless/static")
 	assert.Contains(t, string(raw), "CGO_ENABLED=0 go build")
 	assert.Contains(t, string(raw), "-X github.com/tokenproxy/tokenproxy/internal/buildinfo.version=${VERSION}")
+	assert.Contains(t, string(raw), "-X github.com/tokenproxy/tokenproxy/internal/buildinfo.revision=${REVISION}", ".git stays out of the context")
 	require.NotEmpty(t, user)
 	assert.NotContains(t, []string{"root", "0", "0:0"}, user)
 	assert.Contains(t, string(raw), `ENTRYPOINT ["/tokenproxy"]`)

@@ -47,6 +47,13 @@ func newOpsTokens(t *testing.T, accepted map[string]string) *opsTokens {
 		o.seen = append(o.seen, secret)
 		name, ok := o.secrets[secret]
 		o.mu.Unlock()
+		if r.URL.Path == "/down" { // down for an hour: the backoff lasts as long as Retry-After says
+			w.Header().Set("Retry-After", "3600")
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, `{"error":"temporarily_unavailable"}`)
+			return
+		}
 		if !ok || r.URL.Path == "/refuse" {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusUnauthorized)
@@ -141,7 +148,7 @@ routes:
     authStyle: body
   - name: broken
     hosts: [broken.test]
-    tokenUrl: %s/refuse
+    tokenUrl: %s/down
     clientId: ops
     clientSecret: ${OPS_SECRET}
     authStyle: body
@@ -217,7 +224,7 @@ routes:
 	assert.Equal(t, fp, sup.Token.Fingerprint)
 	require.NotNil(t, sup.Token.ExpiresInSeconds)
 	assert.InDelta(t, 600, *sup.Token.ExpiresInSeconds, 100)
-	assert.Contains(t, broken.Token.LastError, "answered 401 invalid_client")
+	assert.Contains(t, broken.Token.LastError, "answered 503 temporarily_unavailable")
 	assert.NotNil(t, broken.Token.BackedOffUntil)
 	for _, secret := range []string{opsSecret, "tok-a-1", "hidden-query"} {
 		assert.NotContains(t, string(rawRoutes), secret)
@@ -479,13 +486,11 @@ func TestSIGHUPReloadsAndDoesNotExit(t *testing.T) {
 	r := startReloadable(t, routesOne, "-reload-interval", "0")
 	c := proxyClient(r.addr)
 	r.write(t, "listen: 127.0.0.2:1\nadmin: 127.0.0.1:0\nroutes:\n"+routesOne+routeYAML("two", two.Listener.Addr().String(), "TOKENS", ""))
-	_, body := getBody(t, c, two.URL+"/")
-	assert.Equal(t, "auth=", body, "no polling: nothing changes before the signal")
 
 	require.NoError(t, r.cmd.Process.Signal(syscall.SIGHUP))
 	r.waitLog(t, "the reload", `"msg":"configuration reloaded"`, `"reason":"SIGHUP"`)
 	r.waitLog(t, "the listen warning", `"msg":"listen cannot change without a restart; still listening on the old address"`)
-	_, body = getBody(t, c, two.URL+"/")
+	_, body := getBody(t, c, two.URL+"/")
 	assert.True(t, strings.HasPrefix(body, "auth=Bearer tok-a-"), body)
 	select {
 	case err := <-r.done:
@@ -569,11 +574,12 @@ func TestCommandLine(t *testing.T) {
 // A release build carries its version from the Dockerfile's -ldflags.
 func TestVersionFromTheBuild(t *testing.T) {
 	bin := filepath.Join(t.TempDir(), "tokenproxy")
-	out, err := runGo("build", "-ldflags", "-X github.com/tokenproxy/tokenproxy/internal/buildinfo.version=v9.8.7", "-o", bin, ".")
+	out, err := runGo("build", "-ldflags", "-X github.com/tokenproxy/tokenproxy/internal/buildinfo.version=v9.8.7 "+
+		"-X github.com/tokenproxy/tokenproxy/internal/buildinfo.revision=0123456789abcdef0123", "-o", bin, ".")
 	require.NoError(t, err, out)
 	code, stdout, _ := runCommand(t, bin, "version")
 	assert.Equal(t, 0, code)
-	assert.True(t, strings.HasPrefix(stdout, "tokenproxy v9.8.7 (revision "), stdout)
+	assert.True(t, strings.HasPrefix(stdout, "tokenproxy v9.8.7 (revision 0123456789ab, "), stdout)
 }
 
 func TestANonLoopbackListenNeedsClients(t *testing.T) {
@@ -582,4 +588,35 @@ func TestANonLoopbackListenNeedsClients(t *testing.T) {
 	assert.Equal(t, 2, code)
 	assert.Equal(t, config+`:1: listen: "0.0.0.0:0" is not a loopback address, so other machines could spend the routes' tokens: `+
 		"add clients (who may use the proxy, by address or proxyAuth), or listen on 127.0.0.1\n", errOut)
+}
+
+// With -drain-delay, SIGTERM turns readiness off at once but the proxy keeps accepting and serving new
+// connections until the delay is over.
+func TestDrainDelayKeepsServingWhileNotReady(t *testing.T) {
+	supplier := authEcho(t)
+	tokens := newOpsTokens(t, map[string]string{opsSecret: "tok-a"})
+	config := writeFile(t, t.TempDir(), "routes.yaml", "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nroutes:\n"+
+		routeYAML("s", supplier.Listener.Addr().String(), tokens.URL, ""))
+	r := startArgs(t, []string{"-config", config, "-drain-delay", "60s"})
+	require.NoError(t, r.cmd.Process.Signal(syscall.SIGTERM))
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + r.admin + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusServiceUnavailable
+	}, 10*time.Second, 5*time.Millisecond)
+	// A new connection, after readiness went: still accepted and served.
+	status, body := getBody(t, proxyClient(r.addr), supplier.URL+"/late")
+	assert.Equal(t, http.StatusOK, status)
+	assert.Equal(t, "auth=Bearer tok-a-1", body)
+	r.waitLog(t, "the delay", `"msg":"stopping: not ready any more, still serving until load balancers have noticed"`, `"drain_delay":"1m0s"`)
+	require.NoError(t, r.cmd.Process.Signal(syscall.SIGTERM), "a second signal ends the delay")
+	select {
+	case err := <-r.done:
+		assert.NoError(t, err)
+	case <-time.After(35 * time.Second):
+		t.Fatal("no exit after the second signal")
+	}
 }

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"time"
 
@@ -23,6 +25,24 @@ type reloader struct {
 	listen, admin string          // fixed at start: changing them takes a restart
 	sources       []config.Source // of the configuration in service
 	failed        []config.Source // of the last refused attempt, until one succeeds
+	// retryAt is when a reload refused because an issuer could not be reached is tried again, whether
+	// or not a file changes; retryWait doubles with each such refusal.
+	retryAt   time.Time
+	retryWait time.Duration
+	now       func() time.Time // nil: time.Now
+}
+
+// Discovery retries after a reload failed to reach an issuer: 5 s, doubling up to a minute.
+const (
+	discoveryRetryMin = 5 * time.Second
+	discoveryRetryMax = time.Minute
+)
+
+func (r *reloader) clock() time.Time {
+	if r.now != nil {
+		return r.now()
+	}
+	return time.Now()
 }
 
 // run reloads on each hup, and on each tick when a file changed, until ctx ends.
@@ -46,8 +66,11 @@ func (r *reloader) poll(ctx context.Context) {
 	if r.failed != nil {
 		watched = r.failed
 	}
-	if config.Changed(watched) {
+	switch {
+	case config.Changed(watched):
 		r.reload(ctx, "files changed")
+	case !r.retryAt.IsZero() && !r.clock().Before(r.retryAt):
+		r.reload(ctx, "retrying issuer discovery")
 	}
 }
 
@@ -62,16 +85,28 @@ func (r *reloader) reload(ctx context.Context, reason string) {
 		}
 		return
 	}
-	resolveCtx, cancel := context.WithTimeout(ctx, resolveTimeout)
-	cfg, err := config.Resolve(resolveCtx, loaded, nil)
-	cancel()
-	if err == nil {
-		err = r.srv.Swap(cfg)
+	// The clients rules go with the address actually listened on, which only a restart changes.
+	if host, _, err := net.SplitHostPort(r.listen); err == nil && !config.IsLoopback(host) && len(loaded.Clients) == 0 {
+		r.refuse(reason, &config.Error{Problems: []string{fmt.Sprintf("%s: clients: tokenproxy listens on %s, beyond loopback, "+
+			"until a restart: the new configuration needs clients, or anyone who reaches it could spend the routes' tokens",
+			loaded.File, r.listen)}}, loaded.Sources)
+		return
 	}
+	resolveCtx, cancel := context.WithTimeout(ctx, resolveTimeout)
+	cfg, err := config.Resolve(resolveCtx, loaded, nil, r.srv.Config())
+	cancel()
 	if err != nil {
+		// An issuer out of reach may come back without any file changing: try again on a backoff.
+		r.retryWait = min(max(2*r.retryWait, discoveryRetryMin), discoveryRetryMax)
+		r.retryAt = r.clock().Add(r.retryWait)
 		r.refuse(reason, err, loaded.Sources)
 		return
 	}
+	if err := r.srv.Swap(cfg); err != nil {
+		r.refuse(reason, err, loaded.Sources)
+		return
+	}
+	r.retryAt, r.retryWait = time.Time{}, 0
 	if cfg.Listen != r.listen {
 		r.log.Warn("listen cannot change without a restart; still listening on the old address", "listen", r.listen, "configured", cfg.Listen)
 	}

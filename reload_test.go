@@ -2,18 +2,26 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/tokenproxy/tokenproxy/admin"
+	"github.com/tokenproxy/tokenproxy/config"
 	"github.com/tokenproxy/tokenproxy/internal/buildinfo"
 	"github.com/tokenproxy/tokenproxy/proxy"
+	"github.com/tokenproxy/tokenproxy/secrets"
 )
 
 // The reloader driven poll by poll: a refused file is tried once, not at every poll, and again when it
@@ -96,4 +104,143 @@ func counterValue(t *testing.T, m *admin.Metrics, name, result string) float64 {
 	}
 	t.Fatalf("no %s{result=%q}", name, result)
 	return 0
+}
+
+// The clients rules go with the address tokenproxy actually listens on: a reload cannot drop them by
+// moving listen to loopback, which only a restart would do.
+func TestAReloadCannotDropTheClientsOfAPublicListener(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "routes.yaml")
+	routes := "routes:\n  - name: a\n    hosts: [a.example]\n    tokenUrl: https://auth.example/t\n    clientId: c\n    clientSecret: s\n"
+	public := "listen: 0.0.0.0:3128\nclients:\n  - {name: ci, cidrs: [10.0.0.0/8]}\n" + routes
+	require.NoError(t, os.WriteFile(path, []byte(public), 0o600))
+	keyFile := ""
+	cf := configFlags{path: &path, keyFile: &keyFile}
+	cfg, err := cf.load()
+	require.NoError(t, err)
+	srv, err := proxy.New(cfg, proxy.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	var logs syncLog
+	metrics := admin.NewMetrics(buildinfo.Read())
+	r := &reloader{cf: cf, srv: srv, metrics: metrics, log: slog.New(slog.NewTextHandler(&logs, nil)), listen: cfg.Listen, sources: cfg.Sources}
+
+	require.NoError(t, os.WriteFile(path, []byte("listen: 127.0.0.1:3128\n"+routes), 0o600))
+	r.poll(context.Background())
+	assert.Equal(t, 1.0, counterValue(t, metrics, "tokenproxy_config_reloads_total", "failure"))
+	assert.Len(t, srv.Config().Clients, 1, "the rules stay in service")
+	assert.Contains(t, logs.String(), "tokenproxy listens on 0.0.0.0:3128, beyond loopback, until a restart: the new configuration needs clients")
+
+	require.NoError(t, os.WriteFile(path, []byte(routes), 0o600))
+	r.poll(context.Background())
+	assert.Equal(t, 2.0, counterValue(t, metrics, "tokenproxy_config_reloads_total", "failure"), "nor by leaving listen out")
+}
+
+// syncLog collects log output for a test.
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Reloads do not depend on issuers that did not change, and one that was out of reach is asked again on a
+// backoff, without any file changing.
+func TestReloadsAndIssuerDiscovery(t *testing.T) {
+	var up atomic.Bool
+	up.Store(true)
+	var discoveries atomic.Int64
+	var issuer *httptest.Server
+	issuer = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		discoveries.Add(1)
+		if !up.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		name := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/"), "/.well-known/openid-configuration")
+		_, _ = io.WriteString(w, `{"issuer":"`+issuer.URL+"/"+name+`","token_endpoint":"`+issuer.URL+"/"+name+`/token"}`)
+	}))
+	defer issuer.Close()
+	route := func(name, scope string) string {
+		return fmt.Sprintf("  - {name: %s, hosts: [%s.example], issuer: %q, clientId: c, clientSecret: s, scope: %s}\n", name, name, issuer.URL+"/"+name, scope)
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "routes.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("routes:\n"+route("a", "one")), 0o600))
+	keyFile := ""
+	cf := configFlags{path: &path, keyFile: &keyFile}
+	loaded, err := cf.load()
+	require.NoError(t, err)
+	cfg, err := config.Resolve(context.Background(), loaded, nil, nil)
+	require.NoError(t, err)
+	srv, err := proxy.New(cfg, proxy.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	metrics := admin.NewMetrics(buildinfo.Read())
+	now := time.Unix(1_800_000_000, 0)
+	r := &reloader{cf: cf, srv: srv, metrics: metrics, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		sources: loaded.Sources, now: func() time.Time { return now }}
+	reloads := func(result string) float64 {
+		return counterValue(t, metrics, "tokenproxy_config_reloads_total", result)
+	}
+	ctx := context.Background()
+
+	up.Store(false)
+	before := discoveries.Load()
+	require.NoError(t, os.WriteFile(path, []byte("routes:\n"+route("a", "two")), 0o600))
+	r.poll(ctx)
+	assert.Equal(t, 1.0, reloads("success"), "a scope change needs no discovery of the unchanged issuer")
+	assert.Equal(t, before, discoveries.Load())
+	assert.Equal(t, "two", srv.Config().Routes[0].Token.Scope)
+
+	require.NoError(t, os.WriteFile(path, []byte("routes:\n"+route("a", "two")+route("b", "x")), 0o600))
+	r.poll(ctx)
+	assert.Equal(t, 1.0, reloads("failure"), "route b's issuer is out of reach")
+	r.poll(ctx)
+	assert.Equal(t, 1.0, reloads("failure"), "not asked again before the backoff")
+	up.Store(true)
+	now = now.Add(discoveryRetryMin)
+	r.poll(ctx)
+	assert.Equal(t, 2.0, reloads("success"), "asked again after the backoff, with no file changed")
+	assert.Equal(t, issuer.URL+"/b/token", srv.Config().Route("b").Token.TokenURL)
+}
+
+// An unreadable secret key file is tried once per change, like any source, and a new key reloads.
+func TestTheSecretKeyFileIsASource(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "routes.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("routes:\n  - name: a\n    hosts: [a.example]\n    tokenUrl: https://auth.example/t\n    clientId: c\n    clientSecret: s\n"), 0o600))
+	keyFile := filepath.Join(dir, "key")
+	key, err := secrets.NewKey()
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(keyFile, []byte(key), 0o600))
+	cf := configFlags{path: &path, keyFile: &keyFile}
+	loaded, err := cf.load()
+	require.NoError(t, err)
+	srv, err := proxy.New(loaded, proxy.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	metrics := admin.NewMetrics(buildinfo.Read())
+	r := &reloader{cf: cf, srv: srv, metrics: metrics, log: slog.New(slog.NewTextHandler(io.Discard, nil)), sources: loaded.Sources}
+	reloads := func(result string) float64 {
+		return counterValue(t, metrics, "tokenproxy_config_reloads_total", result)
+	}
+
+	require.NoError(t, os.Remove(keyFile))
+	for range 5 {
+		r.poll(context.Background())
+	}
+	assert.Equal(t, 1.0, reloads("failure"), "five polls, one attempt")
+	newKey, err := secrets.NewKey()
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(keyFile, []byte(newKey), 0o600))
+	r.poll(context.Background())
+	assert.Equal(t, 1.0, reloads("success"), "the key file came back")
 }

@@ -30,6 +30,7 @@ func runServe(args []string, _ io.Reader, _, stderr io.Writer) int {
 	level := fs.String("log-level", "info", "debug | info | warn | error")
 	format := fs.String("log-format", "text", "text | json")
 	every := fs.Duration("reload-interval", 2*time.Second, "how often configuration files are compared for a reload; 0: only on SIGHUP")
+	drainDelay := fs.Duration("drain-delay", 0, "after SIGTERM, how long /readyz fails while the proxy still accepts, so load balancers stop sending before the drain")
 	if code := parseFlags(fs, args, stderr); code >= 0 {
 		return code
 	}
@@ -38,13 +39,21 @@ func runServe(args []string, _ io.Reader, _, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "tokenproxy: %v\n", err)
 		return 2
 	}
+	// Signals are caught before anything is announced: a SIGHUP right after "listening" must reload, not
+	// end the process.
+	stopping, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	loaded, err := cf.load()
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), resolveTimeout)
-	cfg, err := config.Resolve(ctx, loaded, nil)
+	cfg, err := config.Resolve(ctx, loaded, nil, nil)
 	cancel()
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -89,11 +98,6 @@ func runServe(args []string, _ io.Reader, _, stderr io.Writer) int {
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "admin", adminAddr, "config", cfg.File, "routes", len(cfg.Routes))
 
-	stopping, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	r := &reloader{cf: cf, srv: srv, metrics: metrics, log: log, listen: cfg.Listen, admin: cfg.Admin, sources: loaded.Sources}
 	var tick <-chan time.Time // nil: never, only SIGHUP
 	if *every > 0 {
@@ -116,6 +120,17 @@ func runServe(args []string, _ io.Reader, _, stderr io.Writer) int {
 	case <-stopping.Done():
 	}
 	stop() // a second signal ends the process at once
+	srv.StartDrain()
+	if *drainDelay > 0 {
+		log.Info("stopping: not ready any more, still serving until load balancers have noticed", "drain_delay", drainDelay.String())
+		again := make(chan os.Signal, 1)
+		signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+		select {
+		case <-time.After(*drainDelay):
+		case <-again:
+		}
+		signal.Stop(again)
+	}
 	log.Info("stopping: finishing requests in flight", "timeout", drainTimeout.String())
 	drain, cancelDrain := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancelDrain()

@@ -11,9 +11,11 @@ import (
 
 // Resolve returns a copy of cfg in which every route configured with issuer: has the token endpoint its
 // issuer publishes. The discoveries run concurrently, each bounded by tokensource.RequestTimeout and all by
-// ctx; roots verifies the issuers (nil: the system pool). cfg itself is never changed. Every route that
-// cannot be resolved is one line of the returned *Error.
-func Resolve(ctx context.Context, cfg *Config, roots *x509.CertPool) (*Config, error) {
+// ctx; roots verifies the issuers (nil: the system pool). A route whose issuer known (the configuration in
+// service, or nil) resolved already keeps that endpoint without asking again, so a reload does not depend
+// on issuers that did not change. cfg itself is never changed. Every route that cannot be resolved is one
+// line of the returned *Error.
+func Resolve(ctx context.Context, cfg *Config, roots *x509.CertPool, known *Config) (*Config, error) {
 	out := *cfg
 	out.Routes = make([]*Route, len(cfg.Routes))
 	problems := make([]string, len(cfg.Routes))
@@ -21,6 +23,12 @@ func Resolve(ctx context.Context, cfg *Config, roots *x509.CertPool) (*Config, e
 	for i, r := range cfg.Routes {
 		out.Routes[i] = r
 		if r.Issuer == "" || r.Token.TokenURL != "" {
+			continue
+		}
+		if endpoint := known.discovered(r); endpoint != "" {
+			resolved := *r
+			resolved.Token.TokenURL = endpoint
+			out.Routes[i] = &resolved
 			continue
 		}
 		wg.Add(1)
@@ -64,4 +72,16 @@ func resolveIssuer(ctx context.Context, r *Route, roots *x509.CertPool) (*Route,
 	resolved := *r
 	resolved.Token.TokenURL = endpoint
 	return &resolved, nil
+}
+
+// discovered returns the token endpoint c resolved for a route with r's name, issuer and mTLS need, or "".
+func (c *Config) discovered(r *Route) string {
+	if c == nil {
+		return ""
+	}
+	old := c.Route(r.Name)
+	if old == nil || old.Issuer != r.Issuer || (old.Token.AuthStyle == tokensource.AuthTLSClient) != (r.Token.AuthStyle == tokensource.AuthTLSClient) {
+		return ""
+	}
+	return old.Token.TokenURL
 }

@@ -183,7 +183,7 @@ routes:
   - {name: fixed, hosts: [fixed.example], tokenUrl: "`+as.URL+`/fixed", clientId: c, clientSecret: s}
 `), LoadOptions{})
 	require.NoError(t, err)
-	resolved, err := Resolve(context.Background(), cfg, nil)
+	resolved, err := Resolve(context.Background(), cfg, nil, nil)
 	require.NoError(t, err)
 	assert.Equal(t, tokenURL+"/one", resolved.Routes[0].Token.TokenURL)
 	assert.Equal(t, tokenURL+"/two", resolved.Routes[1].Token.TokenURL)
@@ -197,7 +197,7 @@ routes:
   - {name: d, hosts: [a.example], issuer: "`+as.URL+`/nothing", clientId: c, clientSecret: s}
 `), LoadOptions{})
 	require.NoError(t, err)
-	_, err = Resolve(context.Background(), cfg, nil)
+	_, err = Resolve(context.Background(), cfg, nil, nil)
 	var ce *Error
 	require.ErrorAs(t, err, &ce)
 	require.Len(t, ce.Problems, 1)
@@ -205,6 +205,15 @@ routes:
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err = Resolve(ctx, cfg, nil)
+	_, err = Resolve(ctx, cfg, nil, nil)
 	assert.ErrorContains(t, err, "context canceled", "resolution ends with its context")
+
+	// What a configuration in service resolved is kept for an unchanged issuer: no network needed.
+	again, err := Resolve(ctx, cfg, nil, &Config{Routes: []*Route{{Name: "d", Issuer: as.URL + "/nothing",
+		Token: tokensource.Config{TokenURL: "https://kept.example/token"}}}})
+	require.NoError(t, err, "the cancelled context is never used")
+	assert.Equal(t, "https://kept.example/token", again.Routes[0].Token.TokenURL)
+	_, err = Resolve(ctx, cfg, nil, &Config{Routes: []*Route{{Name: "d", Issuer: as.URL + "/other",
+		Token: tokensource.Config{TokenURL: "https://kept.example/token"}}}})
+	assert.Error(t, err, "another issuer is asked")
 }

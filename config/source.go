@@ -22,6 +22,16 @@ func missing(path string) Source {
 	return Source{Path: path, Missing: true}
 }
 
+// FileSource reads a file the configuration depends on besides routes.yaml (the secret key file) as a
+// source: its content now, or missing.
+func FileSource(path string) Source {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return missing(path)
+	}
+	return sourceOf(path, b)
+}
+
 // Changed reports whether any of the files now differs from what was read, or cannot be read. It compares
 // content, not modification times, so a Kubernetes ..data symlink swap counts, and a touch does not.
 func Changed(sources []Source) bool {

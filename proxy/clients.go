@@ -48,8 +48,9 @@ func (s *Server) admission(x *exchange, r *http.Request) (*config.Client, *http.
 	return nil, s.deny(x, r, client, reason, addr)
 }
 
-// identify finds the client a request comes from: by its credentials when it sends some, else by its
-// address. A client with both must match both. The reason is empty when a client was found.
+// identify finds the client a request comes from: by its credentials when they name a client's user,
+// else by its address (an app may send credentials meant for another proxy). A client with both must
+// match both. The reason is empty when a client was found.
 func identify(clients []*config.Client, addr netip.Addr, proxyAuth string) (*config.Client, string) {
 	if user, password, ok := parseBasic(proxyAuth); ok {
 		for _, c := range clients {
@@ -64,7 +65,6 @@ func identify(clients []*config.Client, addr netip.Addr, proxyAuth string) (*con
 			}
 			return c, ""
 		}
-		return nil, deniedCredentials
 	}
 	asksCredentials := false
 	for _, c := range clients {

@@ -66,12 +66,16 @@ func (t *connTracker) connState(c net.Conn, state http.ConnState) {
 }
 
 // addServer registers the server of an intercepted connection, so Shutdown can drain it. It returns false
-// once the tracker is closing: the connection is then not served.
-func (t *connTracker) addServer(srv *http.Server) bool {
+// once the tracker is closing: the connection is then not served. A connection that starts while the
+// proxy drains serves what it was opened for and closes after its first answer.
+func (t *connTracker) addServer(srv *http.Server, draining bool) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closing {
 		return false
+	}
+	if draining {
+		srv.SetKeepAlivesEnabled(false)
 	}
 	t.servers[srv] = struct{}{}
 	return true

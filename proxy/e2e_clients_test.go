@@ -79,6 +79,8 @@ func TestClientRules(t *testing.T) {
 	assert.Equal(t, "Bearer "+testTokenPrefix+"1", plain.last(t).Header.Get("Authorization"))
 	resp, _ = get(batch, "http://other.test/")
 	assert.Equal(t, http.StatusOK, resp.StatusCode, "hosts of no route are forwarded for an allowed client")
+	resp, _ = get(h.clientAs("127.0.0.2", "someone", "meant-for-another-proxy"), "http://supplier.test/")
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "credentials of no client's user: the address decides")
 
 	// Allowed by credentials; they never reach the supplier.
 	resp, _ = get(billing, "http://secure.test/")

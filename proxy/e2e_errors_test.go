@@ -224,3 +224,16 @@ func TestEchoedCredentialsNeverReachTheAppOrTheLog(t *testing.T) {
 		assert.NotContains(t, h2.logs.String(), piece)
 	}
 }
+
+// With authStyle auto, the failure says which style the last request was sent with.
+func TestAutoSaysWhichStyleFailed(t *testing.T) {
+	h := newHarness(t, harnessOptions{yaml: defaultRoutes + "    authStyle: auto\n"})
+	h.route("fresh.test:80", newUpstream(t, nil, false, nil))
+	failing := "fail"
+	h.tokens.fail.Store(&failing)
+	resp, body := h.get(nil, "http://fresh.test/", nil)
+	assert.Equal(t, http.StatusBadGateway, resp.StatusCode)
+	assert.Contains(t, body, "token endpoint: "+h.tokens.URL+"/oauth/token/fresh (authStyle auto, sent as body)")
+	assert.Contains(t, body, "hint: check clientId and clientSecret (auto tried basic-header, then body)")
+	assert.EqualValues(t, 2, h.tokens.count.Load(), "basic-header, then body")
+}

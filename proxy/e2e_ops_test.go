@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -304,4 +305,61 @@ func TestReadyUntilTheDrainBegins(t *testing.T) {
 	close(release)
 	<-done
 	require.NoError(t, <-shutdown)
+}
+
+// Configurations swapped while plain and intercepted clients keep sending: no request fails, and each
+// carries a token.
+func TestSwapUnderLoadLosesNoRequest(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	h.route("supplier.test:80", newUpstream(t, nil, false, nil))
+	h.route("supplier.test:443", newUpstream(t, h.upCert, false, nil))
+	var ok, failed atomic.Int64
+	var lastFailure atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, target := range []struct {
+		url  string
+		pool *x509.CertPool
+	}{{"http://supplier.test/loop", nil}, {"http://supplier.test/loop", nil}, {"https://supplier.test/loop", h.caPool}, {"https://supplier.test/loop", h.caPool}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			client := h.client(target.pool) // keep-alive: requests ride connections opened before the swaps
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := client.Get(target.url)
+				if err != nil {
+					failed.Add(1)
+					lastFailure.Store(err.Error())
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					failed.Add(1)
+					lastFailure.Store(resp.Status)
+					continue
+				}
+				ok.Add(1)
+			}
+		}()
+	}
+	variants := []string{
+		defaultRoutes,
+		defaultRoutes + "  - {name: extra, hosts: [extra.test], tokenUrl: \"{{TOKEN_URL}}\", clientId: buyer, clientSecret: " + testClientSecret + "}\n",
+		strings.Replace(defaultRoutes, "    hosts: [supplier.test]\n", "    hosts: [supplier.test]\n    scope: orders.write\n", 1),
+	}
+	for i := range 20 {
+		seen := ok.Load()
+		h.swap(variants[i%len(variants)])
+		waitUntil(t, "requests after the swap", func() bool { return ok.Load() >= seen+20 })
+	}
+	close(stop)
+	wg.Wait()
+	assert.Zero(t, failed.Load(), "last failure: %v", lastFailure.Load())
+	t.Logf("%d requests through 20 swaps, %d failed", ok.Load(), failed.Load())
 }

@@ -179,3 +179,18 @@ func TestConnectToRouteWithoutMITMIsRefused(t *testing.T) {
 	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
 	assert.Contains(t, body, `belongs to route "orders", but routes.yaml has no mitm section`)
 }
+
+// Proxy-Authorization is for the proxy: never forwarded, on plain requests or inside an intercepted
+// connection.
+func TestProxyAuthorizationNeverReachesTheUpstream(t *testing.T) {
+	for _, sc := range schemes {
+		t.Run(sc.name, func(t *testing.T) {
+			h := newHarness(t, harnessOptions{})
+			up := h.upstreamFor(sc.tls, false, nil)
+			h.route(sc.hostport, up)
+			resp, _ := h.get(h.caPool, sc.scheme+"://supplier.test/", http.Header{"Proxy-Authorization": {"Basic c2VjcmV0OnNlY3JldA=="}})
+			require.Equal(t, http.StatusOK, resp.StatusCode)
+			assert.Empty(t, up.last(t).Header.Get("Proxy-Authorization"))
+		})
+	}
+}

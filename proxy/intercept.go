@@ -53,7 +53,7 @@ func (s *Server) intercept(conn *trackedConn, buffered []byte, t *tunnel, snap *
 			}
 		},
 	}
-	if !s.conns.addServer(srv) { // shutting down
+	if !s.conns.addServer(srv, s.draining.Load()) { // shutting down
 		_ = tlsConn.Close()
 		return
 	}

@@ -101,6 +101,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.cache.Retain(snap.fetcherList())
 	s.snap.Store(snap)
 	s.upstream = &http.Transport{
 		Proxy:                 nil, // never HTTP_PROXY: in a pod it points at this very proxy
@@ -151,12 +152,9 @@ func (s *Server) Swap(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	// The new credentials are in service before any request can run on them.
+	s.cache.Retain(next.fetcherList())
 	s.snap.Store(next)
-	keep := make([]*tokensource.Fetcher, 0, len(next.fetchers))
-	for _, f := range next.fetchers {
-		keep = append(keep, f)
-	}
-	s.cache.Retain(keep)
 	return nil
 }
 
@@ -179,8 +177,12 @@ func (s *Server) Serve(l net.Listener) error {
 	return err
 }
 
-// Draining reports whether Shutdown has begun.
+// Draining reports whether a drain has begun (StartDrain or Shutdown).
 func (s *Server) Draining() bool { return s.draining.Load() }
+
+// StartDrain marks the proxy as draining, so readiness fails, while it still accepts and serves: load
+// balancers stop sending new connections before Shutdown closes the listener.
+func (s *Server) StartDrain() { s.draining.Store(true) }
 
 // Shutdown stops accepting, lets requests in flight finish until ctx ends, then closes what is left:
 // intercepted connections get "Connection: close" on their next answer, tunnels are closed at the end. It

@@ -65,3 +65,12 @@ func (prev *snapshot) fetcherLike(r *config.Route) *tokensource.Fetcher {
 	}
 	return f
 }
+
+// fetcherList is every fetcher of the snapshot: the credentials it keeps in service.
+func (snap *snapshot) fetcherList() []*tokensource.Fetcher {
+	list := make([]*tokensource.Fetcher, 0, len(snap.fetchers))
+	for _, f := range snap.fetchers {
+		list = append(list, f)
+	}
+	return list
+}

@@ -72,6 +72,9 @@ type Cache struct {
 	refreshes sync.WaitGroup
 	// parked counts callers waiting on a shared fetch, so tests can tell a caller has joined one.
 	parked atomic.Int64
+	// inService holds the keys Retain kept; nil before the first Retain. Other credentials get entries
+	// that are used once and never kept.
+	inService atomic.Pointer[map[string]bool]
 }
 
 type entry struct {
@@ -214,6 +217,7 @@ func (c *Cache) Retain(keep []*Fetcher) {
 	for _, f := range keep {
 		used[f.key] = true
 	}
+	c.inService.Store(&used)
 	c.entries.Range(func(k, v any) bool {
 		if !used[k.(string)] {
 			c.entries.Delete(k)
@@ -288,6 +292,13 @@ func (c *Cache) refreshAhead(e *entry, f *Fetcher, due *Token) {
 func (c *Cache) entry(key string) *entry {
 	if e, ok := c.entries.Load(key); ok {
 		return e.(*entry)
+	}
+	if in := c.inService.Load(); in != nil && !(*in)[key] {
+		// Credentials a reload dropped, asked for by a request that started before it: serve it from an
+		// entry of its own, stopped from the start so no refresh runs, and never kept.
+		ctx, stop := context.WithCancel(context.Background())
+		stop()
+		return &entry{ctx: ctx, stop: stop}
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	e, loaded := c.entries.LoadOrStore(key, &entry{ctx: ctx, stop: stop})

@@ -250,3 +250,37 @@ func TestRefusalsBackOffWhenFreshTokensAreRefusedToo(t *testing.T) {
 	assert.False(t, c.Reject(f, sixth))
 	assert.Equal(t, clock.Now().Add(time.Second), c.State(f).RefusalsUntil, "back to 1 s")
 }
+
+// A request still running on a configuration that a reload replaced may ask for credentials the reload
+// dropped: it is served, but nothing is kept for them and no refresh starts.
+func TestDroppedCredentialsAreNotKeptAgain(t *testing.T) {
+	ts := newTokenServer(t, func(n int64, w http.ResponseWriter) {
+		_, _ = fmt.Fprintf(w, `{"access_token":"tok-%d","expires_in":100}`, n)
+	})
+	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
+	c := NewCache(CacheOptions{Clock: clock})
+	t.Cleanup(c.Close)
+	kept, err := NewFetcher(Config{TokenURL: ts.URL, ClientID: "kept", ClientSecret: "s"}, Options{Clock: clock})
+	require.NoError(t, err)
+	gone, err := NewFetcher(Config{TokenURL: ts.URL, ClientID: "gone", ClientSecret: "s"}, Options{Clock: clock})
+	require.NoError(t, err)
+	c.Retain([]*Fetcher{kept})
+
+	tok, via, err := c.Token(context.Background(), gone)
+	require.NoError(t, err)
+	assert.Equal(t, ViaFetch, via)
+	assert.Nil(t, c.State(gone).Token, "nothing kept for dropped credentials")
+	clock.Advance(85 * time.Second)
+	_, _, err = c.Token(context.Background(), gone)
+	require.NoError(t, err)
+	c.refreshes.Wait()
+	assert.EqualValues(t, 2, ts.count.Load(), "each straggler fetches; no refresh ran")
+	assert.NotEqual(t, "", tok.Value)
+
+	_, via, err = c.Token(context.Background(), kept)
+	require.NoError(t, err)
+	assert.Equal(t, ViaFetch, via)
+	_, via, err = c.Token(context.Background(), kept)
+	require.NoError(t, err)
+	assert.Equal(t, ViaHit, via, "credentials in service are kept as ever")
+}

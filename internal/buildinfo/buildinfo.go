@@ -14,9 +14,10 @@ type Info struct {
 	GoVersion string
 }
 
-// version is set at link time by release builds (the Dockerfile): -ldflags "-X
-// github.com/tokenproxy/tokenproxy/internal/buildinfo.version=v1.2.3". It wins over the module version.
-var version string
+// version and revision are set at link time by release builds, whose sources come without .git (the
+// Dockerfile): -ldflags "-X github.com/tokenproxy/tokenproxy/internal/buildinfo.version=v1.2.3 -X
+// .../buildinfo.revision=<commit>". They win over what the toolchain recorded.
+var version, revision string
 
 // Read returns the build information of the running binary.
 func Read() Info {
@@ -28,12 +29,20 @@ func Read() Info {
 			info.Version = bi.Main.Version
 		}
 	}
+	if ok {
+		info.vcs(bi)
+	}
 	if version != "" {
 		info.Version = version
 	}
-	if !ok {
-		return info
+	if revision != "" {
+		info.Revision, info.Modified = revision, false
 	}
+	return info
+}
+
+// vcs reads what the toolchain recorded of the checkout the binary was built from.
+func (info *Info) vcs(bi *debug.BuildInfo) {
 	for _, s := range bi.Settings {
 		switch s.Key {
 		case "vcs.revision":
@@ -44,7 +53,6 @@ func Read() Info {
 			info.Modified = s.Value == "true"
 		}
 	}
-	return info
 }
 
 // ShortRevision is the first 12 digits of the revision, with "+dirty" for a modified tree.
