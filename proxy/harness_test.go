@@ -90,6 +90,7 @@ func newUpstream(t *testing.T, cert *tls.Certificate, readsBody bool, handler ht
 		}
 		handler(w, r)
 	}))
+	u.Config.MaxHeaderBytes = 8 << 20 // larger than the proxy's: a 431 can only come from the proxy
 	if cert != nil {
 		u.TLS = &tls.Config{Certificates: []tls.Certificate{*cert}}
 		u.StartTLS()
