@@ -130,18 +130,15 @@ func TestCacheFalseFetchesEveryTime(t *testing.T) {
 	assert.Equal(t, "Bearer "+testTokenPrefix+"2", up.last(t).Header.Get("Authorization"))
 }
 
+// In a pod, HTTP_PROXY points at tokenproxy itself: no transport of tokenproxy may read it. (A request
+// cannot show this: http.ProxyFromEnvironment skips loopback targets and reads the environment only once per
+// process, so the transports are checked themselves.)
 func TestNeverUsesProxyEnvironment(t *testing.T) {
-	t.Setenv("HTTP_PROXY", "http://127.0.0.1:1")
-	t.Setenv("HTTPS_PROXY", "http://127.0.0.1:1")
 	h := newHarness(t, harnessOptions{})
-	plain := newUpstream(t, nil, false, nil)
-	h.route("supplier.test:80", plain)
-	tunnelled := newUpstream(t, h.upCert, false, nil)
-	h.route("tunnel.test:443", tunnelled)
-	resp, _ := h.get(nil, "http://supplier.test/", nil)
-	assert.Equal(t, http.StatusOK, resp.StatusCode)
-	resp, _ = h.get(h.upPool, "https://tunnel.test/", nil)
-	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Nil(t, h.srv.upstream.Proxy, "the upstream transport")
+	assert.Same(t, h.srv.upstream, h.srv.gp.Tr, "goproxy uses that transport, not its own")
+	assert.Nil(t, h.srv.gp.ConnectDial, "goproxy never dials CONNECT targets through HTTP_PROXY")
+	assert.Nil(t, h.srv.gp.ConnectDialWithReq)
 }
 
 func TestHostMismatchInsideTunnelIsRejected(t *testing.T) {

@@ -2,6 +2,7 @@ package tokensource
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -444,11 +445,17 @@ func TestCacheKeyCoversParamsAndAuthStyle(t *testing.T) {
 	assert.EqualValues(t, 3, ts.count.Load())
 }
 
-func TestFingerprintHidesToken(t *testing.T) {
+func TestFingerprintIsAShortSHA256(t *testing.T) {
 	tok := &Token{Value: "very-secret-token"}
-	fp := tok.Fingerprint()
-	assert.Len(t, fp, 8)
-	assert.NotContains(t, fp, "secret")
-	assert.NotEqual(t, fp, Fingerprint("very-secret-tokem"), "one character changes the fingerprint")
-	assert.Equal(t, fp, Fingerprint("very-secret-token"))
+	assert.Equal(t, "01cadf39", tok.Fingerprint(), "the first 4 bytes of SHA-256, in hex: it names the token, never reveals it")
+	assert.NotEqual(t, tok.Fingerprint(), Fingerprint("very-secret-tokem"), "one character changes the fingerprint")
+}
+
+// Token requests never go through HTTP_PROXY, which in a pod is tokenproxy itself.
+func TestTokenRequestsNeverUseProxyEnvironment(t *testing.T) {
+	assert.Nil(t, sharedTransport.Proxy)
+	assert.Nil(t, buildTransport(x509.NewCertPool(), nil).Proxy)
+	f, err := NewFetcher(Config{TokenURL: "https://auth.example/t", ClientID: "c", ClientSecret: "s"}, Options{RootCAs: x509.NewCertPool()})
+	require.NoError(t, err)
+	assert.Nil(t, f.client.Transport.(*http.Transport).Proxy)
 }
