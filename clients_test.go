@@ -1,16 +1,9 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -18,48 +11,16 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tokenproxy/tokenproxy/internal/testkit"
 )
 
-// testRoot is a CA standing for the roots an app's system trusts already, and a signer of server leaves.
-type testRoot struct {
-	pem  []byte
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-}
-
-func newTestRoot(t *testing.T) *testRoot {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "Stand-in System Root"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(t, err)
-	cert, err := x509.ParseCertificate(der)
-	require.NoError(t, err)
-	return &testRoot{pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), cert: cert, key: key}
-}
-
-// server starts an https server for 127.0.0.1 with a leaf signed by the root.
-func (r *testRoot) server(t *testing.T, h http.HandlerFunc) *httptest.Server {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:   time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, r.cert, &key.PublicKey, r.key)
-	require.NoError(t, err)
+// serveTLS starts an https server for 127.0.0.1 with a leaf signed by root.
+func serveTLS(t *testing.T, root *testkit.Cert, h http.HandlerFunc) *httptest.Server {
 	s := httptest.NewUnstartedServer(h)
-	s.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	s.TLS = &tls.Config{Certificates: []tls.Certificate{*root.Issue(t, "127.0.0.1").TLS}}
 	s.StartTLS()
 	t.Cleanup(s.Close)
 	return s
@@ -68,11 +29,11 @@ func (r *testRoot) server(t *testing.T, h http.HandlerFunc) *httptest.Server {
 // Apps trust tokenproxy through the files `tokenproxy ca` writes and keep trusting every other host: an
 // intercepted route host gets the token, a tunnelled host's own certificate still verifies.
 func TestAppsTrustTheCAThroughTheWrittenBundles(t *testing.T) {
-	root := newTestRoot(t)
-	routed := root.server(t, func(w http.ResponseWriter, r *http.Request) {
+	root := testkit.CA(t, "Stand-in System Root")
+	routed := serveTLS(t, root, func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "routed auth="+r.Header.Get("Authorization")+"\n")
 	})
-	tunnelled := root.server(t, func(w http.ResponseWriter, r *http.Request) {
+	tunnelled := serveTLS(t, root, func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "tunnelled auth="+r.Header.Get("Authorization")+"\n")
 	})
 	tokens := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -81,7 +42,7 @@ func TestAppsTrustTheCAThroughTheWrittenBundles(t *testing.T) {
 	defer tokens.Close()
 
 	dir := t.TempDir()
-	rootsFile := writeFile(t, dir, "system-roots.pem", string(root.pem))
+	rootsFile := writeFile(t, dir, "system-roots.pem", string(root.PEM))
 	code, out, errOut := runBinary(t, "", nil, "ca", "-out", filepath.Join(dir, "ca"), "-roots", rootsFile)
 	require.Equal(t, 0, code, errOut)
 	assert.Contains(t, out, "bundle.pem (1 roots from "+rootsFile+", then the CA")
@@ -177,7 +138,7 @@ const https = require('https');
 		// stand-in root is not among Node's, so it is added the same way.
 		caCrt, err := os.ReadFile(filepath.Join(ca, "ca.crt"))
 		require.NoError(t, err)
-		extra := writeFile(t, app, "extra.pem", string(caCrt)+string(root.pem))
+		extra := writeFile(t, app, "extra.pem", string(caCrt)+string(root.PEM))
 		// Node 20 ignores HTTP_PROXY; global-agent, preloaded through NODE_OPTIONS without touching the app or
 		// its command line, reads it.
 		cmd := exec.Command("node", "fetch.js", urls[0], urls[1])

@@ -67,6 +67,19 @@ func (c configFlags) load() (*config.Config, error) {
 	return cfg, err
 }
 
+// loadResolved loads the configuration and finds the token endpoints of the routes that name an issuer.
+// It returns both: reloads watch what was loaded, the proxy serves what was resolved.
+func (c configFlags) loadResolved() (loaded, resolved *config.Config, err error) {
+	loaded, err = c.load()
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), resolveTimeout)
+	defer cancel()
+	resolved, err = config.Resolve(ctx, loaded, nil, nil)
+	return loaded, resolved, err
+}
+
 // runValidate checks routes.yaml as start-up would, without the network: no discovery, no token request.
 func runValidate(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlagSet("tokenproxy validate", "tokenproxy validate [-config F] [-secret-key-file F] [-syntax-only]", stderr)
@@ -260,14 +273,7 @@ func runCheck(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	if code := parseFlags(fs, args, stderr); code >= 0 {
 		return code
 	}
-	loaded, err := cf.load()
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 2
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), resolveTimeout)
-	cfg, err := config.Resolve(ctx, loaded, nil, nil)
-	cancel()
+	_, cfg, err := cf.loadResolved()
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2

@@ -2,18 +2,12 @@ package main
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -28,6 +22,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tokenproxy/tokenproxy/internal/testkit"
 )
 
 const binSecret = "binary-test-secret-77"
@@ -242,7 +237,8 @@ routes:
 }
 
 func TestBinaryVerifiesUpstreamsWithSSLCertFile(t *testing.T) {
-	certPEM, cert := testCert(t)
+	upstream := testkit.SelfSigned(t, "upstream")
+	certPEM, cert := string(upstream.PEM), *upstream.TLS
 	supplier := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "tls:"+r.Header.Get("Authorization"))
 	}))
@@ -354,21 +350,4 @@ func TestBinaryWritesCA(t *testing.T) {
 	out, err = exec.Command(binary, "ca").CombinedOutput()
 	require.Error(t, err)
 	assert.Contains(t, string(out), "-out DIR is required")
-}
-
-// testCert is a self-signed certificate for 127.0.0.1, as PEM and as a tls.Certificate.
-func testCert(t *testing.T) (string, tls.Certificate) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "upstream"},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:   time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, BasicConstraintsValid: true, IsCA: true,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(t, err)
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-		tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }

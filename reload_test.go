@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,9 +19,33 @@ import (
 	"github.com/tokenproxy/tokenproxy/admin"
 	"github.com/tokenproxy/tokenproxy/config"
 	"github.com/tokenproxy/tokenproxy/internal/buildinfo"
+	"github.com/tokenproxy/tokenproxy/internal/testkit"
 	"github.com/tokenproxy/tokenproxy/proxy"
 	"github.com/tokenproxy/tokenproxy/secrets"
 )
+
+// newTestReloader loads the routes.yaml at path (with keyFile when not empty), puts it in service on a
+// proxy, and returns a reloader of it whose log goes to log (nil: nowhere).
+func newTestReloader(t *testing.T, path, keyFile string, log io.Writer) *reloader {
+	t.Helper()
+	if log == nil {
+		log = io.Discard
+	}
+	cf := configFlags{path: &path, keyFile: &keyFile}
+	loaded, err := cf.load()
+	require.NoError(t, err)
+	cfg, err := config.Resolve(context.Background(), loaded, nil, nil)
+	require.NoError(t, err)
+	srv, err := proxy.New(cfg, proxy.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	return &reloader{cf: cf, srv: srv, metrics: admin.NewMetrics(buildinfo.Read()), log: slog.New(slog.NewTextHandler(log, nil)),
+		listen: cfg.Listen, sources: loaded.Sources}
+}
+
+// reloads counts the reloader's reloads with result success or failure.
+func (r *reloader) reloads(t *testing.T, result string) float64 {
+	return counterValue(t, r.metrics, "tokenproxy_config_reloads_total", result)
+}
 
 // The reloader driven poll by poll: a refused file is tried once, not at every poll, and again when it
 // changes.
@@ -114,43 +137,19 @@ func TestAReloadCannotDropTheClientsOfAPublicListener(t *testing.T) {
 	routes := "routes:\n  - name: a\n    hosts: [a.example]\n    tokenUrl: https://auth.example/t\n    clientId: c\n    clientSecret: s\n"
 	public := "listen: 0.0.0.0:3128\nclients:\n  - {name: ci, cidrs: [10.0.0.0/8]}\n" + routes
 	require.NoError(t, os.WriteFile(path, []byte(public), 0o600))
-	keyFile := ""
-	cf := configFlags{path: &path, keyFile: &keyFile}
-	cfg, err := cf.load()
-	require.NoError(t, err)
-	srv, err := proxy.New(cfg, proxy.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	require.NoError(t, err)
-	var logs syncLog
-	metrics := admin.NewMetrics(buildinfo.Read())
-	r := &reloader{cf: cf, srv: srv, metrics: metrics, log: slog.New(slog.NewTextHandler(&logs, nil)), listen: cfg.Listen, sources: cfg.Sources}
+	var logs testkit.LogBuffer
+	r := newTestReloader(t, path, "", &logs)
+	srv := r.srv
 
 	require.NoError(t, os.WriteFile(path, []byte("listen: 127.0.0.1:3128\n"+routes), 0o600))
 	r.poll(context.Background())
-	assert.Equal(t, 1.0, counterValue(t, metrics, "tokenproxy_config_reloads_total", "failure"))
+	assert.Equal(t, 1.0, r.reloads(t, "failure"))
 	assert.Len(t, srv.Config().Clients, 1, "the rules stay in service")
 	assert.Contains(t, logs.String(), "tokenproxy listens on 0.0.0.0:3128, beyond loopback, until a restart: the new configuration needs clients")
 
 	require.NoError(t, os.WriteFile(path, []byte(routes), 0o600))
 	r.poll(context.Background())
-	assert.Equal(t, 2.0, counterValue(t, metrics, "tokenproxy_config_reloads_total", "failure"), "nor by leaving listen out")
-}
-
-// syncLog collects log output for a test.
-type syncLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	assert.Equal(t, 2.0, r.reloads(t, "failure"), "nor by leaving listen out")
 }
 
 // Reloads do not depend on issuers that did not change, and one that was out of reach is asked again on a

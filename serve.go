@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/tokenproxy/tokenproxy/admin"
-	"github.com/tokenproxy/tokenproxy/config"
 	"github.com/tokenproxy/tokenproxy/internal/buildinfo"
 	"github.com/tokenproxy/tokenproxy/proxy"
 )
@@ -47,14 +46,7 @@ func runServe(args []string, _ io.Reader, _, stderr io.Writer) int {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	loaded, err := cf.load()
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 2
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), resolveTimeout)
-	cfg, err := config.Resolve(ctx, loaded, nil, nil)
-	cancel()
+	loaded, cfg, err := cf.loadResolved()
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2

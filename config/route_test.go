@@ -3,13 +3,7 @@ package config
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -21,22 +15,16 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tokenproxy/tokenproxy/internal/testkit"
 	"github.com/tokenproxy/tokenproxy/secrets"
 	"github.com/tokenproxy/tokenproxy/tokensource"
 )
 
 func TestParseConfigIssue3Keys(t *testing.T) {
 	dir := t.TempDir()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "client.key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600))
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "c"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	certDER, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "client.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: certDER}), 0o600))
+	client := testkit.SelfSigned(t, "c")
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "client.key"), client.KeyPEM(t), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "client.crt"), client.PEM, 0o600))
 	cfg, err := Parse(filepath.Join(dir, "routes.yaml"), []byte(`
 routes:
   - name: jwt
@@ -67,11 +55,11 @@ routes:
 	require.NoError(t, err)
 	mtls := cfg.Routes[1].Token
 	require.NotNil(t, mtls.ClientCert, "the client certificate and key were loaded")
-	assert.Equal(t, certDER, mtls.ClientCert.Certificate[0])
+	assert.Equal(t, client.Leaf.Raw, mtls.ClientCert.Certificate[0])
 	r := cfg.Routes[0]
 	assert.Equal(t, "https://login.example/tenant", r.Issuer)
 	assert.Equal(t, tokensource.AuthPrivateKeyJWT, r.Token.AuthStyle)
-	assert.True(t, key.Equal(r.Token.ClientKey))
+	assert.True(t, client.Leaf.PublicKey.(*ecdsa.PublicKey).Equal(r.Token.ClientKey.Public()), "the key from client.key")
 	assert.Equal(t, "k1", r.Token.ClientKeyID)
 	assert.Equal(t, map[string]string{"audience": "https://api.example", "resource": "orders"}, r.Token.Params)
 	assert.Equal(t, map[string]string{"X-Gateway-Key": "gk"}, r.Token.TokenHeaders)

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -45,13 +44,11 @@ func (h *harness) clientAs(from, user, password string) *http.Client {
 	if user != "" {
 		proxyURL.User = url.UserPassword(user, password)
 	}
-	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
-	tr := &http.Transport{Proxy: http.ProxyURL(&proxyURL), DialContext: dialer.DialContext,
-		TLSClientConfig: &tls.Config{RootCAs: h.caPool}}
-	h.clientMu.Lock()
-	h.clients = append(h.clients, tr)
-	h.clientMu.Unlock()
-	return &http.Client{Transport: tr}
+	c := h.client(h.caPool)
+	tr := c.Transport.(*http.Transport)
+	tr.Proxy = http.ProxyURL(&proxyURL)
+	tr.DialContext = (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}).DialContext
+	return c
 }
 
 func TestClientRules(t *testing.T) {

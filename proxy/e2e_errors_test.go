@@ -45,7 +45,7 @@ func TestTokenFailureIsA502ThatSaysWhy(t *testing.T) {
 			assert.Equal(t, http.StatusBadGateway, resp.StatusCode)
 			assert.Equal(t, "token", resp.Header.Get("X-Tokenproxy-Error"))
 			assert.Contains(t, body, "backing off")
-			assert.EqualValues(t, 1, h.tokens.count.Load())
+			assert.EqualValues(t, 1, h.tokens.Count.Load())
 
 			// The proxy stays up and recovers once the endpoint does and the backoff has passed.
 			h.clock.Advance(tokensource.BackoffMin)
@@ -191,7 +191,7 @@ func TestInterceptedHostsShareCachedCertificates(t *testing.T) {
 	}
 	wg.Wait()
 	assert.Equal(t, 1, h.srv.snap.Load().leaves.Len())
-	assert.EqualValues(t, 1, h.tokens.count.Load())
+	assert.EqualValues(t, 1, h.tokens.Count.Load())
 }
 
 // Whatever a token endpoint answers, the route's credentials and tokens never reach the app or the log.
@@ -235,5 +235,5 @@ func TestAutoSaysWhichStyleFailed(t *testing.T) {
 	assert.Equal(t, http.StatusBadGateway, resp.StatusCode)
 	assert.Contains(t, body, "token endpoint: "+h.tokens.URL+"/oauth/token/fresh (authStyle auto, sent as body)")
 	assert.Contains(t, body, "hint: check clientId and clientSecret (auto tried basic-header, then body)")
-	assert.EqualValues(t, 2, h.tokens.count.Load(), "basic-header, then body")
+	assert.EqualValues(t, 2, h.tokens.Count.Load(), "basic-header, then body")
 }

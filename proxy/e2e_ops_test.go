@@ -223,7 +223,7 @@ routes:
 		require.Equal(t, http.StatusOK, resp.StatusCode)
 	}
 	get()
-	require.EqualValues(t, 1, h.tokens.count.Load())
+	require.EqualValues(t, 1, h.tokens.Count.Load())
 
 	h.swap(oneRoute + `
   - name: added
@@ -233,15 +233,15 @@ routes:
     clientSecret: x
 `)
 	get()
-	assert.EqualValues(t, 1, h.tokens.count.Load(), "the route's credentials did not change: its token is kept")
+	assert.EqualValues(t, 1, h.tokens.Count.Load(), "the route's credentials did not change: its token is kept")
 
 	h.swap(oneRoute + "    scope: orders.write\n")
 	get()
-	assert.EqualValues(t, 2, h.tokens.count.Load(), "other credentials, another token")
+	assert.EqualValues(t, 2, h.tokens.Count.Load(), "other credentials, another token")
 
 	h.swap(oneRoute)
 	get()
-	assert.EqualValues(t, 3, h.tokens.count.Load(), "the first token was dropped when no route used its credentials")
+	assert.EqualValues(t, 3, h.tokens.Count.Load(), "the first token was dropped when no route used its credentials")
 	var names []string
 	for _, r := range h.srv.Status() {
 		names = append(names, r.Name)

@@ -75,7 +75,7 @@ func TestReplayAfter401WithFreshToken(t *testing.T) {
 				assert.Equal(t, sha([]byte(payload)), reqs[0].BodySHA)
 				assert.Equal(t, reqs[0].BodySHA, reqs[1].BodySHA, "the replay is byte-identical")
 				assert.Equal(t, "Bearer "+testTokenPrefix+"2", reqs[1].Header.Get("Authorization"))
-				assert.EqualValues(t, 2, h.tokens.count.Load())
+				assert.EqualValues(t, 2, h.tokens.Count.Load())
 				assert.Contains(t, h.logs.String(), "replayed=true")
 				assert.Equal(t, 1.0, h.metrics.get("replays orders"))
 			})
@@ -112,7 +112,7 @@ func TestNoReplayForLargeBodiesOrWhenDisabled(t *testing.T) {
 			assert.Equal(t, `Bearer error="invalid_token"`, resp.Header.Get("WWW-Authenticate"))
 			assert.Len(t, up.requests(), 2, "the warm-up and the one send")
 			assert.Equal(t, sha([]byte(tt.body)), up.last(t).BodySHA)
-			assert.EqualValues(t, 1, h.tokens.count.Load())
+			assert.EqualValues(t, 1, h.tokens.Count.Load())
 		})
 	}
 }
@@ -132,7 +132,7 @@ func TestAtMostOneReplay(t *testing.T) {
 	resp, _ := post(t, h, "http://supplier.test/", strings.NewReader("x"), 1)
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
 	assert.Len(t, up.requests(), 3, "the warm-up, the first send and one replay, never more")
-	assert.EqualValues(t, 2, h.tokens.count.Load())
+	assert.EqualValues(t, 2, h.tokens.Count.Load())
 }
 
 // A supplier revoking a token seconds after it was issued (an IdP restart, a key rotation) costs the app
@@ -146,7 +146,7 @@ func TestARevocationRightAfterIssueCostsTheAppNothing(t *testing.T) {
 	resp, body := h.get(nil, "http://supplier.test/", nil)
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, "accepted "+testTokenPrefix+"2", body)
-	assert.EqualValues(t, 2, h.tokens.count.Load())
+	assert.EqualValues(t, 2, h.tokens.Count.Load())
 	assert.Equal(t, 1.0, h.metrics.get("replays orders"))
 }
 
@@ -168,11 +168,11 @@ func TestASupplierThatRefusesEveryTokenCostsAtMostTenFetchesAMinute(t *testing.T
 		require.Equal(t, http.StatusUnauthorized, resp.StatusCode, "the app gets the supplier's answer")
 		h.clock.Advance(100 * time.Millisecond)
 		if i == 599 {
-			assert.LessOrEqual(t, h.tokens.count.Load(), int64(10), "the first minute")
+			assert.LessOrEqual(t, h.tokens.Count.Load(), int64(10), "the first minute")
 		}
 	}
-	assert.LessOrEqual(t, h.tokens.count.Load(), int64(12), "two minutes")
-	assert.GreaterOrEqual(t, h.tokens.count.Load(), int64(7), "it keeps trying, more and more rarely")
+	assert.LessOrEqual(t, h.tokens.Count.Load(), int64(12), "two minutes")
+	assert.GreaterOrEqual(t, h.tokens.Count.Load(), int64(7), "it keeps trying, more and more rarely")
 	assert.Equal(t, 1, strings.Count(h.logs.String(), "refuses the tokens tokenproxy fetches"), "logged once")
 	assert.Positive(t, h.metrics.get("refusal backoffs orders"))
 	st := h.srv.Status()[0]
@@ -216,7 +216,7 @@ func TestConcurrent401sShareOneFreshToken(t *testing.T) {
 	for _, s := range statuses {
 		assert.Equal(t, http.StatusOK, s)
 	}
-	assert.EqualValues(t, 2, h.tokens.count.Load(), "the first token, then one fresh token for all ten 401s")
+	assert.EqualValues(t, 2, h.tokens.Count.Load(), "the first token, then one fresh token for all ten 401s")
 	assert.Len(t, up.requests(), 1+2*n)
 }
 
@@ -248,6 +248,6 @@ func TestRoutesWithTheSameCredentialsShareAToken(t *testing.T) {
 	h.route("secure.test:443", tlsUp)
 	h.get(nil, "http://supplier.test/", nil)
 	h.get(nil, "http://secure.test/", nil) // route "secure": same tokenUrl, clientId, grant, scope, style
-	assert.EqualValues(t, 1, h.tokens.count.Load())
+	assert.EqualValues(t, 1, h.tokens.Count.Load())
 	assert.Equal(t, plain.last(t).Header.Get("Authorization"), tlsUp.last(t).Header.Get("Authorization"))
 }

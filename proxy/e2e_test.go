@@ -45,7 +45,7 @@ func TestPlainHTTPGetsTokenAndKeepsTheRest(t *testing.T) {
 	for _, hop := range []string{"X-Hop", "Keep-Alive", "Proxy-Authorization", "Proxy-Connection", "Te"} {
 		assert.Empty(t, got.Header.Get(hop), hop)
 	}
-	assert.EqualValues(t, 1, h.tokens.count.Load(), "three requests, one token request")
+	assert.EqualValues(t, 1, h.tokens.Count.Load(), "three requests, one token request")
 }
 
 func TestUnmatchedHostPassesUntouched(t *testing.T) {
@@ -58,7 +58,7 @@ func TestUnmatchedHostPassesUntouched(t *testing.T) {
 	got := up.last(t)
 	assert.Equal(t, "Basic YXBwOmFwcA==", got.Header.Get("Authorization"))
 	assert.Equal(t, "/open?q=1", got.RequestURI)
-	assert.Zero(t, h.tokens.count.Load(), "no token is fetched for an unmatched host")
+	assert.Zero(t, h.tokens.Count.Load(), "no token is fetched for an unmatched host")
 }
 
 func TestUnmatchedReject(t *testing.T) {
@@ -106,7 +106,7 @@ func TestTunnelledHTTPSIsNotIntercepted(t *testing.T) {
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.True(t, resp.TLS.PeerCertificates[0].Equal(h.upCert.Leaf), "the app sees the upstream's own certificate")
 	assert.Equal(t, "Bearer app-own", up.last(t).Header.Get("Authorization"))
-	assert.Zero(t, h.tokens.count.Load())
+	assert.Zero(t, h.tokens.Count.Load())
 }
 
 func TestUpstreamTLSRoute(t *testing.T) {
@@ -126,7 +126,7 @@ func TestCacheFalseFetchesEveryTime(t *testing.T) {
 	h.route("fresh.test:80", up)
 	h.get(nil, "http://fresh.test/", nil)
 	h.get(nil, "http://fresh.test/", nil)
-	assert.EqualValues(t, 2, h.tokens.count.Load())
+	assert.EqualValues(t, 2, h.tokens.Count.Load())
 	assert.Equal(t, "Bearer "+testTokenPrefix+"2", up.last(t).Header.Get("Authorization"))
 }
 
@@ -158,7 +158,7 @@ func TestHostMismatchInsideTunnelIsRejected(t *testing.T) {
 		assert.Contains(t, string(body), "was opened (CONNECT) for supplier.test:443")
 	}
 	assert.Empty(t, up.requests(), "no request left the proxy")
-	assert.Zero(t, h.tokens.count.Load(), "no token was fetched")
+	assert.Zero(t, h.tokens.Count.Load(), "no token was fetched")
 
 	// The same tunnel with the right Host works, with or without the default port.
 	tc, br := h.connectTLS("supplier.test:443")

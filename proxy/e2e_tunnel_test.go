@@ -29,7 +29,7 @@ func TestPlainHTTPInsideInterceptedTunnelIsRefused(t *testing.T) {
 	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
 	assert.Contains(t, string(body), "must speak TLS")
 	assert.Empty(t, up.requests(), "the token never travels unencrypted")
-	assert.Zero(t, h.tokens.count.Load())
+	assert.Zero(t, h.tokens.Count.Load())
 }
 
 func TestAbsoluteFormRequestForAnotherHostInsideTunnelIsRefused(t *testing.T) {
@@ -174,5 +174,5 @@ func TestCurlTunnelledHTTPS(t *testing.T) {
 	out := curl(t, "-x", "http://"+h.proxyURL.Host, "--cacert", pem, "-H", "Authorization: Bearer app-own", "https://tunnel.test/t")
 	assert.Contains(t, out, "hello from upstream")
 	assert.Equal(t, "Bearer app-own", up.last(t).Header.Get("Authorization"))
-	assert.Zero(t, h.tokens.count.Load())
+	assert.Zero(t, h.tokens.Count.Load())
 }

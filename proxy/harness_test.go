@@ -2,21 +2,15 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -32,6 +26,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/tokenproxy/tokenproxy/config"
+	"github.com/tokenproxy/tokenproxy/internal/testkit"
 	"github.com/tokenproxy/tokenproxy/mitm"
 	"github.com/tokenproxy/tokenproxy/tokensource"
 )
@@ -101,21 +96,20 @@ func newUpstream(t *testing.T, cert *tls.Certificate, readsBody bool, handler ht
 	return u
 }
 
-// tokenServer issues testTokenPrefix+N for the N-th request unless fail is set.
+// tokenServer issues testTokenPrefix+N for the N-th request to buyer's credentials (HTTP Basic), unless
+// fail is set.
 type tokenServer struct {
-	*httptest.Server
-	count    atomic.Int64
+	*testkit.TokenServer
 	fail     atomic.Pointer[string] // set: every request is answered 401 invalid_client
 	failBody atomic.Pointer[string] // the JSON body of that 401, when not the standard one
 }
 
 func newTokenServer(t *testing.T) *tokenServer {
 	ts := &tokenServer{}
-	ts.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n := ts.count.Add(1)
-		user, pass, _ := r.BasicAuth()
+	ts.TokenServer = testkit.NewTokenServer(t, func(n int64, req testkit.TokenRequest, w http.ResponseWriter) {
+		user, pass, _ := req.BasicAuth()
+		w.Header().Set("Content-Type", "application/json")
 		if f := ts.fail.Load(); f != nil || user != "buyer" || pass != testClientSecret {
-			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusUnauthorized)
 			body := `{"error":"invalid_client","error_description":"Client authentication failed"}`
 			if custom := ts.failBody.Load(); custom != nil {
@@ -124,10 +118,8 @@ func newTokenServer(t *testing.T) *tokenServer {
 			_, _ = io.WriteString(w, body)
 			return
 		}
-		w.Header().Set("Content-Type", "application/json")
 		_, _ = fmt.Fprintf(w, `{"access_token":"%s%d","token_type":"Bearer","expires_in":3600}`, testTokenPrefix, n)
-	}))
-	t.Cleanup(ts.Close)
+	})
 	return ts
 }
 
@@ -143,26 +135,12 @@ type harness struct {
 	upCert   *tls.Certificate
 	hostsMu  sync.Mutex
 	hosts    map[string]string // test host:port → loopback address
-	logs     *syncBuffer
-	clock    *fakeClock // token lifetimes and backoff run on it
+	logs     *testkit.LogBuffer
+	clock    *testkit.Clock // token lifetimes and backoff run on it
 	metrics  *recorder
 	dir      string // routes.yaml and ca/ live here
 	clientMu sync.Mutex
 	clients  []*http.Transport // every client's transport, so a test can close their idle connections
-}
-
-// fakeClock is a clock the test moves by hand.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
 }
 
 type harnessOptions struct {
@@ -199,9 +177,10 @@ routes:
 func newHarness(t *testing.T, o harnessOptions) *harness {
 	t.Helper()
 	dir := t.TempDir()
-	h := &harness{t: t, tokens: newTokenServer(t), hosts: map[string]string{}, logs: &syncBuffer{},
-		clock: &fakeClock{now: time.Unix(1_800_000_000, 0)}, metrics: newRecorder(), dir: dir}
-	h.upCert, h.upPool = selfSignedCert(t, "supplier.test", "secure.test", "tunnel.test", "fresh.test")
+	h := &harness{t: t, tokens: newTokenServer(t), hosts: map[string]string{}, logs: &testkit.LogBuffer{},
+		clock: testkit.NewClock(time.Unix(1_800_000_000, 0)), metrics: newRecorder(), dir: dir}
+	up := testkit.SelfSigned(t, "supplier.test", "secure.test", "tunnel.test", "fresh.test")
+	h.upCert, h.upPool = up.TLS, up.Pool()
 	certFile, _, err := mitm.WriteCA(filepath.Join(dir, "ca"))
 	require.NoError(t, err)
 	h.caFile = certFile
@@ -322,49 +301,6 @@ func (h *harness) get(pool *x509.CertPool, rawURL string, header http.Header) (*
 	body, err := io.ReadAll(resp.Body)
 	require.NoError(h.t, err)
 	return resp, string(body)
-}
-
-// selfSignedCert makes an ECDSA certificate for names (and 127.0.0.1) that is its own root.
-func selfSignedCert(t *testing.T, names ...string) (*tls.Certificate, *x509.CertPool) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: "test upstream"},
-		DNSNames:              names,
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(t, err)
-	leaf, err := x509.ParseCertificate(der)
-	require.NoError(t, err)
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
-}
-
-// syncBuffer is a log sink safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func sha(b []byte) string {

@@ -10,13 +10,10 @@ import (
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"io"
 	"log/slog"
-	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -27,11 +24,12 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tokenproxy/tokenproxy/internal/testkit"
 )
 
 // assertionServer verifies a client_assertion with verifyKey and answers a token when it holds.
 func assertionServer(t *testing.T, alg string, verifyKey any, seen *[]jwt.MapClaims, kids *[]string) *tokenServer {
-	return newTokenServer(t, func(_ int64, w http.ResponseWriter) {}).with(func(r *http.Request, w http.ResponseWriter) {
+	return withHandler(newTokenServer(t, nil), func(r *http.Request, w http.ResponseWriter) {
 		assert.NoError(t, r.ParseForm())
 		assert.Equal(t, "urn:ietf:params:oauth:client-assertion-type:jwt-bearer", r.PostForm.Get("client_assertion_type"))
 		assert.Equal(t, "client-7", r.PostForm.Get("client_id"))
@@ -54,10 +52,10 @@ func assertionServer(t *testing.T, alg string, verifyKey any, seen *[]jwt.MapCla
 	})
 }
 
-// with replaces the server's handler with one that sees the request.
-func (ts *tokenServer) with(h func(r *http.Request, w http.ResponseWriter)) *tokenServer {
+// withHandler replaces the server's handler with one that sees the request.
+func withHandler(ts *tokenServer, h func(r *http.Request, w http.ResponseWriter)) *tokenServer {
 	ts.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ts.count.Add(1)
+		ts.Count.Add(1)
 		h(r, w)
 	})
 	return ts
@@ -159,27 +157,10 @@ func TestParsePrivateKey(t *testing.T) {
 	assert.ErrorContains(t, err, "holds no PEM block")
 }
 
-// selfSigned makes a certificate for 127.0.0.1 that is its own root.
-func selfSigned(t *testing.T, cn string, usage x509.ExtKeyUsage) (tls.Certificate, *x509.Certificate) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:   time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{usage},
-		BasicConstraintsValid: true, IsCA: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(t, err)
-	leaf, err := x509.ParseCertificate(der)
-	require.NoError(t, err)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, leaf
-}
-
 func TestTLSClientAuth(t *testing.T) {
-	clientCert, clientLeaf := selfSigned(t, "client-7", x509.ExtKeyUsageClientAuth)
-	serverCert, serverLeaf := selfSigned(t, "token server", x509.ExtKeyUsageServerAuth)
+	client, server := testkit.SelfSigned(t, "client-7"), testkit.SelfSigned(t, "token server")
+	clientCert, clientLeaf := *client.TLS, client.Leaf
+	serverCert, serverLeaf := *server.TLS, server.Leaf
 	clientCAs := x509.NewCertPool()
 	clientCAs.AddCert(clientLeaf)
 	var gotForm url.Values
@@ -232,7 +213,7 @@ func TestAuthStyleAuto(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ts := newTokenServer(t, nil).with(func(r *http.Request, w http.ResponseWriter) {
+			ts := withHandler(newTokenServer(t, nil), func(r *http.Request, w http.ResponseWriter) {
 				assert.NoError(t, r.ParseForm())
 				_, _, basic := r.BasicAuth()
 				style := AuthBody
@@ -253,7 +234,7 @@ func TestAuthStyleAuto(t *testing.T) {
 			for i, want := range tt.wantRequests {
 				_, err := f.Fetch(context.Background())
 				assert.Equal(t, tt.wantOK, err == nil, "fetch %d: %v", i, err)
-				assert.Equal(t, want, ts.count.Load(), "token requests after fetch %d", i)
+				assert.Equal(t, want, ts.Count.Load(), "token requests after fetch %d", i)
 			}
 			assert.Equal(t, tt.wantDetected, f.Detected())
 			if tt.wantDetected != "" {
@@ -265,7 +246,7 @@ func TestAuthStyleAuto(t *testing.T) {
 }
 
 func TestAuthStyleAutoTimeoutNeverFlips(t *testing.T) {
-	ts := newTokenServer(t, nil).with(func(r *http.Request, w http.ResponseWriter) {
+	ts := withHandler(newTokenServer(t, nil), func(r *http.Request, w http.ResponseWriter) {
 		_, _ = io.Copy(io.Discard, r.Body) // net/http notices the client leaving only once the body is read
 		<-r.Context().Done()               // never answers in time
 	})
@@ -276,7 +257,7 @@ func TestAuthStyleAutoTimeoutNeverFlips(t *testing.T) {
 	e, ok := AsError(err)
 	require.True(t, ok, "want *Error, got %v", err)
 	assert.True(t, e.Timeout)
-	assert.EqualValues(t, 1, ts.count.Load(), "a timeout is not a reason to ask again with body")
+	assert.EqualValues(t, 1, ts.Count.Load(), "a timeout is not a reason to ask again with body")
 	assert.Equal(t, AuthStyle(""), f.Detected())
 }
 
@@ -299,13 +280,13 @@ func TestParamsAndTokenHeaders(t *testing.T) {
 			require.NoError(t, err)
 			_, err = f.Fetch(context.Background())
 			require.NoError(t, err)
-			got := ts.last(t)
-			assert.Equal(t, "gateway-key", got.header.Get("X-Api-Key"))
+			got := ts.Last(t)
+			assert.Equal(t, "gateway-key", got.Header.Get("X-Api-Key"))
 			fields := map[string]string{}
 			if style == RequestJSON {
-				require.NoError(t, json.Unmarshal([]byte(got.body), &fields))
+				require.NoError(t, json.Unmarshal([]byte(got.Body), &fields))
 			} else {
-				form, err := url.ParseQuery(got.body)
+				form, err := url.ParseQuery(got.Body)
 				require.NoError(t, err)
 				for k := range form {
 					fields[k] = form.Get(k)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tokenproxy/tokenproxy/internal/testkit"
 )
 
 // lookups records what the cache reports.
@@ -89,7 +90,7 @@ func TestRetainDropsOtherCredentialsAndStopsTheirRefresh(t *testing.T) {
 		close(cancelled)
 	}))
 	defer blocking.Close()
-	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+	clock := testkit.NewClock(time.Unix(1_700_000_000, 0))
 	c := NewCache(CacheOptions{Clock: clock})
 	kept, err := NewFetcher(Config{TokenURL: ts.URL, ClientID: "kept", ClientSecret: "s"}, Options{Clock: clock})
 	require.NoError(t, err)
@@ -124,7 +125,7 @@ func TestStateShowsBackoff(t *testing.T) {
 	ts := newTokenServer(t, func(n int64, w http.ResponseWriter) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	})
-	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+	clock := testkit.NewClock(time.Unix(1_700_000_000, 0))
 	c := NewCache(CacheOptions{Clock: clock})
 	f, err := NewFetcher(Config{TokenURL: ts.URL, ClientID: "c", ClientSecret: "s"}, Options{Clock: clock})
 	require.NoError(t, err)
@@ -183,7 +184,7 @@ func TestOneAttemptPerBackoffWindow(t *testing.T) {
 		attempts.Add(1)
 		w.WriteHeader(http.StatusServiceUnavailable)
 	})
-	clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+	clock := testkit.NewClock(time.Unix(1_700_000_000, 0))
 	c := NewCache(CacheOptions{Clock: clock})
 	f, err := NewFetcher(Config{TokenURL: ts.URL, ClientID: "c", ClientSecret: "s"}, Options{Clock: clock})
 	require.NoError(t, err)
@@ -213,7 +214,7 @@ func TestRefusalsBackOffWhenFreshTokensAreRefusedToo(t *testing.T) {
 	ts := newTokenServer(t, func(n int64, w http.ResponseWriter) {
 		_, _ = fmt.Fprintf(w, `{"access_token":"tok-%d","expires_in":3600}`, n)
 	})
-	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
+	clock := testkit.NewClock(time.Unix(1_800_000_000, 0))
 	c := NewCache(CacheOptions{Clock: clock})
 	f, err := NewFetcher(Config{TokenURL: ts.URL, ClientID: "c", ClientSecret: "s"}, Options{Clock: clock})
 	require.NoError(t, err)
@@ -239,7 +240,7 @@ func TestRefusalsBackOffWhenFreshTokensAreRefusedToo(t *testing.T) {
 	clock.Advance(2 * time.Second)
 	assert.True(t, c.Reject(f, third))
 	fourth := token()
-	assert.EqualValues(t, 4, ts.count.Load())
+	assert.EqualValues(t, 4, ts.Count.Load())
 
 	// The supplier takes the fourth token; much later its regular successor is refused once: that starts over.
 	clock.Advance(time.Hour) // the fourth expires; its successor is fetched the ordinary way
@@ -257,7 +258,7 @@ func TestDroppedCredentialsAreNotKeptAgain(t *testing.T) {
 	ts := newTokenServer(t, func(n int64, w http.ResponseWriter) {
 		_, _ = fmt.Fprintf(w, `{"access_token":"tok-%d","expires_in":100}`, n)
 	})
-	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
+	clock := testkit.NewClock(time.Unix(1_800_000_000, 0))
 	c := NewCache(CacheOptions{Clock: clock})
 	t.Cleanup(c.Close)
 	kept, err := NewFetcher(Config{TokenURL: ts.URL, ClientID: "kept", ClientSecret: "s"}, Options{Clock: clock})
@@ -274,7 +275,7 @@ func TestDroppedCredentialsAreNotKeptAgain(t *testing.T) {
 	_, _, err = c.Token(context.Background(), gone)
 	require.NoError(t, err)
 	c.refreshes.Wait()
-	assert.EqualValues(t, 2, ts.count.Load(), "each straggler fetches; no refresh ran")
+	assert.EqualValues(t, 2, ts.Count.Load(), "each straggler fetches; no refresh ran")
 	assert.NotEqual(t, "", tok.Value)
 
 	_, via, err = c.Token(context.Background(), kept)

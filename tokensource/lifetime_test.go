@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tokenproxy/tokenproxy/internal/testkit"
 )
 
 func fakeJWT(exp int64) string {
@@ -58,7 +59,7 @@ func TestLifetimeSources(t *testing.T) {
 			ts := newTokenServer(t, func(_ int64, w http.ResponseWriter) { _, _ = io.WriteString(w, tt.answer) })
 			cfg := tt.cfg
 			cfg.TokenURL, cfg.ClientID, cfg.ClientSecret = ts.URL, "c", "s"
-			f, err := NewFetcher(cfg, Options{Clock: &fakeClock{now: now}})
+			f, err := NewFetcher(cfg, Options{Clock: testkit.NewClock(now)})
 			require.NoError(t, err)
 			tok, err := f.Fetch(context.Background())
 			require.NoError(t, err)
@@ -145,7 +146,7 @@ func newBlockingServer(t *testing.T, lifetime int) *blockingServer {
 
 func TestRefreshAheadNeverMakesARequestWait(t *testing.T) {
 	bs := newBlockingServer(t, 100)
-	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
+	clock := testkit.NewClock(time.Unix(1_800_000_000, 0))
 	f, err := NewFetcher(Config{TokenURL: bs.URL, ClientID: "c", ClientSecret: "s"}, Options{Clock: clock})
 	require.NoError(t, err)
 	c := NewCache(CacheOptions{Clock: clock})
@@ -156,7 +157,7 @@ func TestRefreshAheadNeverMakesARequestWait(t *testing.T) {
 	_, hit, err := c.Token(context.Background(), f)
 	require.NoError(t, err)
 	assert.Equal(t, ViaHit, hit)
-	assert.EqualValues(t, 1, bs.count.Load(), "no refresh before 80 % of the lifetime")
+	assert.EqualValues(t, 1, bs.Count.Load(), "no refresh before 80 % of the lifetime")
 
 	// The token endpoint now hangs until released; requests still get the current token at once.
 	gate := make(chan struct{})
@@ -168,19 +169,19 @@ func TestRefreshAheadNeverMakesARequestWait(t *testing.T) {
 		assert.Equal(t, ViaHit, hit)
 		assert.Equal(t, first.Value, tok.Value)
 	}
-	require.Eventually(t, func() bool { return bs.count.Load() == 2 }, 5*time.Second, time.Millisecond,
+	require.Eventually(t, func() bool { return bs.Count.Load() == 2 }, 5*time.Second, time.Millisecond,
 		"one background refresh reached the endpoint")
 	close(gate)
 	require.Eventually(t, func() bool {
 		tok, _, err := c.Token(context.Background(), f)
 		return err == nil && tok.Value == "tok-2"
 	}, 5*time.Second, time.Millisecond)
-	assert.EqualValues(t, 2, bs.count.Load(), "50 requests during the refresh started one fetch")
+	assert.EqualValues(t, 2, bs.Count.Load(), "50 requests during the refresh started one fetch")
 }
 
 func TestFailedRefreshKeepsTheValidToken(t *testing.T) {
 	bs := newBlockingServer(t, 100)
-	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
+	clock := testkit.NewClock(time.Unix(1_800_000_000, 0))
 	f, err := NewFetcher(Config{TokenURL: bs.URL, ClientID: "c", ClientSecret: "s"}, Options{Clock: clock})
 	require.NoError(t, err)
 	c := NewCache(CacheOptions{Clock: clock})
@@ -192,14 +193,14 @@ func TestFailedRefreshKeepsTheValidToken(t *testing.T) {
 	tok, _, err := c.Token(context.Background(), f)
 	require.NoError(t, err)
 	assert.Equal(t, "tok-1", tok.Value)
-	require.Eventually(t, func() bool { return bs.count.Load() == 2 && !c.entry(f.key).refreshing.Load() }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return bs.Count.Load() == 2 && !c.entry(f.key).refreshing.Load() }, 5*time.Second, time.Millisecond)
 	// Within the backoff, requests do not start another refresh, and the valid token keeps being used.
 	for i := 0; i < 20; i++ {
 		tok, _, err = c.Token(context.Background(), f)
 		require.NoError(t, err)
 		assert.Equal(t, "tok-1", tok.Value)
 	}
-	assert.EqualValues(t, 2, bs.count.Load())
+	assert.EqualValues(t, 2, bs.Count.Load())
 
 	// Past the backoff, the next request tries again and the endpoint is back.
 	bs.fail.Store(false)
@@ -215,7 +216,7 @@ func TestFailedRefreshKeepsTheValidToken(t *testing.T) {
 func TestBackoffBoundsAttemptsOnADeadEndpoint(t *testing.T) {
 	bs := newBlockingServer(t, 100)
 	bs.fail.Store(true)
-	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
+	clock := testkit.NewClock(time.Unix(1_800_000_000, 0))
 	f, err := NewFetcher(Config{TokenURL: bs.URL, ClientID: "c", ClientSecret: "s"}, Options{Clock: clock})
 	require.NoError(t, err)
 	c := NewCache(CacheOptions{Clock: clock})
@@ -233,7 +234,7 @@ func TestBackoffBoundsAttemptsOnADeadEndpoint(t *testing.T) {
 		}
 		clock.Advance(100 * time.Millisecond)
 	}
-	attempts := bs.count.Load()
+	attempts := bs.Count.Load()
 	t.Logf("a dead endpoint saw %d attempts in 10 simulated minutes of 6,000 requests", attempts)
 	// 1 s doubling to 1 min with jitter between half and all of each step: at least 7 + 10 and at most 7 + 20.
 	assert.GreaterOrEqual(t, attempts, int64(15))
@@ -248,7 +249,7 @@ func TestBackoffHonoursRetryAfter(t *testing.T) {
 				w.Header().Set("Retry-After", "120")
 				w.WriteHeader(status)
 			})
-			clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
+			clock := testkit.NewClock(time.Unix(1_800_000_000, 0))
 			f, err := NewFetcher(Config{TokenURL: ts.URL, ClientID: "c", ClientSecret: "s"}, Options{Clock: clock})
 			require.NoError(t, err)
 			c := NewCache(CacheOptions{Clock: clock})
@@ -257,18 +258,18 @@ func TestBackoffHonoursRetryAfter(t *testing.T) {
 			clock.Advance(119 * time.Second)
 			_, _, err = c.Token(context.Background(), f)
 			assert.True(t, IsBackoff(err))
-			assert.EqualValues(t, 1, ts.count.Load(), "nothing asked before Retry-After passed")
+			assert.EqualValues(t, 1, ts.Count.Load(), "nothing asked before Retry-After passed")
 			clock.Advance(time.Second)
 			_, _, err = c.Token(context.Background(), f)
 			assert.False(t, IsBackoff(err))
-			assert.EqualValues(t, 2, ts.count.Load())
+			assert.EqualValues(t, 2, ts.Count.Load())
 		})
 	}
 }
 
 func TestFreshFetchesEveryTimeButBacksOff(t *testing.T) {
 	bs := newBlockingServer(t, 3600)
-	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
+	clock := testkit.NewClock(time.Unix(1_800_000_000, 0))
 	f, err := NewFetcher(Config{TokenURL: bs.URL, ClientID: "c", ClientSecret: "s"}, Options{Clock: clock})
 	require.NoError(t, err)
 	c := NewCache(CacheOptions{Clock: clock})
@@ -282,5 +283,5 @@ func TestFreshFetchesEveryTimeButBacksOff(t *testing.T) {
 	require.Error(t, err)
 	_, err = c.Fresh(context.Background(), f)
 	assert.True(t, IsBackoff(err))
-	assert.EqualValues(t, 3, bs.count.Load())
+	assert.EqualValues(t, 3, bs.Count.Load())
 }

@@ -12,44 +12,25 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tokenproxy/tokenproxy/internal/testkit"
 )
 
 const testSecret = "s3cr3t:with/odd+chars"
 
-// tokenServer records every token request and answers with answer(n) for the n-th one.
-type tokenServer struct {
-	*httptest.Server
-	mu       sync.Mutex
-	requests []recorded
-	count    atomic.Int64
-	answer   func(n int64, w http.ResponseWriter)
-}
-
-type recorded struct {
-	header http.Header
-	body   string
-}
+// tokenServer is the shared recording token endpoint; newTokenServer answers the n-th request with answer.
+type tokenServer = testkit.TokenServer
 
 func newTokenServer(t *testing.T, answer func(n int64, w http.ResponseWriter)) *tokenServer {
-	ts := &tokenServer{answer: answer}
-	ts.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		ts.mu.Lock()
-		ts.requests = append(ts.requests, recorded{header: r.Header.Clone(), body: string(body)})
-		ts.mu.Unlock()
-		n := ts.count.Add(1)
-		if ts.answer != nil {
-			ts.answer(n, w)
+	return testkit.NewTokenServer(t, func(n int64, _ testkit.TokenRequest, w http.ResponseWriter) {
+		if answer != nil {
+			answer(n, w)
 		}
-	}))
-	t.Cleanup(ts.Close)
-	return ts
+	})
 }
 
 func jsonAnswer(obj any) func(int64, http.ResponseWriter) {
@@ -57,13 +38,6 @@ func jsonAnswer(obj any) func(int64, http.ResponseWriter) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(obj)
 	}
-}
-
-func (ts *tokenServer) last(t *testing.T) recorded {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	require.NotEmpty(t, ts.requests, "the token server received no request")
-	return ts.requests[len(ts.requests)-1]
 }
 
 func TestRequestStyles(t *testing.T) {
@@ -98,15 +72,15 @@ func TestRequestStyles(t *testing.T) {
 			assert.Equal(t, "tok-1", tok.Value)
 			assert.Equal(t, time.Minute, tok.Lifetime())
 
-			got := ts.last(t)
-			assert.Equal(t, tt.wantAuth, got.header.Get("Authorization"))
-			assert.Equal(t, tt.wantType, got.header.Get("Content-Type"))
-			assert.Equal(t, "application/json", got.header.Get("Accept"))
+			got := ts.Last(t)
+			assert.Equal(t, tt.wantAuth, got.Header.Get("Authorization"))
+			assert.Equal(t, tt.wantType, got.Header.Get("Content-Type"))
+			assert.Equal(t, "application/json", got.Header.Get("Accept"))
 			fields := map[string]string{}
 			if tt.style == RequestJSON {
-				require.NoError(t, json.Unmarshal([]byte(got.body), &fields))
+				require.NoError(t, json.Unmarshal([]byte(got.Body), &fields))
 			} else {
-				form, err := url.ParseQuery(got.body)
+				form, err := url.ParseQuery(got.Body)
 				require.NoError(t, err)
 				for k := range form {
 					fields[k] = form.Get(k)
@@ -123,7 +97,7 @@ func TestScopeOmittedWhenEmpty(t *testing.T) {
 	require.NoError(t, err)
 	_, err = f.Fetch(context.Background())
 	require.NoError(t, err)
-	assert.Equal(t, "grant_type=client_credentials", ts.last(t).body)
+	assert.Equal(t, "grant_type=client_credentials", ts.Last(t).Body)
 }
 
 func TestTokenPathAndLifetime(t *testing.T) {
@@ -233,20 +207,7 @@ func TestNetworkErrorAndRedirects(t *testing.T) {
 	_, err = f.Fetch(context.Background())
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "redirect")
-	assert.Zero(t, other.count.Load(), "the credentials must not follow a redirect to another host")
-}
-
-// fakeClock is a clock the test moves by hand.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
+	assert.Zero(t, other.Count.Load(), "the credentials must not follow a redirect to another host")
 }
 
 // The skew is checked on each side of its edge with a cache of its own, so the refresh-ahead that the
@@ -266,7 +227,7 @@ func TestCacheExpirySkew(t *testing.T) {
 				ts := newTokenServer(t, func(n int64, w http.ResponseWriter) {
 					_, _ = fmt.Fprintf(w, `{"access_token":"tok-%d","expires_in":%d}`, n, tt.lifetime)
 				})
-				clock := &fakeClock{now: time.Unix(1_700_000_000, 0)}
+				clock := testkit.NewClock(time.Unix(1_700_000_000, 0))
 				f, err := NewFetcher(Config{TokenURL: ts.URL, ClientID: "c", ClientSecret: "s"}, Options{Clock: clock})
 				require.NoError(t, err)
 				c := NewCache(CacheOptions{Clock: clock})
@@ -327,21 +288,21 @@ func TestCacheSingleflight(t *testing.T) {
 	}
 	started.Wait()
 	// Every caller is running; wait until the one fetch has reached the server before releasing it.
-	require.Eventually(t, func() bool { return ts.count.Load() == 1 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return ts.Count.Load() == 1 }, 5*time.Second, time.Millisecond)
 	once.Do(func() { close(release) })
 	done.Wait()
 	for i := range values {
 		require.NoError(t, errs[i])
 		require.Equal(t, "shared", values[i])
 	}
-	assert.EqualValues(t, 1, ts.count.Load(), "1,000 concurrent callers make exactly one token request")
+	assert.EqualValues(t, 1, ts.Count.Load(), "1,000 concurrent callers make exactly one token request")
 }
 
 func TestCacheSharedByEqualCredentials(t *testing.T) {
 	ts := newTokenServer(t, func(n int64, w http.ResponseWriter) {
 		_, _ = fmt.Fprintf(w, `{"access_token":"tok-%d","expires_in":3600}`, n)
 	})
-	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
+	clock := testkit.NewClock(time.Unix(1_800_000_000, 0))
 	c := NewCache(CacheOptions{Clock: clock})
 	mk := func(scope string) *Fetcher {
 		f, err := NewFetcher(Config{TokenURL: ts.URL, ClientID: "c", ClientSecret: "s", Scope: scope}, Options{Clock: clock})
@@ -408,7 +369,7 @@ func TestSharedFetchSurvivesTheFirstCallerGivingUp(t *testing.T) {
 		_, _, err := c.Token(ctx, f)
 		first <- err
 	}()
-	require.Eventually(t, func() bool { return ts.count.Load() == 1 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return ts.Count.Load() == 1 }, 5*time.Second, time.Millisecond)
 	second := make(chan *Token, 1)
 	go func() {
 		tok, _, _ := c.Token(context.Background(), f)
@@ -420,7 +381,7 @@ func TestSharedFetchSurvivesTheFirstCallerGivingUp(t *testing.T) {
 	tok := <-second
 	require.NotNil(t, tok, "the shared fetch went on for the second caller")
 	assert.Equal(t, "shared", tok.Value)
-	assert.EqualValues(t, 1, ts.count.Load())
+	assert.EqualValues(t, 1, ts.Count.Load())
 }
 
 func TestCacheKeyCoversParamsAndAuthStyle(t *testing.T) {
@@ -442,7 +403,7 @@ func TestCacheKeyCoversParamsAndAuthStyle(t *testing.T) {
 	assert.Equal(t, base, value(mk(AuthBasicHeader, map[string]string{"resource": "r", "audience": "a"})))
 	assert.NotEqual(t, base, value(mk(AuthBasicHeader, map[string]string{"audience": "b", "resource": "r"})))
 	assert.NotEqual(t, base, value(mk(AuthBody, map[string]string{"audience": "a", "resource": "r"})))
-	assert.EqualValues(t, 3, ts.count.Load())
+	assert.EqualValues(t, 3, ts.Count.Load())
 }
 
 func TestFingerprintIsAShortSHA256(t *testing.T) {
