@@ -38,11 +38,11 @@ const (
 
 // received is what an upstream saw of one request.
 type received struct {
-	Method, RequestURI, Host string
-	Header                   http.Header
-	BodySHA                  string
-	BodyLen                  int64
-	TLS                      bool
+	Method, RequestURI, Host, Proto string
+	Header                          http.Header
+	BodySHA                         string
+	BodyLen                         int64
+	TLS                             bool
 }
 
 // upstream is an httptest server that records every request before its handler answers.
@@ -69,7 +69,7 @@ func (u *upstream) last(t *testing.T) received {
 func newUpstream(t *testing.T, cert *tls.Certificate, readsBody bool, handler http.HandlerFunc) *upstream {
 	u := &upstream{}
 	u.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rec := received{Method: r.Method, RequestURI: r.RequestURI, Host: r.Host, Header: r.Header.Clone(), TLS: r.TLS != nil}
+		rec := received{Method: r.Method, RequestURI: r.RequestURI, Host: r.Host, Proto: r.Proto, Header: r.Header.Clone(), TLS: r.TLS != nil}
 		if !readsBody {
 			h := sha256.New()
 			n, _ := io.Copy(h, r.Body)
@@ -88,6 +88,7 @@ func newUpstream(t *testing.T, cert *tls.Certificate, readsBody bool, handler ht
 	u.Config.MaxHeaderBytes = 8 << 20 // larger than the proxy's: a 431 can only come from the proxy
 	if cert != nil {
 		u.TLS = &tls.Config{Certificates: []tls.Certificate{*cert}}
+		u.EnableHTTP2 = true // as suppliers do: the proxy speaks HTTP/2 to them when they offer it
 		u.StartTLS()
 	} else {
 		u.Start()

@@ -30,8 +30,9 @@ func (s *Server) intercept(conn *trackedConn, buffered []byte, t *tunnel, snap *
 	}
 	tlsConn := tls.Server(newPrefixConn(conn, buffered), &tls.Config{
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return leaf, nil },
-		NextProtos:     []string{"http/1.1"},
-		MinVersion:     tls.VersionTLS12,
+		// HTTP/2 when the app offers it (gRPC needs it); the connection's server speaks whichever was agreed.
+		NextProtos: []string{"h2", "http/1.1"},
+		MinVersion: tls.VersionTLS12,
 	})
 	_ = conn.SetDeadline(time.Now().Add(s.opts.ReadHeaderTimeout))
 	if err := tlsConn.Handshake(); err != nil {

@@ -114,6 +114,8 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		MaxIdleConnsPerHost:   IdleConnsPerHost,
 		IdleConnTimeout:       90 * time.Second,
 		DisableCompression:    true, // pass the app's Accept-Encoding and the encoded answer through
+		// HTTP/2 with suppliers that offer it: with our own dialer and TLS settings Go asks for it only so.
+		ForceAttemptHTTP2: true,
 	}
 
 	// goproxy is the request engine for plain requests and for the requests inside intercepted
