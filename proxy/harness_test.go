@@ -150,6 +150,8 @@ type harnessOptions struct {
 	responseHeaderTimeout time.Duration
 	readHeaderTimeout     time.Duration
 	clientIdleTimeout     time.Duration
+	tokenTimeout          time.Duration
+	quiet                 bool // log warnings and errors only: load tests keep no line per request
 }
 
 const defaultRoutes = `
@@ -195,9 +197,13 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	}
 	cfg := h.config(o.yaml, !o.noMITM)
 
-	log := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	level := slog.LevelDebug
+	if o.quiet {
+		level = slog.LevelWarn
+	}
+	log := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: level}))
 	h.srv, err = New(cfg, Options{Logger: log, Metrics: h.metrics, DialContext: h.dial, RootCAs: h.upPool, Clock: h.clock,
-		ResponseHeaderTimeout: o.responseHeaderTimeout, ReadHeaderTimeout: o.readHeaderTimeout,
+		ResponseHeaderTimeout: o.responseHeaderTimeout, ReadHeaderTimeout: o.readHeaderTimeout, TokenTimeout: o.tokenTimeout,
 		ClientIdleTimeout: o.clientIdleTimeout})
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -211,6 +217,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		defer cancel()
 		assert.NoError(t, h.srv.Shutdown(ctx))
 		assert.NoError(t, <-served)
+		h.closeIdle()
 		assert.Zero(t, h.srv.inflight.Load(), "every request was counted out exactly once")
 		// No secret and no token ever reaches a log line.
 		logs := h.logs.String()

@@ -36,6 +36,8 @@ type Options struct {
 	Clock        tokensource.Clock
 	// ResponseHeaderTimeout bounds the wait for an upstream's answer; zero is the default below.
 	ResponseHeaderTimeout time.Duration
+	// TokenTimeout bounds one token request; zero is tokensource.RequestTimeout.
+	TokenTimeout time.Duration
 	// ReadHeaderTimeout and ClientIdleTimeout bound slow and silent clients; zero is the default below.
 	ReadHeaderTimeout time.Duration
 	ClientIdleTimeout time.Duration

@@ -48,6 +48,10 @@ func (s *Server) onRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Requ
 	s.inflight.Add(1)
 	ctx.UserData = x
 	ctx.RoundTripper = s
+	if req.URL.User != nil {
+		// Go's transport would turn user info into an Authorization header of its own, beside the route's.
+		return req, s.refuse(req, x, http.StatusBadRequest, "tokenproxy: a URL with user info (user:password@host) is not forwarded\n")
+	}
 	if t := tunnelFrom(req.Context()); t != nil {
 		x.tunnel = t
 		// Inside an intercepted connection the request names its host: any other host than the CONNECT's

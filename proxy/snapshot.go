@@ -33,7 +33,7 @@ func (s *Server) newSnapshot(cfg *config.Config, prev *snapshot) (*snapshot, err
 			return nil, fmt.Errorf("proxy: route %q: issuer %s is not resolved (config.Resolve)", r.Name, r.Issuer)
 		}
 		f, err := tokensource.NewFetcher(r.Token, tokensource.Options{
-			Route: r.Name, RootCAs: s.opts.TokenRootCAs, Clock: s.opts.Clock, Logger: s.log,
+			Route: r.Name, RootCAs: s.opts.TokenRootCAs, Clock: s.opts.Clock, Logger: s.log, Timeout: s.opts.TokenTimeout,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("proxy: route %q: %w", r.Name, err)
