@@ -108,15 +108,16 @@ func snippet(body []byte, r *redactor) string {
 			text = strings.Join(parts, "&")
 		}
 	}
-	text = r.redact(text)
-	if len(text) > max {
-		text = text[:max]
-	}
+	// Made printable first, so that no mapping can spell a credential after redaction looked for it.
 	text = strings.Map(func(c rune) rune {
 		if c < 0x20 || c == 0x7f || c == '\uFFFD' {
 			return '.'
 		}
 		return c
 	}, text)
+	text = r.redact(text)
+	if len(text) > max {
+		text = text[:max]
+	}
 	return opaqueRun.ReplaceAllString(text, "[redacted]")
 }
