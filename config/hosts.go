@@ -54,10 +54,16 @@ func ParseHostPattern(s string) (HostPattern, error) {
 	if name == "" || strings.Contains(name, "*") {
 		return h, errors.New(`a wildcard may only be a leading "*."`)
 	}
-	if net.ParseIP(name) == nil && strings.ContainsFunc(name, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_')
-	}) {
-		return h, errors.New("not a host name")
+	if net.ParseIP(name) == nil {
+		if strings.ContainsFunc(name, func(r rune) bool {
+			return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_')
+		}) {
+			return h, errors.New("not a host name")
+		}
+		// "..", ".a" or "a..b": a request host can never be written so, and "." would print back as "".
+		if strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".") || strings.Contains(name, "..") {
+			return h, errors.New("not a host name: a label is empty")
+		}
 	}
 	h.Name = name
 	return h, nil

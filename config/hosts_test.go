@@ -77,6 +77,10 @@ func TestParseHostPattern(t *testing.T) {
 		{"*.", HostPattern{}, "wildcard"},
 		{"a b.com", HostPattern{}, "not a host name"},
 		{"host:0", HostPattern{}, "bad host:port"},
+		{"..", HostPattern{}, "a label is empty"},
+		{"a..example.com", HostPattern{}, "a label is empty"},
+		{"*..example.com", HostPattern{}, "a label is empty"},
+		{"example.com.", HostPattern{Name: "example.com"}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
