@@ -68,26 +68,38 @@ func (c *Cert) Pool() *x509.CertPool {
 // always among them), usable to serve and to authenticate a client.
 func SelfSigned(t testing.TB, names ...string) *Cert {
 	t.Helper()
-	return sign(t, names, true, nil)
+	c, err := NewCert(names, true, nil)
+	require.NoError(t, err)
+	return c
 }
 
 // CA makes a certificate authority standing for the roots a client trusts already.
 func CA(t testing.TB, name string) *Cert {
 	t.Helper()
-	return sign(t, []string{name}, true, nil)
+	c, err := NewCert([]string{name}, true, nil)
+	require.NoError(t, err)
+	return c
 }
 
 // Issue makes a server and client leaf for names signed by the CA c.
 func (c *Cert) Issue(t testing.TB, names ...string) *Cert {
 	t.Helper()
-	return sign(t, names, false, c)
+	leaf, err := NewCert(names, false, c)
+	require.NoError(t, err)
+	return leaf
 }
 
-func sign(t testing.TB, names []string, isCA bool, parent *Cert) *Cert {
+// NewCert makes an ECDSA certificate for names: its own root when parent is nil, a CA when isCA is set.
+// Outside tests (the bench harness) it is what SelfSigned, CA and Issue call.
+func NewCert(names []string, isCA bool, parent *Cert) (*Cert, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
+	if err != nil {
+		return nil, err
+	}
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	require.NoError(t, err)
+	if err != nil {
+		return nil, err
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      pkix.Name{CommonName: names[0]},
@@ -113,22 +125,35 @@ func sign(t testing.TB, names []string, isCA bool, parent *Cert) *Cert {
 		signer, signerKey = parent.Leaf, parent.key
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
-	require.NoError(t, err)
+	if err != nil {
+		return nil, err
+	}
 	leaf, err := x509.ParseCertificate(der)
-	require.NoError(t, err)
+	if err != nil {
+		return nil, err
+	}
 	return &Cert{
 		TLS:  &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf},
 		Leaf: leaf,
 		PEM:  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		key:  key,
-	}
+	}, nil
 }
 
 // KeyPEM is the certificate's private key as PKCS #8 PEM.
 func (c *Cert) KeyPEM(t testing.TB) []byte {
-	der, err := x509.MarshalPKCS8PrivateKey(c.key)
+	b, err := c.KeyPEMBytes()
 	require.NoError(t, err)
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+	return b
+}
+
+// KeyPEMBytes is KeyPEM outside tests.
+func (c *Cert) KeyPEMBytes() ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(c.key)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }
 
 // LogBuffer is a log sink safe for concurrent writers.
