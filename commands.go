@@ -16,6 +16,7 @@ import (
 	"github.com/tokenproxy/tokenproxy/check"
 	"github.com/tokenproxy/tokenproxy/config"
 	"github.com/tokenproxy/tokenproxy/internal/buildinfo"
+	"github.com/tokenproxy/tokenproxy/internal/logging"
 	"github.com/tokenproxy/tokenproxy/mitm"
 	"github.com/tokenproxy/tokenproxy/secrets"
 	"github.com/tokenproxy/tokenproxy/tokensource"
@@ -286,7 +287,7 @@ func runCheck(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	ok := check.Run(context.Background(), stdout, cfg, check.Options{
 		Route: *route,
 		URL:   *target,
-		Color: isTerminal(stdout),
+		Color: logging.IsTerminal(stdout),
 		Fetcher: func(r *config.Route) (*tokensource.Fetcher, error) {
 			return tokensource.NewFetcher(r.Token, tokensource.Options{Route: r.Name, Logger: log})
 		},

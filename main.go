@@ -7,13 +7,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"sort"
 	"strings"
-	"time"
-
-	"github.com/lmittmann/tint"
 )
 
 const usage = `tokenproxy puts OAuth 2.0 client-credentials tokens on the requests of apps that send them through it.
@@ -96,29 +92,6 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) int {
 		return 2
 	}
 	return -1
-}
-
-func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("-log-level %q: want debug, info, warn or error", level)
-	}
-	switch format {
-	case "text":
-		return slog.New(tint.NewTextHandler(w, &tint.Options{Level: lv, TimeFormat: time.DateTime, NoColor: !isTerminal(w)})), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lv})), nil
-	}
-	return nil, fmt.Errorf("-log-format %q: want text or json", format)
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 func envOr(name, fallback string) string {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tokenproxy/tokenproxy/admin"
 	"github.com/tokenproxy/tokenproxy/internal/buildinfo"
+	"github.com/tokenproxy/tokenproxy/internal/logging"
 	"github.com/tokenproxy/tokenproxy/proxy"
 )
 
@@ -33,11 +34,12 @@ func runServe(args []string, _ io.Reader, _, stderr io.Writer) int {
 	if code := parseFlags(fs, args, stderr); code >= 0 {
 		return code
 	}
-	log, err := newLogger(stderr, *level, *format)
+	log, flushLog, err := logging.New(stderr, *level, *format, true)
 	if err != nil {
 		fmt.Fprintf(stderr, "tokenproxy: %v\n", err)
 		return 2
 	}
+	defer flushLog() // lines wait in a buffer for at most logging.FlushInterval; none is lost on the way out
 	// Signals are caught before anything is announced: a SIGHUP right after "listening" must reload, not
 	// end the process.
 	stopping, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -111,18 +113,31 @@ func runServe(args []string, _ io.Reader, _, stderr io.Writer) int {
 		return 1
 	case <-stopping.Done():
 	}
-	stop() // a second signal ends the process at once
+	again := make(chan os.Signal, 1)
+	signal.Notify(again, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(again)
+	stop()
 	srv.StartDrain()
 	if *drainDelay > 0 {
 		log.Info("stopping: not ready any more, still serving until load balancers have noticed", "drain_delay", drainDelay.String())
-		again := make(chan os.Signal, 1)
-		signal.Notify(again, os.Interrupt, syscall.SIGTERM)
 		select {
 		case <-time.After(*drainDelay):
-		case <-again:
+		case <-again: // a second signal cuts the delay short
 		}
-		signal.Stop(again)
 	}
+	drained := make(chan struct{})
+	defer close(drained)
+	go func() {
+		// A signal during the drain stops at once; the buffered log lines are written first.
+		select {
+		case <-again:
+		case <-drained:
+			return
+		}
+		log.Warn("stopping at once: a second signal during the drain; requests in flight are cut off")
+		flushLog()
+		os.Exit(1)
+	}()
 	log.Info("stopping: finishing requests in flight", "timeout", drainTimeout.String())
 	drain, cancelDrain := context.WithTimeout(context.Background(), drainTimeout)
 	defer cancelDrain()

@@ -114,7 +114,7 @@ func requestStep(ctx context.Context, p printer, r *config.Route, tok *tokensour
 	if r.UpstreamTLS && req.URL.Scheme == "http" {
 		req.URL.Scheme = "https"
 	}
-	r.Authorize(req.Header, tok.Value)
+	r.Authorize(req.Header, tok)
 	// A redirect would carry the route's token and API keys to whatever host it names: never follow one.
 	client := *o.Client
 	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }

@@ -128,7 +128,12 @@ func (t *table) match(host, defaultPort string) *Route {
 func canonicalName(name string) string {
 	name = strings.TrimSuffix(strings.ToLower(name), ".")
 	if a, err := netip.ParseAddr(name); err == nil && a.Zone() == "" {
-		return a.Unmap().String()
+		var buf [64]byte
+		canonical := a.Unmap().AppendTo(buf[:0])
+		if string(canonical) == name {
+			return name // most addresses are written canonically: no copy on the request path
+		}
+		return string(canonical)
 	}
 	return name
 }

@@ -125,3 +125,23 @@ func TestIPv6RouteKeysAreNotAmbiguous(t *testing.T) {
 	assert.Same(t, other, tbl.match("[2001:db8::1:8443]", "80"))
 	assert.Same(t, r, tbl.match("[2001:db8::1]:8443", "443"))
 }
+
+// Matching a host written canonically (the usual case) copies nothing; other spellings still match.
+func TestMatchOnAnAddressDoesNotAllocate(t *testing.T) {
+	tab := newTable([]*Route{{Name: "v4", Hosts: mustHosts(t, "127.0.0.1:8080")}, {Name: "v6", Hosts: mustHosts(t, "[2001:db8::1]:443")}})
+	assert.Equal(t, "v4", tab.match("127.0.0.1:8080", "80").Name)
+	assert.Equal(t, "v6", tab.match("[2001:DB8:0::1]", "443").Name)
+	assert.Equal(t, "v6", tab.match("[2001:db8::1]:443", "80").Name)
+	assert.Zero(t, testing.AllocsPerRun(100, func() { tab.match("127.0.0.1:8080", "80") }))
+	assert.Zero(t, testing.AllocsPerRun(100, func() { tab.match("[2001:db8::1]:443", "80") }))
+}
+
+func mustHosts(t *testing.T, patterns ...string) []HostPattern {
+	var hs []HostPattern
+	for _, h := range patterns {
+		p, err := ParseHostPattern(h)
+		require.NoError(t, err)
+		hs = append(hs, p)
+	}
+	return hs
+}

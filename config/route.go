@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/textproto"
 	"net/url"
 
 	"github.com/tokenproxy/tokenproxy/internal/hopbyhop"
@@ -204,9 +205,8 @@ func (l *loader) checkHeaderName(at *yaml.Node, p, name string) {
 }
 
 // Authorize sets the route's token header (replacing the app's value) and its extra headers.
-func (r *Route) Authorize(h http.Header, token string) {
-	h.Del(r.Header)
-	h.Set(r.Header, r.Prefix+token)
+func (r *Route) Authorize(h http.Header, tok *tokensource.Token) {
+	h[textproto.CanonicalMIMEHeaderKey(r.Header)] = tok.HeaderValue(r.Prefix)
 	for k, v := range r.Headers {
 		h.Set(k, v)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 )
 
@@ -39,7 +40,8 @@ func (s *Server) logRequest(x *exchange, took time.Duration) {
 	if !s.log.Enabled(ctx, level) {
 		return
 	}
-	attrs := make([]slog.Attr, 0, 14)
+	held := accessAttrs.Get().(*[]slog.Attr)
+	attrs := (*held)[:0]
 	attrs = append(attrs,
 		slog.String("route", routeName(x.route)),
 		slog.String("method", x.method),
@@ -69,5 +71,17 @@ func (s *Server) logRequest(x *exchange, took time.Duration) {
 			attrs = append(attrs, slog.String("error", x.err.Error()))
 		}
 	}
-	s.log.LogAttrs(ctx, level, "request", attrs...)
+	// One attribute, a group without a key, which handlers write inline: a record keeps up to five
+	// attributes without allocating, and the fields live in a pooled slice the handler is done with when
+	// LogAttrs returns.
+	s.log.LogAttrs(ctx, level, "request", slog.Attr{Value: slog.GroupValue(attrs...)})
+	clear(attrs) // the pool holds no strings of this request
+	*held = attrs
+	accessAttrs.Put(held)
 }
+
+// accessAttrs holds the slices access lines are built in.
+var accessAttrs = sync.Pool{New: func() any {
+	attrs := make([]slog.Attr, 0, 16)
+	return &attrs
+}}

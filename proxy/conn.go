@@ -122,6 +122,9 @@ type trackedConn struct {
 	kind      atomic.Value // ConnKind
 	once      sync.Once
 	closed    chan struct{} // closed by Close
+	// answer is the app's ResponseWriter while an HTTP/1 request of this connection is served, so the
+	// upstream's answer headers can be handed over instead of copied. Only the serving goroutine uses it.
+	answer http.ResponseWriter
 }
 
 // setKind changes what the connection is counted as.

@@ -83,7 +83,13 @@ func (s *Server) serveIntercepted(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Host == "" { // HTTP/1.0 without Host
 		r.URL.Host = t.host
 	}
+	if r.ProtoMajor != 1 { // HTTP/2 serves requests side by side: no per-connection answer slot
+		s.gp.ServeHTTP(w, r)
+		return
+	}
+	t.conn.answer = w
 	s.gp.ServeHTTP(w, r)
+	t.conn.answer = nil
 }
 
 type tunnelKey struct{}

@@ -126,6 +126,11 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	gp.Tr = s.upstream
 	gp.ConnectDial = nil
 	gp.KeepAcceptEncoding = true
+	// onRequest removes the proxy and hop-by-hop headers itself, so goproxy need not (its removal also
+	// formats a log line it never prints). Answer headers are handed to the app's answer (see respond), so
+	// goproxy's copy must not clear them.
+	gp.KeepHeader = true
+	gp.KeepDestinationHeaders = true
 	gp.Logger = goproxyLogger{s.log}
 	gp.NonproxyHandler = http.HandlerFunc(notAProxyRequest)
 	gp.OnRequest().DoFunc(s.onRequest)
@@ -168,7 +173,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveConnect(w, r)
 		return
 	}
+	c := connFrom(r.Context())
+	if c == nil || r.ProtoMajor != 1 {
+		s.gp.ServeHTTP(w, r)
+		return
+	}
+	c.answer = w // one request at a time on an HTTP/1 connection
 	s.gp.ServeHTTP(w, r)
+	c.answer = nil
 }
 
 // Serve accepts proxy connections on l until Shutdown.

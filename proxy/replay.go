@@ -22,6 +22,9 @@ type replayBody struct {
 	overflow bool // the body is larger than limit: not replayable
 }
 
+// noBody is what a request without a body keeps: nothing, and complete. Only read, so shared.
+var noBody = &replayBody{complete: true}
+
 // errBodyCut is the answer to an app whose request body ended before its Content-Length.
 var errBodyCut = errors.New("the request body ended before its Content-Length")
 
@@ -35,7 +38,7 @@ func keepForReplay(req *http.Request, r *config.Route) (*replayBody, error) {
 		return nil, nil
 	}
 	if req.Body == nil || req.Body == http.NoBody {
-		return &replayBody{complete: true}, nil
+		return noBody, nil
 	}
 	if req.ContentLength > r.RetryBodyLimit {
 		return nil, nil

@@ -38,6 +38,9 @@ type exchange struct {
 	err         error
 	sent        atomic.Int64 // request body bytes read from the app
 	received    atomic.Int64 // response body bytes given to the app
+	// answerTo is the app's ResponseWriter on HTTP/1 connections; nil on HTTP/2 (see respond).
+	answerTo http.ResponseWriter
+	answer   answerBody // the body of the exchange's answer, kept here to save an allocation
 }
 
 // onRequest finds the route of a plain or intercepted request, refuses what must not pass, and leaves the
@@ -52,8 +55,11 @@ func (s *Server) onRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Requ
 		// Go's transport would turn user info into an Authorization header of its own, beside the route's.
 		return req, s.refuse(req, x, http.StatusBadRequest, "tokenproxy: a URL with user info (user:password@host) is not forwarded\n")
 	}
+	// goproxy's own header removal is off (KeepHeader); this and hopbyhop.Remove below do its work.
+	req.RequestURI = ""
 	if t := tunnelFrom(req.Context()); t != nil {
 		x.tunnel = t
+		x.answerTo = t.conn.answer
 		// Inside an intercepted connection the request names its host: any other host than the CONNECT's
 		// would receive this route's token.
 		if !t.matches(req) {
@@ -64,6 +70,9 @@ func (s *Server) onRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Requ
 		x.route = x.snap.cfg.Match(t.host, "443")
 	} else {
 		x.clientConn = connFrom(req.Context())
+		if x.clientConn != nil {
+			x.answerTo = x.clientConn.answer
+		}
 		x.route = x.snap.cfg.Match(req.URL.Host, config.DefaultPort(req.URL.Scheme))
 	}
 	if _, denied := s.admission(x, req); denied != nil {
@@ -169,7 +178,7 @@ func (s *Server) authorize(req *http.Request, x *exchange) (*tokensource.Token, 
 		return nil, err
 	}
 	x.tokenVia, x.fingerprint = string(via), tok.Fingerprint()
-	x.route.Authorize(req.Header, tok.Value)
+	x.route.Authorize(req.Header, tok)
 	return tok, nil
 }
 
@@ -186,7 +195,21 @@ func (s *Server) token(ctx context.Context, x *exchange) (*tokensource.Token, to
 // ends the exchange (logged, counted).
 func (s *Server) respond(x *exchange, resp *http.Response) *http.Response {
 	x.status = resp.StatusCode
-	resp.Body = &answerBody{ReadCloser: resp.Body, s: s, x: x}
+	if x.answer.x == nil {
+		x.answer = answerBody{ReadCloser: resp.Body, s: s, x: x}
+		resp.Body = &x.answer
+	} else {
+		resp.Body = &answerBody{ReadCloser: resp.Body, s: s, x: x}
+	}
+	if x.answerTo != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+		// Hand the headers to the app's answer: goproxy, keeping destination headers, has none left to
+		// copy. A 101 keeps them: goproxy looks there for the websocket upgrade.
+		h := x.answerTo.Header()
+		for k, v := range resp.Header {
+			h[k] = v
+		}
+		resp.Header = nil
+	}
 	return resp
 }
 

@@ -22,8 +22,9 @@ func parseAnswer(c Config, status int, body []byte, now time.Time, r *redactor) 
 	}
 	lifetime, source := lifetimeOf(c, obj, parent, token, now)
 	scope, _ := obj["scope"].(string)
-	return &Token{Value: token, Obtained: now, Expiry: now.Add(lifetime), LifetimeSource: source,
-		Scope: scope, Status: status}, nil
+	t := newToken(token, now, now.Add(lifetime))
+	t.LifetimeSource, t.Scope, t.Status = source, scope, status
+	return t, nil
 }
 
 // parseErrorAnswer reads the RFC 6749 §5.2 fields of a non-2xx answer, when it has them, with the route's

@@ -3,6 +3,7 @@ package tokensource
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,13 +18,43 @@ type Token struct {
 	Status         int // HTTP status of the answer
 	// afterRefusal is set when the token was fetched because the supplier refused the one before.
 	afterRefusal bool
+	// fingerprint and header are worked out once, not on every request that sends the token.
+	fingerprint string
+	header      atomic.Pointer[headerValue]
+}
+
+// headerValue is a token's header value under one prefix ("Bearer "), as http.Header holds it.
+type headerValue struct {
+	prefix string
+	values []string
+}
+
+// newToken returns a token whose fingerprint is computed once, here.
+func newToken(value string, obtained, expiry time.Time) *Token {
+	return &Token{Value: value, Obtained: obtained, Expiry: expiry, fingerprint: Fingerprint(value)}
+}
+
+// HeaderValue is prefix+Value as an http.Header value, built on the first call. The slice is shared by
+// every request that sends the token: it may be assigned to a header, never written into.
+func (t *Token) HeaderValue(prefix string) []string {
+	if h := t.header.Load(); h != nil && h.prefix == prefix {
+		return h.values
+	}
+	h := &headerValue{prefix: prefix, values: []string{prefix + t.Value}}
+	t.header.Store(h)
+	return h.values
 }
 
 // Lifetime is how long the token was issued for.
 func (t *Token) Lifetime() time.Duration { return t.Expiry.Sub(t.Obtained) }
 
 // Fingerprint is a short, non-reversible name for the token, safe to log.
-func (t *Token) Fingerprint() string { return Fingerprint(t.Value) }
+func (t *Token) Fingerprint() string {
+	if t.fingerprint != "" {
+		return t.fingerprint
+	}
+	return Fingerprint(t.Value)
+}
 
 // Fingerprint returns the first 8 hex digits of the SHA-256 of s.
 func Fingerprint(s string) string {

@@ -135,6 +135,10 @@ func TestTokenPathAndLifetime(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, tt.wantToken, tok.Value)
 			assert.Equal(t, tt.wantLifetime, tok.Lifetime())
+			// What each request sends and logs is worked out once per token, not per request.
+			assert.Equal(t, Fingerprint(tt.wantToken), tok.Fingerprint())
+			assert.Equal(t, []string{"Bearer " + tt.wantToken}, tok.HeaderValue("Bearer "))
+			assert.Zero(t, testing.AllocsPerRun(50, func() { _, _ = tok.Fingerprint(), tok.HeaderValue("Bearer ") }))
 		})
 	}
 }

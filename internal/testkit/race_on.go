@@ -1,0 +1,7 @@
+//go:build race
+
+package testkit
+
+// RaceEnabled is set when built with -race, where sync.Pool drops items at random on purpose, so
+// allocation counts that rely on a pool do not hold.
+const RaceEnabled = true
