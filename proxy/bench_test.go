@@ -1,12 +1,14 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -82,8 +84,8 @@ routes:
 	}
 	return &benchFixture{
 		up:         up,
-		tokenproxy: serveBench(b, srv.Serve),
-		floor:      serveBench(b, func(l net.Listener) error { return http.Serve(l, minproxy.New(IdleConnsPerHost)) }),
+		tokenproxy: serveBench(b, "tokenproxy", srv.Serve),
+		floor:      serveBench(b, "minimal", func(l net.Listener) error { return http.Serve(l, minproxy.New(IdleConnsPerHost)) }),
 	}
 }
 
@@ -224,12 +226,16 @@ func percentile(sorted []time.Duration, p int) time.Duration {
 	return sorted[(len(sorted)-1)*p/100]
 }
 
-func serveBench(b *testing.B, serve func(net.Listener) error) *url.URL {
+// serveBench serves a proxy on loopback. Its goroutines, and those they start (the transport's), carry the
+// pprof label proxy=name, so a CPU profile separates the proxy from the client and the upstream:
+//
+//	go test ./proxy -run '^$' -bench ProxyOverhead -cpuprofile cpu.out && go tool pprof -tagfocus proxy=tokenproxy cpu.out
+func serveBench(b *testing.B, name string, serve func(net.Listener) error) *url.URL {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
-	go func() { _ = serve(ln) }()
+	go pprof.Do(context.Background(), pprof.Labels("proxy", name), func(context.Context) { _ = serve(ln) })
 	b.Cleanup(func() { _ = ln.Close() })
 	return &url.URL{Scheme: "http", Host: ln.Addr().String()}
 }
