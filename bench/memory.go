@@ -14,6 +14,7 @@ import (
 type sample struct {
 	rss        int64
 	heap       int64 // Go heap in use
+	stacks     int64 // goroutine stacks in use
 	fds        int
 	goroutines int
 }
@@ -27,8 +28,8 @@ func (tp *tokenproxy) sample() (sample, error) {
 	if s.fds, err = tp.fds(); err != nil {
 		return s, err
 	}
-	m, err := scrape(tp.admin, "go_goroutines", "go_memstats_heap_inuse_bytes")
-	s.goroutines, s.heap = int(m["go_goroutines"]), int64(m["go_memstats_heap_inuse_bytes"])
+	m, err := scrape(tp.admin, "go_goroutines", "go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes")
+	s.goroutines, s.heap, s.stacks = int(m["go_goroutines"]), int64(m["go_memstats_heap_inuse_bytes"]), int64(m["go_memstats_stack_inuse_bytes"])
 	return s, err
 }
 
@@ -191,14 +192,14 @@ func memory(f *fixture, rep *report, keepAlive, churned int) error {
 	rep.table("Memory and connections",
 		"One tokenproxy process (log level info), read from /proc and its admin /metrics; after connections close, "+
 			"the figures are read once goroutines and descriptors are back (at most 15 s later).",
-		[]string{"state", "RSS", "Go heap in use", "goroutines", "open fds"}, rows)
+		[]string{"state", "RSS", "Go heap in use", "goroutine stacks", "goroutines", "open fds"}, rows)
 	rep.target(fmt.Sprintf("RSS ≤ 40 MB holding %s kept-alive connections", count(float64(keepAlive))),
-		heldRSS <= 40e6, "%s", mib(heldRSS))
+		heldRSS <= 40e6, "%s (%.1f MB)", mib(heldRSS), float64(heldRSS)/1e6)
 	rep.target("goroutines and descriptors back at baseline after each load", backAtBase,
 		"baseline %d goroutines, %d fds", base.goroutines, base.fds)
 	return nil
 }
 
 func row(what string, s sample) []string {
-	return []string{what, mib(s.rss), mib(s.heap), fmt.Sprint(s.goroutines), fmt.Sprint(s.fds)}
+	return []string{what, mib(s.rss), mib(s.heap), mib(s.stacks), fmt.Sprint(s.goroutines), fmt.Sprint(s.fds)}
 }

@@ -30,10 +30,10 @@ const (
 var benchBody = strings.Repeat("x", 1024)
 
 // benchFixture is a local upstream answering 1 KiB, tokenproxy with a matched route for it (token cached,
-// logging at info to nowhere), and the minimal net/http forward proxy.
+// logging to nowhere) at log level info and at error, and the minimal net/http forward proxy.
 type benchFixture struct {
-	up                *httptest.Server
-	tokenproxy, floor *url.URL
+	up                       *httptest.Server
+	tokenproxy, quiet, floor *url.URL
 }
 
 func newBenchFixture(b *testing.B) *benchFixture {
@@ -72,8 +72,18 @@ routes:
 	if err != nil {
 		b.Fatal(err)
 	}
-	// The logger as deployed, at info: the per-request line is part of the cost (written to nowhere).
-	log, closeLog, err := logging.New(io.Discard, "info", "text", true)
+	return &benchFixture{
+		up:         up,
+		tokenproxy: serveBench(b, "tokenproxy", benchProxy(b, cfg, "info").Serve),
+		quiet:      serveBench(b, "tokenproxy-error", benchProxy(b, cfg, "error").Serve),
+		floor:      serveBench(b, "minimal", func(l net.Listener) error { return http.Serve(l, minproxy.New(IdleConnsPerHost)) }),
+	}
+}
+
+// benchProxy is tokenproxy with the logger as deployed at level: at info the per-request line is part of
+// the cost (written to nowhere).
+func benchProxy(b *testing.B, cfg *config.Config, level string) *Server {
+	log, closeLog, err := logging.New(io.Discard, level, "text", true)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -82,11 +92,7 @@ routes:
 	if err != nil {
 		b.Fatal(err)
 	}
-	return &benchFixture{
-		up:         up,
-		tokenproxy: serveBench(b, "tokenproxy", srv.Serve),
-		floor:      serveBench(b, "minimal", func(l net.Listener) error { return http.Serve(l, minproxy.New(IdleConnsPerHost)) }),
-	}
+	return srv
 }
 
 // BenchmarkMatchedRequest sends one keep-alive client's GETs direct, through tokenproxy on a matched route
@@ -135,13 +141,14 @@ func get(b *testing.B, c *http.Client, target string) {
 }
 
 // BenchmarkProxyOverhead measures, in one run and interleaved, a keep-alive client going (a) direct to a
-// local upstream, (b) through tokenproxy on a matched route with a cached token, and (c) through a minimal
-// net/http forward proxy, the floor any Go proxy starts from. It reports b/a and b/c of requests per second.
+// local upstream, (b) through tokenproxy on a matched route with a cached token, logging at info, and at
+// error, and (c) through a minimal net/http forward proxy, the floor any Go proxy starts from. It reports
+// b/a, b/c and info/error of requests per second.
 //
 //	go test ./proxy -run '^$' -bench ProxyOverhead -benchtime 20000x -count 3
 func BenchmarkProxyOverhead(b *testing.B) {
 	f := newBenchFixture(b)
-	tokenproxyURL, floorURL, up := f.tokenproxy, f.floor, f.up
+	up := f.up
 
 	scenarios := []struct {
 		name  string
@@ -149,7 +156,7 @@ func BenchmarkProxyOverhead(b *testing.B) {
 		lat   []time.Duration
 		took  time.Duration
 	}{
-		{name: "direct"}, {name: "tokenproxy", proxy: tokenproxyURL}, {name: "floor", proxy: floorURL},
+		{name: "direct"}, {name: "tokenproxy", proxy: f.tokenproxy}, {name: "tokenproxy-error", proxy: f.quiet}, {name: "floor", proxy: f.floor},
 	}
 	clients := make([]*http.Client, len(scenarios))
 	for i, sc := range scenarios {
@@ -179,6 +186,7 @@ func BenchmarkProxyOverhead(b *testing.B) {
 	}
 	b.ReportMetric(rps["tokenproxy"]/rps["direct"], "b/a")
 	b.ReportMetric(rps["tokenproxy"]/rps["floor"], "b/c")
+	b.ReportMetric(rps["tokenproxy"]/rps["tokenproxy-error"], "info/error")
 }
 
 // run sends n GETs from benchConcurrency workers and returns each one's latency.
