@@ -204,37 +204,38 @@ func runSide(sc *scenario, client *http.Client, supplierURL string, length time.
 
 // viaTokenproxy runs the scenario through a tokenproxy of its own.
 func viaTokenproxy(f *fixture, sc *scenario, i int, length time.Duration) (outcome, error) {
-	te, err := startTokenEndpoint(sc)
-	if err != nil {
-		return outcome{}, err
-	}
-	defer te.close()
-	sup, addr, err := startSupplier(sc)
-	if err != nil {
-		return outcome{}, err
-	}
-	defer sup.Close()
-	tp, err := f.runTokenproxy(fmt.Sprintf("economy-%d", i), "warn", fmt.Sprintf(`
+	return runSideAgainst(sc, length, func(tokenURL, supplier string) (*http.Client, func(), error) {
+		tp, err := f.runTokenproxy(fmt.Sprintf("economy-%d", i), "warn", fmt.Sprintf(`
   - name: economy
     hosts: ["%s"]
     tokenUrl: %s
     clientId: economy
     clientSecret: economy-secret
-`, addr, te.url()))
-	if err != nil {
-		return outcome{}, err
-	}
-	defer tp.stop()
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		Proxy: http.ProxyURL(mustURL("http://" + tp.addr)), MaxIdleConnsPerHost: burstConcurrency}}
-	out := runSide(sc, client, "http://"+addr+"/", length)
-	out.hits = te.hits.Load()
-	return out, nil
+`, supplier, tokenURL))
+		if err != nil {
+			return nil, nil, err
+		}
+		return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+			Proxy: http.ProxyURL(mustURL("http://" + tp.addr)), MaxIdleConnsPerHost: burstConcurrency}}, tp.stop, nil
+	})
 }
 
 // viaOAuth2 runs the scenario through x/oauth2: clientcredentials' TokenSource (which reuses a token until
 // 10 s before it expires) in an oauth2.Transport over a plain http.Transport, as an app would use it.
 func viaOAuth2(sc *scenario, length time.Duration) (outcome, error) {
+	return runSideAgainst(sc, length, func(tokenURL, _ string) (*http.Client, func(), error) {
+		cfg := &clientcredentials.Config{ClientID: "economy", ClientSecret: "economy-secret", TokenURL: tokenURL,
+			AuthStyle: oauth2.AuthStyleInHeader}
+		ctx := context.WithValue(context.Background(), oauth2.HTTPClient, plainClient)
+		return &http.Client{Timeout: 30 * time.Second, Transport: &oauth2.Transport{
+			Source: cfg.TokenSource(ctx), Base: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: burstConcurrency}}}, func() {}, nil
+	})
+}
+
+// runSideAgainst starts the scenario's token endpoint and supplier of one side, and runs the scenario with
+// the client that clientFor makes for them; stop ends what clientFor started.
+func runSideAgainst(sc *scenario, length time.Duration,
+	clientFor func(tokenURL, supplier string) (client *http.Client, stop func(), err error)) (outcome, error) {
 	te, err := startTokenEndpoint(sc)
 	if err != nil {
 		return outcome{}, err
@@ -245,11 +246,11 @@ func viaOAuth2(sc *scenario, length time.Duration) (outcome, error) {
 		return outcome{}, err
 	}
 	defer sup.Close()
-	cfg := &clientcredentials.Config{ClientID: "economy", ClientSecret: "economy-secret", TokenURL: te.url(),
-		AuthStyle: oauth2.AuthStyleInHeader}
-	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, plainClient)
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &oauth2.Transport{
-		Source: cfg.TokenSource(ctx), Base: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: burstConcurrency}}}
+	client, stop, err := clientFor(te.url(), addr)
+	if err != nil {
+		return outcome{}, err
+	}
+	defer stop()
 	out := runSide(sc, client, "http://"+addr+"/", length)
 	out.hits = te.hits.Load()
 	return out, nil
