@@ -57,15 +57,18 @@ type CacheOptions struct {
 	Clock   Clock        // nil: the system clock
 	Logger  *slog.Logger // nil: slog's default
 	Metrics Metrics      // nil: none recorded
+	Store   Store        // nil: a MemoryStore of its own
 }
 
 // Cache hands out tokens, keeping one per distinct set of credentials (tokenUrl, clientId, grantType,
 // scope, params, authStyle). Callers that find no valid token share one fetch; a token in use is renewed
 // in the background before it expires; a failing endpoint is asked again only after a backoff.
+// The tokens themselves are kept in a Store: the Cache is the policy, the Store only keeps.
 type Cache struct {
 	clock   Clock
 	log     *slog.Logger
 	metrics Metrics
+	store   Store
 	entries sync.Map // Config.key() → *entry
 	flights singleflight.Group
 	// refreshes counts background renewals still running.
@@ -78,7 +81,7 @@ type Cache struct {
 }
 
 type entry struct {
-	token   atomic.Pointer[Token]
+	slot    Slot // where the store keeps the token
 	backoff backoff
 	refusal refusals
 	// refreshing is set while a background renewal runs, so requests start at most one.
@@ -99,7 +102,10 @@ func NewCache(o CacheOptions) *Cache {
 	if o.Metrics == nil {
 		o.Metrics = noMetrics{}
 	}
-	return &Cache{clock: o.Clock, log: o.Logger, metrics: o.Metrics}
+	if o.Store == nil {
+		o.Store = NewMemoryStore()
+	}
+	return &Cache{clock: o.Clock, log: o.Logger, metrics: o.Metrics, store: o.Store}
 }
 
 // Token returns a valid token for f's credentials and how it was found. While the endpoint is backing off
@@ -107,7 +113,7 @@ func NewCache(o CacheOptions) *Cache {
 func (c *Cache) Token(ctx context.Context, f *Fetcher) (*Token, Via, error) {
 	e := c.entry(f.key)
 	now := c.clock.Now()
-	if t := e.token.Load(); t != nil && t.validAt(now) {
+	if t := e.slot.Load(ctx); t != nil && t.validAt(now) {
 		if t.refreshDue(now) {
 			c.refreshAhead(e, f, t)
 		}
@@ -123,7 +129,7 @@ func (c *Cache) Token(ctx context.Context, f *Fetcher) (*Token, Via, error) {
 		// A caller that arrives just after a fetch finished finds the new token here, or the backoff that
 		// fetch's failure started: one attempt per backoff window, however many callers raced here.
 		now := c.clock.Now()
-		if t := e.token.Load(); t != nil && t.validAt(now) {
+		if t := e.slot.Load(ctx); t != nil && t.validAt(now) {
 			via = ViaHit
 			return t, nil
 		}
@@ -170,7 +176,8 @@ func (c *Cache) Fresh(ctx context.Context, f *Fetcher) (*Token, error) {
 // backoff of 1 s doubling to 1 min, after which one more fresh token is tried.
 func (c *Cache) Reject(f *Fetcher, t *Token) bool {
 	e := c.entry(f.key)
-	if cur := e.token.Load(); cur != t {
+	ctx := context.Background()
+	if cur := e.slot.Load(ctx); cur != t {
 		return true // another request already dropped or replaced it
 	}
 	retry, started := e.refusal.refused(t, c.clock.Now())
@@ -183,7 +190,7 @@ func (c *Cache) Reject(f *Fetcher, t *Token) bool {
 		}
 	}
 	if retry {
-		e.token.CompareAndSwap(t, nil)
+		e.slot.Drop(ctx, t)
 	}
 	return retry
 }
@@ -205,7 +212,7 @@ func (c *Cache) State(f *Fetcher) State {
 	}
 	e := v.(*entry)
 	now := c.clock.Now()
-	st := State{Token: e.token.Load(), RefusalsUntil: e.refusal.backingOff(now)}
+	st := State{Token: e.slot.Load(context.Background()), RefusalsUntil: e.refusal.backingOff(now)}
 	st.BackoffUntil, st.LastError = e.backoff.state(now)
 	return st
 }
@@ -221,6 +228,7 @@ func (c *Cache) Retain(keep []*Fetcher) {
 	c.entries.Range(func(k, v any) bool {
 		if !used[k.(string)] {
 			c.entries.Delete(k)
+			c.store.Forget(k.(string))
 			v.(*entry).stop()
 		}
 		return true
@@ -243,7 +251,7 @@ func (c *Cache) fetch(ctx context.Context, e *entry, f *Fetcher) (*Token, error)
 		return nil, err
 	}
 	t.afterRefusal = e.refusal.takeFetchFlag()
-	e.token.Store(t)
+	e.slot.Save(ctx, t)
 	return t, nil
 }
 
@@ -277,7 +285,7 @@ func (c *Cache) refreshAhead(e *entry, f *Fetcher, due *Token) {
 		defer cancel()
 		_, err, _ := c.flights.Do(f.key, func() (any, error) {
 			// A request that found no valid token may have fetched a new one meanwhile.
-			if cur := e.token.Load(); cur != nil && cur != due && !cur.refreshDue(c.clock.Now()) {
+			if cur := e.slot.Load(ctx); cur != nil && cur != due && !cur.refreshDue(c.clock.Now()) {
 				return cur, nil
 			}
 			return c.fetch(ctx, e, f)
@@ -298,10 +306,10 @@ func (c *Cache) entry(key string) *entry {
 		// entry of its own, stopped from the start so no refresh runs, and never kept.
 		ctx, stop := context.WithCancel(context.Background())
 		stop()
-		return &entry{ctx: ctx, stop: stop}
+		return &entry{slot: new(memorySlot), ctx: ctx, stop: stop}
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	e, loaded := c.entries.LoadOrStore(key, &entry{ctx: ctx, stop: stop})
+	e, loaded := c.entries.LoadOrStore(key, &entry{slot: c.store.Slot(key), ctx: ctx, stop: stop})
 	if loaded {
 		stop()
 	}
