@@ -22,7 +22,7 @@ func parseAnswer(c Config, status int, body []byte, now time.Time, r *redactor) 
 	}
 	lifetime, source := lifetimeOf(c, obj, parent, token, now)
 	scope, _ := obj["scope"].(string)
-	t := newToken(token, now, now.Add(lifetime))
+	t := NewToken(token, now, now.Add(lifetime))
 	t.LifetimeSource, t.Scope, t.Status = source, scope, status
 	return t, nil
 }

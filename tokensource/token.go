@@ -30,7 +30,7 @@ type headerValue struct {
 }
 
 // newToken returns a token whose fingerprint is computed once, here.
-func newToken(value string, obtained, expiry time.Time) *Token {
+func NewToken(value string, obtained, expiry time.Time) *Token {
 	return &Token{Value: value, Obtained: obtained, Expiry: expiry, fingerprint: Fingerprint(value)}
 }
 

@@ -1,0 +1,286 @@
+// Package redisstore is a tokensource.Store in Redis, so a fleet of sidecars shares one token per set of
+// credentials. Keys are HMACs of the credentials under the secret key, values are tokens sealed with
+// AES-256-GCM under it; every call is bounded by a short timeout, and whatever Redis does (down, slow,
+// full, a record tampered with or from another version) the store answers from its own memory: Redis
+// misbehaving never fails a request, and a record that does not open is a miss, never a token.
+package redisstore
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/tokenproxy/tokenproxy/tokensource"
+)
+
+// Defaults.
+const (
+	DefaultKeyPrefix = "tokenproxy:"
+	// DefaultTimeout bounds each Redis call: a slow Redis adds at most this to a token look-up.
+	DefaultTimeout = 50 * time.Millisecond
+	// recheck is how long a replica trusts its own copy of a token past its refresh point before asking
+	// Redis again whether another replica has renewed it.
+	recheck = time.Second
+)
+
+// recordVersion is the first byte of every value; a record of another version is a miss.
+const recordVersion = 1
+
+// Options configure a Store.
+type Options struct {
+	// Client is the Redis connection (a single node, Sentinel or cluster: go-redis's UniversalClient).
+	Client redis.UniversalClient
+	// SecretKey is the 32-byte key of TOKENPROXY_SECRET_KEY; keys and values are derived from it.
+	SecretKey []byte
+	KeyPrefix string        // "": DefaultKeyPrefix
+	Timeout   time.Duration // 0: DefaultTimeout
+	Logger    *slog.Logger  // nil: slog's default
+	Now       func() time.Time
+}
+
+// Store keeps tokens in Redis and a copy of each in memory.
+type Store struct {
+	client  redis.UniversalClient
+	prefix  string
+	timeout time.Duration
+	log     *slog.Logger
+	now     func() time.Time
+	aead    cipher.AEAD
+	keyMAC  []byte
+	slots   sync.Map // credentials key → *slot
+	healthy atomic.Bool
+}
+
+var _ tokensource.Store = (*Store)(nil)
+
+// New returns a store on o.Client. Without a 32-byte secret key there is no store: keys and tokens leave
+// the process only sealed.
+func New(o Options) (*Store, error) {
+	if o.Client == nil {
+		return nil, errors.New("redisstore: no Redis client")
+	}
+	if len(o.SecretKey) != 32 {
+		return nil, errors.New("redisstore: a shared token store needs the 32-byte secret key (TOKENPROXY_SECRET_KEY or -secret-key-file)")
+	}
+	block, err := aes.NewCipher(derive(o.SecretKey, "tokenproxy store values"))
+	if err != nil {
+		return nil, err
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{client: o.Client, prefix: o.KeyPrefix, timeout: o.Timeout, log: o.Logger, now: o.Now, aead: aead,
+		keyMAC: derive(o.SecretKey, "tokenproxy store keys")}
+	if s.prefix == "" {
+		s.prefix = DefaultKeyPrefix
+	}
+	if s.timeout <= 0 {
+		s.timeout = DefaultTimeout
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.healthy.Store(true)
+	return s, nil
+}
+
+// derive gives each use of the secret key a key of its own.
+func derive(secret []byte, purpose string) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte(purpose))
+	return m.Sum(nil)
+}
+
+// Slot returns where the token of the credentials key is kept.
+func (s *Store) Slot(key string) tokensource.Slot {
+	if v, ok := s.slots.Load(key); ok {
+		return v.(*slot)
+	}
+	m := hmac.New(sha256.New, s.keyMAC)
+	m.Write([]byte(key))
+	v, _ := s.slots.LoadOrStore(key, &slot{s: s, redisKey: s.prefix + "token:" + hex.EncodeToString(m.Sum(nil))})
+	return v.(*slot)
+}
+
+// Forget drops this replica's copy; the record in Redis expires with the token, and other replicas may
+// still use it.
+func (s *Store) Forget(key string) { s.slots.Delete(key) }
+
+// Healthy reports whether the last Redis call succeeded.
+func (s *Store) Healthy() bool { return s.healthy.Load() }
+
+// slot is one set of credentials: the token this replica holds, and where the fleet's is in Redis.
+type slot struct {
+	s        *Store
+	redisKey string
+	held     atomic.Pointer[held]
+}
+
+// held is a token with the sealed record it came from or went to, so a refusal deletes exactly it.
+type held struct {
+	token   *tokensource.Token
+	sealed  string
+	checked time.Time // when Redis was last asked about this token past its refresh point
+}
+
+// Load returns this replica's token while it is young; past its refresh point, or with none, it asks
+// Redis, where another replica may have put a newer one (at most once a second per replica).
+func (sl *slot) Load(ctx context.Context) *tokensource.Token {
+	now := sl.s.now()
+	h := sl.held.Load()
+	if h != nil && (now.Before(refreshPoint(h.token)) || now.Sub(h.checked) < recheck) {
+		return h.token
+	}
+	rec, sealed, ok := sl.s.get(ctx, sl.redisKey)
+	switch {
+	case ok && (h == nil || sealed != h.sealed):
+		n := &held{token: rec, sealed: sealed, checked: now}
+		sl.held.Store(n)
+		return rec
+	case h != nil:
+		sl.held.CompareAndSwap(h, &held{token: h.token, sealed: h.sealed, checked: now})
+		return h.token
+	}
+	return nil
+}
+
+// Save keeps t here and in Redis, until it expires.
+func (sl *slot) Save(ctx context.Context, t *tokensource.Token) {
+	sealed, err := sl.s.seal(sl.redisKey, t)
+	if err != nil {
+		sl.held.Store(&held{token: t})
+		return
+	}
+	sl.held.Store(&held{token: t, sealed: sealed, checked: sl.s.now()})
+	ttl := t.Expiry.Sub(sl.s.now())
+	if ttl <= 0 {
+		return
+	}
+	ctx, cancel := sl.s.call(ctx)
+	defer cancel()
+	sl.s.result("save", sl.s.client.Set(ctx, sl.redisKey, sealed, ttl).Err())
+}
+
+// dropScript deletes the key only while it still holds the refused record: a newer token another
+// replica stored meanwhile stays.
+var dropScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
+
+// Drop forgets t here and, for the whole fleet, in Redis.
+func (sl *slot) Drop(ctx context.Context, t *tokensource.Token) {
+	h := sl.held.Load()
+	if h == nil || h.token != t {
+		return
+	}
+	if !sl.held.CompareAndSwap(h, nil) || h.sealed == "" {
+		return
+	}
+	ctx, cancel := sl.s.call(ctx)
+	defer cancel()
+	sl.s.result("drop", dropScript.Run(ctx, sl.s.client, []string{sl.redisKey}, h.sealed).Err())
+}
+
+// call bounds one Redis call; a caller's cancellation still ends it sooner.
+func (s *Store) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
+}
+
+// get reads and opens key's record. Anything but a valid, unexpired record of this version sealed under
+// this key is a miss.
+func (s *Store) get(ctx context.Context, key string) (*tokensource.Token, string, bool) {
+	ctx, cancel := s.call(ctx)
+	defer cancel()
+	sealed, err := s.client.Get(ctx, key).Result()
+	if errors.Is(err, redis.Nil) {
+		s.result("load", nil)
+		return nil, "", false
+	}
+	if s.result("load", err) != nil {
+		return nil, "", false
+	}
+	t, err := s.open(key, sealed)
+	if err != nil {
+		s.log.Warn("a token record in the shared store does not open; treated as missing", "key", key, "error", err)
+		return nil, "", false
+	}
+	if !s.now().Before(t.Expiry) {
+		return nil, "", false
+	}
+	return t, sealed, true
+}
+
+// result logs a change between a working and a failing Redis once, and returns err.
+func (s *Store) result(op string, err error) error {
+	ok := err == nil
+	if s.healthy.Swap(ok) != ok {
+		if ok {
+			s.log.Info("the shared token store answers again")
+		} else {
+			s.log.Warn("the shared token store fails; tokens come from this replica's memory and the token endpoint",
+				"op", op, "error", err)
+		}
+	}
+	return err
+}
+
+// record is what Redis holds for a token: enough for every replica to compute the same refresh point.
+type record struct {
+	Token    string `json:"t"`
+	Obtained int64  `json:"o"` // unix milliseconds
+	Expiry   int64  `json:"e"`
+	Scope    string `json:"s,omitempty"`
+	Source   string `json:"l,omitempty"`
+}
+
+// seal encrypts t's record, bound to key so a record copied to another key does not open.
+func (s *Store) seal(key string, t *tokensource.Token) (string, error) {
+	plain, err := json.Marshal(record{Token: t.Value, Obtained: t.Obtained.UnixMilli(), Expiry: t.Expiry.UnixMilli(),
+		Scope: t.Scope, Source: t.LifetimeSource})
+	if err != nil {
+		return "", err
+	}
+	out := make([]byte, 1+s.aead.NonceSize(), 1+s.aead.NonceSize()+len(plain)+s.aead.Overhead())
+	out[0] = recordVersion
+	if _, err := rand.Read(out[1:]); err != nil {
+		return "", err
+	}
+	return string(s.aead.Seal(out, out[1:], plain, []byte(key))), nil
+}
+
+func (s *Store) open(key, sealed string) (*tokensource.Token, error) {
+	n := s.aead.NonceSize()
+	if len(sealed) < 1+n || sealed[0] != recordVersion {
+		return nil, fmt.Errorf("not a version %d record", recordVersion)
+	}
+	plain, err := s.aead.Open(nil, []byte(sealed[1:1+n]), []byte(sealed[1+n:]), []byte(key))
+	if err != nil {
+		return nil, errors.New("sealed under another key, or altered")
+	}
+	var r record
+	if err := json.Unmarshal(plain, &r); err != nil || r.Token == "" {
+		return nil, errors.New("no token in the record")
+	}
+	t := tokensource.NewToken(r.Token, time.UnixMilli(r.Obtained), time.UnixMilli(r.Expiry))
+	t.Scope, t.LifetimeSource = r.Scope, r.Source
+	return t, nil
+}
+
+// refreshPoint is when the policy starts renewing t: until then this replica's copy needs no check.
+func refreshPoint(t *tokensource.Token) time.Time {
+	return t.Obtained.Add(time.Duration(float64(t.Lifetime()) * tokensource.RefreshAt))
+}

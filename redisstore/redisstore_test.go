@@ -1,0 +1,218 @@
+package redisstore
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/tokenproxy/tokenproxy/tokensource"
+)
+
+// redisServer is a redis-server of the test's own on a loopback port, without persistence.
+type redisServer struct {
+	t    *testing.T
+	addr string
+	cmd  *exec.Cmd
+}
+
+func startRedis(t *testing.T) *redisServer {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("redis-server is not installed (Debian package redis-server; .ci/run installs it)")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	r := &redisServer{t: t, addr: addr}
+	r.start()
+	t.Cleanup(r.stop)
+	return r
+}
+
+func (r *redisServer) start() {
+	_, port, _ := net.SplitHostPort(r.addr)
+	r.cmd = exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	require.NoError(r.t, r.cmd.Start())
+	c := redis.NewClient(&redis.Options{Addr: r.addr})
+	defer c.Close()
+	require.Eventually(r.t, func() bool { return c.Ping(context.Background()).Err() == nil }, 10*time.Second, 5*time.Millisecond,
+		"redis-server answers")
+}
+
+func (r *redisServer) stop() {
+	if r.cmd != nil && r.cmd.Process != nil {
+		_ = r.cmd.Process.Kill()
+		_ = r.cmd.Wait()
+	}
+}
+
+func (r *redisServer) client() redis.UniversalClient {
+	c := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{r.addr}})
+	r.t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+var secretA = bytes.Repeat([]byte{0xA5}, 32)
+
+func newStore(t *testing.T, r *redisServer, secret []byte, logs io.Writer) *Store {
+	t.Helper()
+	if logs == nil {
+		logs = io.Discard
+	}
+	s, err := New(Options{Client: r.client(), SecretKey: secret, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	require.NoError(t, err)
+	return s
+}
+
+func token(value string, lifetime time.Duration) *tokensource.Token {
+	now := time.Now()
+	return tokensource.NewToken(value, now, now.Add(lifetime))
+}
+
+// What one replica saves, another on the same Redis with the same secret key loads, with the same refresh
+// point; in Redis the key is an HMAC and the value is sealed: neither the credentials nor the token show.
+func TestATokenSavedByOneReplicaIsLoadedByAnother(t *testing.T) {
+	r := startRedis(t)
+	one, two := newStore(t, r, secretA, nil), newStore(t, r, secretA, nil)
+	ctx := context.Background()
+	const credentials = "https://login.example/token|client-7|client-secret-value"
+	saved := token("tok-shared-value", time.Hour)
+	saved.Scope = "orders.read"
+	one.Slot(credentials).Save(ctx, saved)
+
+	got := two.Slot(credentials).Load(ctx)
+	require.NotNil(t, got)
+	assert.Equal(t, saved.Value, got.Value)
+	assert.Equal(t, saved.Obtained.UnixMilli(), got.Obtained.UnixMilli())
+	assert.Equal(t, saved.Expiry.UnixMilli(), got.Expiry.UnixMilli())
+	assert.Equal(t, "orders.read", got.Scope)
+	assert.Equal(t, tokensource.Fingerprint(saved.Value), got.Fingerprint())
+
+	keys, err := r.client().Keys(ctx, "*").Result()
+	require.NoError(t, err)
+	require.Len(t, keys, 1)
+	assert.Regexp(t, `^tokenproxy:token:[0-9a-f]{64}$`, keys[0])
+	value, err := r.client().Get(ctx, keys[0]).Result()
+	require.NoError(t, err)
+	assert.NotContains(t, value, "tok-shared-value")
+	assert.NotContains(t, value, "client-secret-value")
+	ttl, err := r.client().PTTL(ctx, keys[0]).Result()
+	require.NoError(t, err)
+	assert.InDelta(t, time.Hour.Seconds(), ttl.Seconds(), 60, "the record expires with the token")
+}
+
+// A record altered in Redis, or sealed under another secret key, is a miss: never a token sent upstream.
+func TestATamperedOrForeignRecordIsAMiss(t *testing.T) {
+	r := startRedis(t)
+	var logs bytes.Buffer
+	one, other := newStore(t, r, secretA, &logs), newStore(t, r, bytes.Repeat([]byte{0x5A}, 32), nil)
+	ctx := context.Background()
+	one.Slot("creds").Save(ctx, token("tok-1", time.Hour))
+	assert.Nil(t, other.Slot("creds").Load(ctx), "another secret key finds nothing")
+
+	// The same record copied under the key the other store would use does not open either.
+	key := one.Slot("creds").(*slot).redisKey
+	otherKey := other.Slot("creds").(*slot).redisKey
+	value, err := r.client().Get(ctx, key).Result()
+	require.NoError(t, err)
+	require.NoError(t, r.client().Set(ctx, otherKey, value, time.Hour).Err())
+	assert.Nil(t, other.Slot("creds").Load(ctx))
+
+	flipped := []byte(value)
+	flipped[len(flipped)-1] ^= 1
+	require.NoError(t, r.client().Set(ctx, key, string(flipped), time.Hour).Err())
+	fresh := newStore(t, r, secretA, &logs)
+	assert.Nil(t, fresh.Slot("creds").Load(ctx), "an altered record is a miss")
+	require.NoError(t, r.client().Set(ctx, key, "\x07older format", time.Hour).Err())
+	assert.Nil(t, fresh.Slot("creds").Load(ctx), "a record of another version is a miss")
+	assert.Contains(t, logs.String(), "does not open")
+	assert.NotContains(t, logs.String(), "tok-1")
+}
+
+// A refusal drops the token in Redis for every replica, but only the refused one: a newer token another
+// replica stored meanwhile stays.
+func TestDropRemovesOnlyTheRefusedToken(t *testing.T) {
+	r := startRedis(t)
+	one, two := newStore(t, r, secretA, nil), newStore(t, r, secretA, nil)
+	ctx := context.Background()
+	refused := token("tok-refused", time.Hour)
+	one.Slot("creds").Save(ctx, refused)
+	one.Slot("creds").Drop(ctx, refused)
+	assert.Nil(t, one.Slot("creds").Load(ctx))
+	assert.Nil(t, two.Slot("creds").Load(ctx), "dropped for the fleet")
+
+	old := token("tok-old", time.Hour)
+	one.Slot("creds").Save(ctx, old)
+	two.Slot("creds").Save(ctx, token("tok-new", time.Hour))
+	one.Slot("creds").Drop(ctx, old)
+	got := newStore(t, r, secretA, nil).Slot("creds").Load(ctx)
+	require.NotNil(t, got)
+	assert.Equal(t, "tok-new", got.Value)
+}
+
+// Redis stopping never fails a look-up: the replica answers from its memory, logs the change once, and
+// uses Redis again when it is back.
+func TestRedisDownFallsBackToMemoryAndRecovers(t *testing.T) {
+	r := startRedis(t)
+	var logs bytes.Buffer
+	s := newStore(t, r, secretA, &logs)
+	ctx := context.Background()
+	r.stop()
+	held := token("tok-local", time.Hour)
+	s.Slot("creds").Save(ctx, held)
+	assert.Same(t, held, s.Slot("creds").Load(ctx))
+	assert.False(t, s.Healthy())
+	assert.Nil(t, s.Slot("other").Load(ctx), "nothing anywhere: a miss, not an error")
+	assert.Equal(t, 1, strings.Count(logs.String(), "the shared token store fails"), logs.String())
+
+	r.start()
+	s.Slot("creds").Save(ctx, token("tok-after", time.Hour))
+	assert.True(t, s.Healthy())
+	assert.Contains(t, logs.String(), "the shared token store answers again")
+	got := newStore(t, r, secretA, nil).Slot("creds").Load(ctx)
+	require.NotNil(t, got)
+	assert.Equal(t, "tok-after", got.Value)
+}
+
+func TestNewNeedsASecretKey(t *testing.T) {
+	r := startRedis(t)
+	_, err := New(Options{Client: r.client()})
+	assert.ErrorContains(t, err, "needs the 32-byte secret key")
+}
+
+// Two token caches, as two replicas with their own memory, on one Redis: the token endpoint is asked once.
+func TestTwoCachesOnOneRedisFetchOneToken(t *testing.T) {
+	r := startRedis(t)
+	var fetches atomic.Int64
+	endpoint := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = fmt.Fprintf(w, `{"access_token":"tok-%d","expires_in":3600}`, fetches.Add(1))
+	}))
+	t.Cleanup(endpoint.Close)
+	f, err := tokensource.NewFetcher(tokensource.Config{TokenURL: endpoint.URL, ClientID: "c", ClientSecret: "s"}, tokensource.Options{})
+	require.NoError(t, err)
+	one := tokensource.NewCache(tokensource.CacheOptions{Store: newStore(t, r, secretA, nil)})
+	two := tokensource.NewCache(tokensource.CacheOptions{Store: newStore(t, r, secretA, nil)})
+	t.Cleanup(one.Close)
+	t.Cleanup(two.Close)
+	a, _, err := one.Token(context.Background(), f)
+	require.NoError(t, err)
+	b, via, err := two.Token(context.Background(), f)
+	require.NoError(t, err)
+	assert.Equal(t, a.Value, b.Value)
+	assert.Equal(t, tokensource.ViaHit, via)
+	assert.EqualValues(t, 1, fetches.Load())
+}
