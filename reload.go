@@ -23,6 +23,7 @@ type reloader struct {
 	metrics       *admin.Metrics // nil without admin endpoints
 	log           *slog.Logger
 	listen, admin string          // fixed at start: changing them takes a restart
+	store         string          // likewise: the store's URL and key prefix at start, "" for none
 	sources       []config.Source // of the configuration in service
 	failed        []config.Source // of the last refused attempt, until one succeeds
 	// retryAt is when a reload refused because an issuer could not be reached is tried again, whether
@@ -113,6 +114,9 @@ func (r *reloader) reload(ctx context.Context, reason string) {
 	if cfg.Admin != r.admin {
 		r.log.Warn("admin cannot change without a restart; the admin endpoints stay where they were", "admin", r.admin, "configured", cfg.Admin)
 	}
+	if storeOf(cfg) != r.store {
+		r.log.Warn("store cannot change without a restart; tokens stay where they were kept")
+	}
 	r.sources, r.failed = loaded.Sources, nil
 	r.log.Info("configuration reloaded", "reason", reason, "config", cfg.File, "routes", len(cfg.Routes))
 	if r.metrics != nil {
@@ -137,4 +141,12 @@ func (r *reloader) refuse(reason string, err error, sources []config.Source) {
 	if r.metrics != nil {
 		r.metrics.ConfigReloaded(false, time.Now())
 	}
+}
+
+// storeOf names a configuration's store for comparing reloads; it holds no password.
+func storeOf(cfg *config.Config) string {
+	if cfg.Store == nil {
+		return ""
+	}
+	return cfg.Store.URL + " " + cfg.Store.KeyPrefix
 }

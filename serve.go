@@ -15,6 +15,7 @@ import (
 	"github.com/tokenproxy/tokenproxy/internal/buildinfo"
 	"github.com/tokenproxy/tokenproxy/internal/logging"
 	"github.com/tokenproxy/tokenproxy/proxy"
+	"github.com/tokenproxy/tokenproxy/redisstore"
 )
 
 const (
@@ -60,6 +61,20 @@ func runServe(args []string, _ io.Reader, _, stderr io.Writer) int {
 		metrics = admin.NewMetrics(buildinfo.Read())
 		opts.Metrics = metrics
 	}
+	if cfg.Store != nil {
+		so := redisstore.Options{SecretKey: cfg.Store.SecretKey, KeyPrefix: cfg.Store.KeyPrefix, Logger: log}
+		if metrics != nil {
+			so.Metrics = metrics
+		}
+		store, err := redisstore.Open(cfg.Store.URL, cfg.Store.Password, so)
+		if err != nil {
+			fmt.Fprintf(stderr, "tokenproxy: store: %v\n", err)
+			return 2
+		}
+		defer store.Close()
+		opts.TokenStore = store
+		log.Info("tokens are shared through the store", "store", store.Where(), "key_prefix", cfg.Store.KeyPrefix)
+	}
 	srv, err := proxy.New(cfg, opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "tokenproxy: %v\n", err)
@@ -92,7 +107,7 @@ func runServe(args []string, _ io.Reader, _, stderr io.Writer) int {
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "admin", adminAddr, "config", cfg.File, "routes", len(cfg.Routes))
 
-	r := &reloader{cf: cf, srv: srv, metrics: metrics, log: log, listen: cfg.Listen, admin: cfg.Admin, sources: loaded.Sources}
+	r := &reloader{cf: cf, srv: srv, metrics: metrics, log: log, listen: cfg.Listen, admin: cfg.Admin, store: storeOf(cfg), sources: loaded.Sources}
 	var tick <-chan time.Time // nil: never, only SIGHUP
 	if *every > 0 {
 		ticker := time.NewTicker(*every)

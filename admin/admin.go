@@ -51,7 +51,7 @@ func New(src Source, m *Metrics, log *slog.Logger) *Server {
 //   - /healthz: 200 while the process runs;
 //   - /readyz: 200 when the proxy serves, 503 before it listens and from the first moment of a drain;
 //   - /metrics: Prometheus text format;
-//   - /routes: the routes in service and their tokens' state, as JSON.
+//   - /routes: where tokens are kept, the routes in service and their tokens' state, as JSON.
 func (a *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -69,9 +69,15 @@ func (a *Server) Handler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
+		var store *proxy.StoreStatus
+		if st, ok := a.src.(interface{ StoreStatus() proxy.StoreStatus }); ok {
+			s := st.StoreStatus()
+			store = &s
+		}
 		_ = enc.Encode(struct {
+			Store  *proxy.StoreStatus  `json:"store,omitempty"`
 			Routes []proxy.RouteStatus `json:"routes"`
-		}{a.src.Status()})
+		}{store, a.src.Status()})
 	})
 	return mux
 }

@@ -29,6 +29,7 @@ type Metrics struct {
 	denials       *prometheus.CounterVec
 	reloads       *prometheus.CounterVec
 	lastReload    prometheus.Gauge
+	storeOps      *prometheus.CounterVec
 }
 
 var _ proxy.Metrics = (*Metrics)(nil)
@@ -83,6 +84,10 @@ func NewMetrics(info buildinfo.Info) *Metrics {
 			Name: "tokenproxy_config_reloads_total",
 			Help: "Configuration reloads, by result (success, failure).",
 		}, []string{"result"}),
+		storeOps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenproxy_store_operations_total",
+			Help: "Calls to the shared token store, by op (load, save, drop, lock, unlock) and result (ok, miss, error, timeout, unreadable).",
+		}, []string{"op", "result"}),
 		lastReload: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tokenproxy_config_last_reload_success_timestamp_seconds",
 			Help: "When the configuration in service was loaded (start-up or the last successful reload), in Unix seconds.",
@@ -100,7 +105,7 @@ func NewMetrics(info buildinfo.Info) *Metrics {
 		m.reloads.WithLabelValues(result)
 	}
 	m.reg.MustRegister(m.requests, m.duration, m.errors, m.fetches, m.fetchDuration, m.lookups, m.replays, m.refusals,
-		m.connections, m.denials, m.reloads, m.lastReload, build,
+		m.connections, m.denials, m.reloads, m.lastReload, m.storeOps, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -145,6 +150,9 @@ func (m *Metrics) Error(route, kind string) { m.errors.WithLabelValues(route, ki
 
 // Replay implements proxy.Metrics.
 func (m *Metrics) Replay(route string) { m.replays.WithLabelValues(route).Inc() }
+
+// StoreOperation implements redisstore.Metrics.
+func (m *Metrics) StoreOperation(op, result string) { m.storeOps.WithLabelValues(op, result).Inc() }
 
 // Denied implements proxy.Metrics.
 func (m *Metrics) Denied(reason string) { m.denials.WithLabelValues(reason).Inc() }

@@ -36,6 +36,8 @@ type Config struct {
 	Routes []*Route
 	// Clients are the callers allowed when the proxy listens beyond loopback; empty: anyone who reaches it.
 	Clients []*Client
+	// Store shares tokens with other replicas; nil keeps them in the process.
+	Store *Store
 	// Sources are the files this configuration was read from, with their content when read, so a reload
 	// can tell whether any of them changed.
 	Sources []Source
@@ -245,6 +247,7 @@ func (l *loader) load(root *yaml.Node) *Config {
 			cfg.RejectUnmatched = l.oneOf(v, p, "forward", "reject") == "reject"
 		},
 		"mitm":   func(v *yaml.Node, p string) { cfg.MITM = l.mitm(v, p) },
+		"store":  func(v *yaml.Node, p string) { cfg.Store = l.store(v, p) },
 		"routes": func(v *yaml.Node, p string) { routesNode = v },
 	})
 	l.require(root, "", seen, "routes")

@@ -41,6 +41,9 @@ type Options struct {
 	// ReadHeaderTimeout and ClientIdleTimeout bound slow and silent clients; zero is the default below.
 	ReadHeaderTimeout time.Duration
 	ClientIdleTimeout time.Duration
+	// TokenStore keeps tokens where other replicas find them (routes.yaml store:); nil keeps them in the
+	// process.
+	TokenStore tokensource.Store
 }
 
 // Timeouts of the upstream leg and of client connections.
@@ -97,7 +100,8 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		opts:    opts,
 		log:     opts.Logger,
 		metrics: opts.Metrics,
-		cache:   tokensource.NewCache(tokensource.CacheOptions{Clock: opts.Clock, Logger: opts.Logger, Metrics: opts.Metrics}),
+		cache: tokensource.NewCache(tokensource.CacheOptions{Clock: opts.Clock, Logger: opts.Logger, Metrics: opts.Metrics,
+			Store: opts.TokenStore}),
 	}
 	snap, err := s.newSnapshot(cfg, nil)
 	if err != nil {

@@ -32,6 +32,27 @@ type TokenStatus struct {
 	RefusalsBackedOffUntil *time.Time `json:"refusalsBackedOffUntil,omitempty"`
 }
 
+// StoreStatus is where tokens are kept, as the admin endpoints show it.
+type StoreStatus struct {
+	Kind    string `json:"kind"`            // memory (this process) or redis (shared by the fleet)
+	Where   string `json:"where,omitempty"` // the store's address, without credentials
+	Healthy bool   `json:"healthy"`         // the last call to the store succeeded
+}
+
+// sharedStore is a store other replicas see, which can tell where it is and whether it answers.
+type sharedStore interface {
+	Where() string
+	Healthy() bool
+}
+
+// StoreStatus describes where tokens are kept.
+func (s *Server) StoreStatus() StoreStatus {
+	if st, ok := s.opts.TokenStore.(sharedStore); ok {
+		return StoreStatus{Kind: "redis", Where: st.Where(), Healthy: st.Healthy()}
+	}
+	return StoreStatus{Kind: "memory", Healthy: true}
+}
+
 // Status describes the routes in service and their tokens.
 func (s *Server) Status() []RouteStatus {
 	snap := s.snap.Load()

@@ -17,6 +17,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,8 +49,19 @@ type Options struct {
 	KeyPrefix string        // "": DefaultKeyPrefix
 	Timeout   time.Duration // 0: DefaultTimeout
 	Logger    *slog.Logger  // nil: slog's default
+	Metrics   Metrics       // nil: none recorded
 	Now       func() time.Time
 }
+
+// Metrics counts the store's calls to Redis: op is load, save, drop, lock or unlock; result is ok, miss,
+// error, timeout or unreadable (a record that does not open).
+type Metrics interface {
+	StoreOperation(op, result string)
+}
+
+type noMetrics struct{}
+
+func (noMetrics) StoreOperation(string, string) {}
 
 // Store keeps tokens in Redis and a copy of each in memory.
 type Store struct {
@@ -56,11 +69,14 @@ type Store struct {
 	prefix  string
 	timeout time.Duration
 	log     *slog.Logger
+	metrics Metrics
 	now     func() time.Time
 	aead    cipher.AEAD
 	keyMAC  []byte
 	slots   sync.Map // credentials key → *slot
 	healthy atomic.Bool
+	where   string // the URL Open was given, without its password
+	owned   bool   // Close closes the client: Open made it
 }
 
 var _ tokensource.Store = (*Store)(nil)
@@ -96,6 +112,10 @@ func New(o Options) (*Store, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.metrics = o.Metrics
+	if s.metrics == nil {
+		s.metrics = noMetrics{}
+	}
 	s.healthy.Store(true)
 	return s, nil
 }
@@ -121,6 +141,38 @@ func (s *Store) Slot(key string) tokensource.Slot {
 // Forget drops this replica's copy; the record in Redis expires with the token, and other replicas may
 // still use it.
 func (s *Store) Forget(key string) { s.slots.Delete(key) }
+
+// Open connects to the store at rawURL (see ParseURL); password is used when the URL has none. Calls are
+// bounded by their context, so a slow Redis costs a request at most the store's timeout.
+func Open(rawURL, password string, o Options) (*Store, error) {
+	ro, err := ParseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	if ro.Password == "" {
+		ro.Password = password
+	}
+	ro.ContextTimeoutEnabled = true
+	o.Client = redis.NewUniversalClient(ro)
+	s, err := New(o)
+	if err != nil {
+		_ = o.Client.Close()
+		return nil, err
+	}
+	s.where, s.owned = redactURL(rawURL), true
+	return s, nil
+}
+
+// Close closes the connection Open made.
+func (s *Store) Close() error {
+	if s.owned {
+		return s.client.Close()
+	}
+	return nil
+}
+
+// Where is the store's URL without its password.
+func (s *Store) Where() string { return s.where }
 
 // Healthy reports whether the last Redis call succeeded.
 func (s *Store) Healthy() bool { return s.healthy.Load() }
@@ -206,26 +258,40 @@ func (s *Store) get(ctx context.Context, key string) (*tokensource.Token, string
 	ctx, cancel := s.call(ctx)
 	defer cancel()
 	sealed, err := s.client.Get(ctx, key).Result()
-	if errors.Is(err, redis.Nil) {
-		s.result("load", nil)
+	switch {
+	case errors.Is(err, redis.Nil):
+		s.healthyAgain()
+		s.metrics.StoreOperation("load", "miss")
+		return nil, "", false
+	case err != nil:
+		_ = s.result("load", err)
 		return nil, "", false
 	}
-	if s.result("load", err) != nil {
-		return nil, "", false
-	}
+	s.healthyAgain()
 	t, err := s.open(key, sealed)
 	if err != nil {
+		s.metrics.StoreOperation("load", "unreadable")
 		s.log.Warn("a token record in the shared store does not open; treated as missing", "key", key, "error", err)
 		return nil, "", false
 	}
 	if !s.now().Before(t.Expiry) {
+		s.metrics.StoreOperation("load", "miss")
 		return nil, "", false
 	}
+	s.metrics.StoreOperation("load", "ok")
 	return t, sealed, true
 }
 
-// result logs a change between a working and a failing Redis once, and returns err.
+// result counts a call, logs a change between a working and a failing Redis once, and returns err.
 func (s *Store) result(op string, err error) error {
+	switch {
+	case err == nil:
+		s.metrics.StoreOperation(op, "ok")
+	case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
+		s.metrics.StoreOperation(op, "timeout")
+	default:
+		s.metrics.StoreOperation(op, "error")
+	}
 	ok := err == nil
 	if s.healthy.Swap(ok) != ok {
 		if ok {
@@ -236,6 +302,18 @@ func (s *Store) result(op string, err error) error {
 		}
 	}
 	return err
+}
+
+// healthyAgain notes an answer from Redis that is not counted as ok (a miss).
+func (s *Store) healthyAgain() {
+	if !s.healthy.Swap(true) {
+		s.log.Info("the shared token store answers again")
+	}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // record is what Redis holds for a token: enough for every replica to compute the same refresh point.
@@ -283,4 +361,50 @@ func (s *Store) open(key, sealed string) (*tokensource.Token, error) {
 // refreshPoint is when the policy starts renewing t: until then this replica's copy needs no check.
 func refreshPoint(t *tokensource.Token) time.Time {
 	return t.Obtained.Add(time.Duration(float64(t.Lifetime()) * tokensource.RefreshAt))
+}
+
+// ParseURL reads a store URL as go-redis does: redis:// or rediss:// (TLS, verified against the system
+// roots, which honour SSL_CERT_FILE) for one server; with master_name= for Sentinel (the host and each
+// addr= are sentinels); with addr= alone for a cluster.
+func ParseURL(raw string) (*redis.UniversalOptions, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
+		return nil, fmt.Errorf("%q is not a redis:// or rediss:// URL", redactURL(raw))
+	}
+	q := u.Query()
+	switch {
+	case q.Has("master_name"):
+		o, err := redis.ParseFailoverURL(raw)
+		if err != nil {
+			return nil, errors.New(redactURL(err.Error()))
+		}
+		return &redis.UniversalOptions{MasterName: o.MasterName, Addrs: o.SentinelAddrs, Username: o.Username,
+			Password: o.Password, DB: o.DB, TLSConfig: o.TLSConfig, SentinelUsername: o.SentinelUsername,
+			SentinelPassword: o.SentinelPassword}, nil
+	case q.Has("addr"):
+		o, err := redis.ParseClusterURL(raw)
+		if err != nil {
+			return nil, errors.New(redactURL(err.Error()))
+		}
+		return &redis.UniversalOptions{Addrs: o.Addrs, Username: o.Username, Password: o.Password,
+			TLSConfig: o.TLSConfig, IsClusterMode: true}, nil
+	}
+	o, err := redis.ParseURL(raw)
+	if err != nil {
+		return nil, errors.New(redactURL(err.Error()))
+	}
+	return &redis.UniversalOptions{Addrs: []string{o.Addr}, Username: o.Username, Password: o.Password, DB: o.DB,
+		TLSConfig: o.TLSConfig}, nil
+}
+
+// redactURL hides a password in a URL (or a message quoting one).
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err == nil && u.User != nil {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			return u.String()
+		}
+	}
+	return s
 }

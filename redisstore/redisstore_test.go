@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os/exec"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -18,50 +16,22 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tokenproxy/tokenproxy/internal/testkit"
 	"github.com/tokenproxy/tokenproxy/tokensource"
 )
 
-// redisServer is a redis-server of the test's own on a loopback port, without persistence.
+// redisServer is testkit's redis-server with a client for the test.
 type redisServer struct {
-	t    *testing.T
-	addr string
-	cmd  *exec.Cmd
+	*testkit.Redis
+	t *testing.T
 }
 
 func startRedis(t *testing.T) *redisServer {
-	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skip("redis-server is not installed (Debian package redis-server; .ci/run installs it)")
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	r := &redisServer{t: t, addr: addr}
-	r.start()
-	t.Cleanup(r.stop)
-	return r
-}
-
-func (r *redisServer) start() {
-	_, port, _ := net.SplitHostPort(r.addr)
-	r.cmd = exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-	require.NoError(r.t, r.cmd.Start())
-	c := redis.NewClient(&redis.Options{Addr: r.addr})
-	defer c.Close()
-	require.Eventually(r.t, func() bool { return c.Ping(context.Background()).Err() == nil }, 10*time.Second, 5*time.Millisecond,
-		"redis-server answers")
-}
-
-func (r *redisServer) stop() {
-	if r.cmd != nil && r.cmd.Process != nil {
-		_ = r.cmd.Process.Kill()
-		_ = r.cmd.Wait()
-	}
+	return &redisServer{Redis: testkit.StartRedis(t), t: t}
 }
 
 func (r *redisServer) client() redis.UniversalClient {
-	c := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{r.addr}})
+	c := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{r.Addr}, ContextTimeoutEnabled: true})
 	r.t.Cleanup(func() { _ = c.Close() })
 	return c
 }
@@ -171,7 +141,7 @@ func TestRedisDownFallsBackToMemoryAndRecovers(t *testing.T) {
 	var logs bytes.Buffer
 	s := newStore(t, r, secretA, &logs)
 	ctx := context.Background()
-	r.stop()
+	r.Stop()
 	held := token("tok-local", time.Hour)
 	s.Slot("creds").Save(ctx, held)
 	assert.Same(t, held, s.Slot("creds").Load(ctx))
@@ -179,7 +149,7 @@ func TestRedisDownFallsBackToMemoryAndRecovers(t *testing.T) {
 	assert.Nil(t, s.Slot("other").Load(ctx), "nothing anywhere: a miss, not an error")
 	assert.Equal(t, 1, strings.Count(logs.String(), "the shared token store fails"), logs.String())
 
-	r.start()
+	r.Start()
 	s.Slot("creds").Save(ctx, token("tok-after", time.Hour))
 	assert.True(t, s.Healthy())
 	assert.Contains(t, logs.String(), "the shared token store answers again")
