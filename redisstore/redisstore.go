@@ -153,6 +153,9 @@ func Open(rawURL, password string, o Options) (*Store, error) {
 		ro.Password = password
 	}
 	ro.ContextTimeoutEnabled = true
+	if o.Logger != nil {
+		redis.SetLogger(clientLog{o.Logger}) // go-redis logs through a global; its lines become debug lines
+	}
 	o.Client = redis.NewUniversalClient(ro)
 	s, err := New(o)
 	if err != nil {
@@ -161,6 +164,14 @@ func Open(rawURL, password string, o Options) (*Store, error) {
 	}
 	s.where, s.owned = redactURL(rawURL), true
 	return s, nil
+}
+
+// clientLog puts go-redis's own messages (failed dials, pool events) in tokenproxy's log at debug: the
+// store logs each change between working and failing once, at warn.
+type clientLog struct{ log *slog.Logger }
+
+func (c clientLog) Printf(ctx context.Context, format string, v ...any) {
+	c.log.DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...))
 }
 
 // Close closes the connection Open made.
@@ -229,9 +240,9 @@ func (sl *slot) Save(ctx context.Context, t *tokensource.Token) {
 	sl.s.result("save", sl.s.client.Set(ctx, sl.redisKey, sealed, ttl).Err())
 }
 
-// dropScript deletes the key only while it still holds the refused record: a newer token another
-// replica stored meanwhile stays.
-var dropScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
+// deleteIfScript deletes a key only while it holds the value given: a refused record, and not a newer
+// token another replica stored meanwhile; a claim, and only by the replica that holds it.
+var deleteIfScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
 
 // Drop forgets t here and, for the whole fleet, in Redis.
 func (sl *slot) Drop(ctx context.Context, t *tokensource.Token) {
@@ -244,7 +255,66 @@ func (sl *slot) Drop(ctx context.Context, t *tokensource.Token) {
 	}
 	ctx, cancel := sl.s.call(ctx)
 	defer cancel()
-	sl.s.result("drop", dropScript.Run(ctx, sl.s.client, []string{sl.redisKey}, h.sealed).Err())
+	sl.s.result("drop", deleteIfScript.Run(ctx, sl.s.client, []string{sl.redisKey}, h.sealed).Err())
+}
+
+// claimPoll is how often a replica waiting for another's fetch looks for its token.
+const claimPoll = 20 * time.Millisecond
+
+// Claim lets one replica of the fleet fetch at a time: the claim is a key set with NX that expires on its
+// own should its holder die, and is deleted only by its holder. The others poll for the token it stores.
+func (sl *slot) Claim(ctx context.Context, have *tokensource.Token) (*tokensource.Token, func()) {
+	none := func() {}
+	var id [16]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return nil, none
+	}
+	owner, claimKey := hex.EncodeToString(id[:]), sl.redisKey+":fetching"
+	ttl := time.Minute
+	if deadline, ok := ctx.Deadline(); ok {
+		ttl = time.Until(deadline) + time.Second // outlives the fetch it guards, not a stuck holder
+	}
+	for {
+		call, cancel := sl.s.call(ctx)
+		took, err := sl.s.client.SetNX(call, claimKey, owner, ttl).Result()
+		cancel()
+		if err != nil {
+			_ = sl.s.result("lock", err)
+			return nil, none // no Redis, no claim: fetch
+		}
+		if took {
+			sl.s.metrics.StoreOperation("lock", "ok")
+			release := func() {
+				call, cancel := sl.s.call(context.Background())
+				defer cancel()
+				_ = sl.s.result("unlock", deleteIfScript.Run(call, sl.s.client, []string{claimKey}, owner).Err())
+			}
+			if t := sl.newer(ctx, have); t != nil { // stored by a replica that finished just before
+				release()
+				return t, none
+			}
+			return nil, release
+		}
+		sl.s.metrics.StoreOperation("lock", "held")
+		if t := sl.newer(ctx, have); t != nil {
+			return t, none
+		}
+		select {
+		case <-ctx.Done():
+			return nil, none // waited as long as a fetch takes: fetch rather than fail
+		case <-time.After(claimPoll):
+		}
+	}
+}
+
+// newer returns a token in Redis other than have, keeping it as this replica's copy, or nil.
+func (sl *slot) newer(ctx context.Context, have *tokensource.Token) *tokensource.Token {
+	t, sealed, ok := sl.s.get(ctx, sl.redisKey)
+	if !ok || (have != nil && t.Value == have.Value) {
+		return nil
+	}
+	sl.held.Store(&held{token: t, sealed: sealed, checked: sl.s.now()})
+	return t
 }
 
 // call bounds one Redis call; a caller's cancellation still ends it sooner.

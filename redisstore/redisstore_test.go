@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -185,4 +186,95 @@ func TestTwoCachesOnOneRedisFetchOneToken(t *testing.T) {
 	assert.Equal(t, a.Value, b.Value)
 	assert.Equal(t, tokensource.ViaHit, via)
 	assert.EqualValues(t, 1, fetches.Load())
+}
+
+// recordingMetrics counts store operations by "op result".
+type recordingMetrics struct {
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func (m *recordingMetrics) StoreOperation(op, result string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.counts == nil {
+		m.counts = map[string]int{}
+	}
+	m.counts[op+" "+result]++
+}
+
+func (m *recordingMetrics) get(key string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.counts[key]
+}
+
+// Five replicas that all need a token at once ask the token endpoint once: one holds the claim and
+// fetches, the others wait for the token it stores.
+func TestOneReplicaFetchesForTheFleet(t *testing.T) {
+	r := startRedis(t)
+	var fetches atomic.Int64
+	release := make(chan struct{})
+	endpoint := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		n := fetches.Add(1)
+		<-release
+		_, _ = fmt.Fprintf(w, `{"access_token":"tok-%d","expires_in":3600}`, n)
+	}))
+	t.Cleanup(endpoint.Close)
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+	f, err := tokensource.NewFetcher(tokensource.Config{TokenURL: endpoint.URL, ClientID: "c", ClientSecret: "s"}, tokensource.Options{})
+	require.NoError(t, err)
+	metrics := &recordingMetrics{}
+	const replicas = 5
+	got := make(chan string, replicas)
+	for range replicas {
+		s, err := New(Options{Client: r.client(), SecretKey: secretA, Metrics: metrics, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		require.NoError(t, err)
+		c := tokensource.NewCache(tokensource.CacheOptions{Store: s})
+		t.Cleanup(c.Close)
+		go func() {
+			tok, _, err := c.Token(context.Background(), f)
+			if err != nil {
+				got <- err.Error()
+				return
+			}
+			got <- tok.Value
+		}()
+	}
+	require.Eventually(t, func() bool { return fetches.Load() == 1 && metrics.get("lock held") >= replicas-1 },
+		10*time.Second, time.Millisecond, "one replica fetches while the others wait on its claim")
+	close(release)
+	for range replicas {
+		assert.Equal(t, "tok-1", <-got)
+	}
+	assert.EqualValues(t, 1, fetches.Load())
+	// A waiter may take the claim the fetcher gave back, find the token and give it back at once.
+	assert.Equal(t, metrics.get("lock ok"), metrics.get("unlock ok"), "every claim taken is given back")
+}
+
+// A replica whose claim holder never stores a token waits no longer than its context (the fetch timeout),
+// then fetches itself; a claim its holder gave back without a token is taken by the next.
+func TestAClaimNeverBlocksForLongerThanAFetch(t *testing.T) {
+	r := startRedis(t)
+	one, two := newStore(t, r, secretA, nil), newStore(t, r, secretA, nil)
+	theirs, release := one.Slot("creds").Claim(context.Background(), nil)
+	require.Nil(t, theirs)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	t2, release2 := two.Slot("creds").Claim(ctx, nil)
+	assert.Nil(t, t2, "no token came: fetch")
+	assert.Error(t, ctx.Err(), "it waited until its context ended")
+	release2()
+
+	release() // given back, no token stored
+	t3, release3 := two.Slot("creds").Claim(context.Background(), nil)
+	assert.Nil(t, t3)
+	release3()
 }

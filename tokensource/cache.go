@@ -245,6 +245,15 @@ func (c *Cache) Close() {
 }
 
 func (c *Cache) fetch(ctx context.Context, e *entry, f *Fetcher) (*Token, error) {
+	// Another replica on a shared store may be fetching already: its token is this one's, for at most as
+	// long as a fetch may take; after that this replica fetches itself rather than fail.
+	wait, cancel := context.WithTimeout(ctx, f.client.Timeout)
+	theirs, release := e.slot.Claim(wait, e.slot.Load(ctx))
+	cancel()
+	if theirs != nil {
+		return theirs, nil
+	}
+	defer release()
 	t, err := c.timedFetch(ctx, f)
 	c.record(ctx, e, err)
 	if err != nil {

@@ -25,6 +25,11 @@ type Slot interface {
 	Save(ctx context.Context, t *Token)
 	// Drop empties the slot if it still holds t (a token the supplier refused).
 	Drop(ctx context.Context, t *Token)
+	// Claim is asked before a fetch that would replace have (nil when there is none). A store shared by
+	// replicas lets one fetch at a time: while another holds the claim, Claim waits, until ctx ends, for
+	// the token it stores and returns that. Otherwise it returns nil and release, to call once the fetch
+	// is over and its token saved. A store that cannot tell returns nil: fetching is never blocked.
+	Claim(ctx context.Context, have *Token) (t *Token, release func())
 }
 
 // MemoryStore keeps tokens in this process: each replica has its own.
@@ -53,3 +58,6 @@ type memorySlot struct{ token atomic.Pointer[Token] }
 func (s *memorySlot) Load(context.Context) *Token      { return s.token.Load() }
 func (s *memorySlot) Save(_ context.Context, t *Token) { s.token.Store(t) }
 func (s *memorySlot) Drop(_ context.Context, t *Token) { s.token.CompareAndSwap(t, nil) }
+
+// Claim never waits: in one process the Cache already lets one caller fetch at a time.
+func (s *memorySlot) Claim(context.Context, *Token) (*Token, func()) { return nil, func() {} }
