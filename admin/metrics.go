@@ -86,7 +86,7 @@ func NewMetrics(info buildinfo.Info) *Metrics {
 		}, []string{"result"}),
 		storeOps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokenproxy_store_operations_total",
-			Help: "Calls to the shared token store, by op (load, save, drop, lock, unlock) and result (ok, miss, error, timeout, unreadable).",
+			Help: "Calls to the shared token store, by op (load, save, drop, lock, unlock, hold, held) and result (ok, miss, held, error, timeout, unreadable).",
 		}, []string{"op", "result"}),
 		lastReload: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "tokenproxy_config_last_reload_success_timestamp_seconds",

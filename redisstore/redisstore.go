@@ -53,8 +53,9 @@ type Options struct {
 	Now       func() time.Time
 }
 
-// Metrics counts the store's calls to Redis: op is load, save, drop, lock or unlock; result is ok, miss,
-// error, timeout or unreadable (a record that does not open).
+// Metrics counts the store's calls to Redis: op is load, save, drop, lock, unlock, hold or held (the
+// fleet's refusal backoff); result is ok, miss, held (a claim another replica has), error, timeout or
+// unreadable (a record that does not open).
 type Metrics interface {
 	StoreOperation(op, result string)
 }
@@ -305,6 +306,32 @@ func (sl *slot) Claim(ctx context.Context, have *tokensource.Token) (*tokensourc
 		case <-time.After(claimPoll):
 		}
 	}
+}
+
+// HoldRefusals records for the fleet that refusals fetch nothing before until.
+func (sl *slot) HoldRefusals(ctx context.Context, until time.Time) {
+	ttl := until.Sub(sl.s.now())
+	if ttl <= 0 {
+		return
+	}
+	call, cancel := sl.s.call(ctx)
+	defer cancel()
+	_ = sl.s.result("hold", sl.s.client.Set(call, sl.redisKey+":refused", until.UnixMilli(), ttl).Err())
+}
+
+// RefusalsHeld returns when the fleet lets refusals fetch again; zero when it does now, or when Redis
+// cannot say (the replica's own refusal backoff still applies).
+func (sl *slot) RefusalsHeld(ctx context.Context) time.Time {
+	call, cancel := sl.s.call(ctx)
+	defer cancel()
+	ms, err := sl.s.client.Get(call, sl.redisKey+":refused").Int64()
+	if errors.Is(err, redis.Nil) {
+		return time.Time{}
+	}
+	if sl.s.result("held", err) != nil {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
 }
 
 // newer returns a token in Redis other than have, keeping it as this replica's copy, or nil.

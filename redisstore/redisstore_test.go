@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -277,4 +278,100 @@ func TestAClaimNeverBlocksForLongerThanAFetch(t *testing.T) {
 	t3, release3 := two.Slot("creds").Claim(context.Background(), nil)
 	assert.Nil(t, t3)
 	release3()
+}
+
+// When the token fetched after a refusal is refused too, the whole fleet stops fetching on refusals for the
+// backoff, not only the replica that saw it: another replica refused the same token fetches nothing.
+func TestAFleetHoldsRefusalsBackTogether(t *testing.T) {
+	r := startRedis(t)
+	var fetches atomic.Int64
+	endpoint := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = fmt.Fprintf(w, `{"access_token":"tok-%d","expires_in":3600}`, fetches.Add(1))
+	}))
+	t.Cleanup(endpoint.Close)
+	f, err := tokensource.NewFetcher(tokensource.Config{TokenURL: endpoint.URL, ClientID: "c", ClientSecret: "s"}, tokensource.Options{})
+	require.NoError(t, err)
+	one := tokensource.NewCache(tokensource.CacheOptions{Store: newStore(t, r, secretA, nil)})
+	two := tokensource.NewCache(tokensource.CacheOptions{Store: newStore(t, r, secretA, nil)})
+	t.Cleanup(one.Close)
+	t.Cleanup(two.Close)
+	ctx := context.Background()
+
+	t1, _, err := one.Token(ctx, f)
+	require.NoError(t, err)
+	require.True(t, one.Reject(f, t1), "a first refusal: one more fresh token")
+	t2, _, err := one.Token(ctx, f)
+	require.NoError(t, err)
+	require.Equal(t, "tok-2", t2.Value)
+	require.False(t, one.Reject(f, t2), "refused again: this replica backs off")
+
+	seen, _, err := two.Token(ctx, f)
+	require.NoError(t, err)
+	require.Equal(t, "tok-2", seen.Value, "the other replica has the same token, from Redis")
+	assert.False(t, two.Reject(f, seen), "and backs off with the fleet instead of fetching")
+	assert.EqualValues(t, 2, fetches.Load())
+}
+
+// slowProxy forwards to Redis but holds every answer for delay, as an overloaded Redis would.
+func slowProxy(t *testing.T, target string, delay time.Duration) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var mu sync.Mutex
+	var open []net.Conn
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range open {
+			_ = c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				_ = c.Close()
+				continue
+			}
+			mu.Lock()
+			open = append(open, c, up)
+			mu.Unlock()
+			go func() { _, _ = io.Copy(up, c) }()
+			go func() {
+				buf := make([]byte, 4096)
+				for {
+					n, err := up.Read(buf)
+					if err != nil {
+						return
+					}
+					time.Sleep(delay) // the fault under test: answers held back
+					if _, err := c.Write(buf[:n]); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// A Redis that answers slowly costs a look-up the store's timeout, not its slowness: the call is cut off,
+// counted as a timeout, and the replica goes on from its memory and the token endpoint.
+func TestASlowRedisCostsAtMostTheTimeout(t *testing.T) {
+	r := startRedis(t)
+	newStore(t, r, secretA, nil).Slot("creds").Save(context.Background(), token("tok-1", time.Hour))
+	metrics := &recordingMetrics{}
+	c := redis.NewUniversalClient(&redis.UniversalOptions{Addrs: []string{slowProxy(t, r.Addr, 3*time.Second)}, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { _ = c.Close() })
+	s, err := New(Options{Client: c, SecretKey: secretA, Metrics: metrics, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	start := time.Now()
+	assert.Nil(t, s.Slot("creds").Load(context.Background()), "no answer in time: a miss")
+	assert.Less(t, time.Since(start), 2*time.Second, "cut off long before the 3 s answer")
+	assert.Equal(t, 1, metrics.get("load timeout"))
+	assert.False(t, s.Healthy())
 }

@@ -180,8 +180,13 @@ func (c *Cache) Reject(f *Fetcher, t *Token) bool {
 	if cur := e.slot.Load(ctx); cur != t {
 		return true // another request already dropped or replaced it
 	}
-	retry, started := e.refusal.refused(t, c.clock.Now())
+	now := c.clock.Now()
+	if now.Before(e.slot.RefusalsHeld(ctx)) {
+		return false // another replica found the supplier refusing every token: the fleet waits
+	}
+	retry, started := e.refusal.refused(t, now)
 	if started > 0 {
+		e.slot.HoldRefusals(ctx, e.refusal.backingOff(now))
 		c.metrics.RefusalBackoff(f.route)
 		if started == 1 {
 			c.log.Warn("the supplier refuses the tokens tokenproxy fetches; refusals fetch no new token for a while "+

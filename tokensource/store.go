@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Store keeps the tokens a Cache hands out, one per set of credentials (a Fetcher's key). The Cache is the
@@ -30,6 +31,11 @@ type Slot interface {
 	// the token it stores and returns that. Otherwise it returns nil and release, to call once the fetch
 	// is over and its token saved. A store that cannot tell returns nil: fetching is never blocked.
 	Claim(ctx context.Context, have *Token) (t *Token, release func())
+	// HoldRefusals tells every user of the store that refusals fetch no new token before until: the
+	// supplier refuses whatever the endpoint issues.
+	HoldRefusals(ctx context.Context, until time.Time)
+	// RefusalsHeld returns when refusals may fetch again, as any user of the store said; zero when they may.
+	RefusalsHeld(ctx context.Context) time.Time
 }
 
 // MemoryStore keeps tokens in this process: each replica has its own.
@@ -61,3 +67,7 @@ func (s *memorySlot) Drop(_ context.Context, t *Token) { s.token.CompareAndSwap(
 
 // Claim never waits: in one process the Cache already lets one caller fetch at a time.
 func (s *memorySlot) Claim(context.Context, *Token) (*Token, func()) { return nil, func() {} }
+
+// HoldRefusals and RefusalsHeld have nothing to share: the Cache holds its own refusals back.
+func (s *memorySlot) HoldRefusals(context.Context, time.Time) {}
+func (s *memorySlot) RefusalsHeld(context.Context) time.Time  { return time.Time{} }
