@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -28,11 +29,16 @@ func TestHarnessRunsEveryPart(t *testing.T) {
 	rep, err := measure(options{
 		rounds: 1, duration: 300 * time.Millisecond, conns: 4, rate: 200, rateDuration: 500 * time.Millisecond,
 		economyFor: 3 * time.Second, burst: 400, keepAlive: 50, churned: 200, allocsN: 300, peers: true,
+		fleet: fleetOptions{sidecars: 3, requests: 300, lifetime: 5 * time.Second, length: 3 * time.Second},
 	})
 	require.NoError(t, err)
 	md := rep.markdown("")
-	for _, section := range []string{"### Throughput, closed loop", "### Latency at a fixed rate", "### Memory and connections",
-		"### Allocations per request", "### Token economy", "### Targets"} {
+	sections := []string{"### Throughput, closed loop", "### Latency at a fixed rate", "### Memory and connections",
+		"### Allocations per request", "### Token economy", "### Targets"}
+	if _, err := exec.LookPath("redis-server"); err == nil {
+		sections = append(sections, "### Fleet")
+	}
+	for _, section := range sections {
 		assert.Contains(t, md, section)
 	}
 	for _, line := range strings.Split(md, "\n") {
@@ -44,7 +50,7 @@ func TestHarnessRunsEveryPart(t *testing.T) {
 	for _, c := range rep.checks {
 		if strings.HasPrefix(c.what, "400 requests") || strings.HasPrefix(c.what, "token endpoint down") ||
 			strings.HasPrefix(c.what, "token revoked") || strings.HasPrefix(c.what, "supplier refusing") ||
-			strings.HasPrefix(c.what, "goroutines and descriptors") {
+			strings.HasPrefix(c.what, "goroutines and descriptors") || strings.HasPrefix(c.what, "fleet") {
 			assert.True(t, c.ok, "%s: %s", c.what, c.got)
 		}
 	}

@@ -122,6 +122,12 @@ func (f *fixture) startTokenproxy(name, level string) (*tokenproxy, error) {
 // runTokenproxy runs the built binary on loopback ports of its own with routes (the YAML list under
 // routes:) and the fixture's CA, and waits until it is ready.
 func (f *fixture) runTokenproxy(name, level, routes string) (*tokenproxy, error) {
+	return f.runTokenproxyWith(name, level, "", routes, nil)
+}
+
+// runTokenproxyWith is runTokenproxy with more top-level keys of routes.yaml (top, whole lines) and more
+// environment.
+func (f *fixture) runTokenproxyWith(name, level, top, routes string, env []string) (*tokenproxy, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -130,13 +136,13 @@ func (f *fixture) runTokenproxy(name, level, routes string) (*tokenproxy, error)
 	if err != nil {
 		return nil, err
 	}
-	cfg := fmt.Sprintf("listen: %s\nadmin: %s\nmitm:\n  caCert: %s\n  caKey: %s\nroutes:%s",
-		addr, admin, filepath.Join(f.caDir, "ca.crt"), filepath.Join(f.caDir, "ca.key"), routes)
+	cfg := fmt.Sprintf("listen: %s\nadmin: %s\n%smitm:\n  caCert: %s\n  caKey: %s\nroutes:%s",
+		addr, admin, top, filepath.Join(f.caDir, "ca.crt"), filepath.Join(f.caDir, "ca.key"), routes)
 	file := filepath.Join(f.dir, name+".yaml")
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}
-	p, err := startCommand(name, addr, filepath.Join(f.dir, name+".log"), []string{"SSL_CERT_FILE=" + f.upCert},
+	p, err := startCommand(name, addr, filepath.Join(f.dir, name+".log"), append([]string{"SSL_CERT_FILE=" + f.upCert}, env...),
 		f.binary, "-config", file, "-log-level", level)
 	if err != nil {
 		return nil, err

@@ -28,6 +28,7 @@ type options struct {
 	churned      int // connections opened and closed for the memory figures
 	allocsN      int
 	peers        bool
+	fleet        fleetOptions
 	only         map[string]bool
 	out          string
 	command      string // as the report prints it
@@ -35,7 +36,7 @@ type options struct {
 
 func (o options) want(part string) bool { return len(o.only) == 0 || o.only[part] }
 
-var parts = []string{"speed", "rate", "memory", "allocs", "economy"}
+var parts = []string{"speed", "rate", "memory", "allocs", "economy", "fleet"}
 
 func main() {
 	if role := os.Getenv(roleEnv); role != "" {
@@ -50,6 +51,10 @@ func main() {
 	flag.DurationVar(&o.rateDuration, "rate-duration", 10*time.Second, "fixed rate: time per target in each round")
 	flag.DurationVar(&o.economyFor, "economy-duration", time.Minute, "token economy: length of the steady scenarios")
 	flag.IntVar(&o.burst, "burst", 10000, "token economy: requests in the burst scenario")
+	flag.IntVar(&o.fleet.sidecars, "fleet-sidecars", 20, "fleet: sidecar processes sharing one Redis")
+	flag.IntVar(&o.fleet.requests, "fleet-requests", 10000, "fleet: requests in the burst over the cold fleet")
+	flag.DurationVar(&o.fleet.lifetime, "fleet-lifetime", time.Minute, "fleet: token lifetime in the long run")
+	flag.DurationVar(&o.fleet.length, "fleet-duration", 10*time.Minute, "fleet: length of the long run")
 	flag.IntVar(&o.keepAlive, "keepalive", 1000, "memory: kept-alive connections held open")
 	flag.IntVar(&o.churned, "churn", 10000, "memory: connections of each kind opened and closed")
 	flag.IntVar(&o.allocsN, "allocs-requests", 20000, "allocations: requests per benchmark")
@@ -133,6 +138,12 @@ func measure(o options) (*report, error) {
 	if o.want("allocs") {
 		progress("allocations")
 		if err := allocations(f, rep, o.allocsN); err != nil {
+			return nil, err
+		}
+	}
+	if o.want("fleet") {
+		progress("fleet")
+		if err := fleetPart(f, rep, o.fleet); err != nil {
 			return nil, err
 		}
 	}
