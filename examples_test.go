@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -142,7 +143,8 @@ func routesOf(t *testing.T, cm *corev1.ConfigMap) *config.Config {
 		}
 		text = strings.ReplaceAll(text, ref[1], local)
 	}
-	cfg, err := config.Parse(filepath.Join(dir, "routes.yaml"), []byte(text), config.LoadOptions{})
+	// The manifests hand tokenproxy its secret key in a file (see assertTokenproxyContainer); here, a made-up one.
+	cfg, err := config.Parse(filepath.Join(dir, "routes.yaml"), []byte(text), config.LoadOptions{SecretKey: make([]byte, 32)})
 	require.NoError(t, err, "%s's routes.yaml", cm.Name)
 	return cfg
 }
@@ -243,6 +245,22 @@ func assertTokenproxyContainer(t *testing.T, what string, spec *corev1.PodSpec, 
 	}
 	assert.GreaterOrEqual(t, probes, 2, "%s: readiness and liveness at least", what)
 
+	if cfg.Store != nil {
+		// A store needs the secret key: from a file in a mounted Secret, the same in every replica.
+		i := slices.Index(c.Args, "-secret-key-file")
+		require.True(t, i >= 0 && i+1 < len(c.Args), "%s: a store needs -secret-key-file", what)
+		keyFile := c.Args[i+1]
+		mounted := false
+		for _, m := range c.VolumeMounts {
+			if strings.HasPrefix(keyFile, m.MountPath+"/") {
+				for _, v := range spec.Volumes {
+					mounted = mounted || (v.Name == m.Name && v.Secret != nil)
+				}
+			}
+		}
+		assert.True(t, mounted, "%s: the secret key file %s is in a mounted Secret", what, keyFile)
+	}
+
 	sc, pod := c.SecurityContext, spec.SecurityContext
 	assert.True(t, sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem, "%s: readOnlyRootFilesystem", what)
 	uid := int64(65532) // the image's user
@@ -305,7 +323,7 @@ func TestKubernetesSidecarExample(t *testing.T) {
 	require.NotNil(t, tp.StartupProbe, "the app starts once the sidecar is ready")
 	assertTokenproxyContainer(t, "sidecar", spec, tp, cfg)
 	assertRestricted(t, "sidecar pod", spec)
-	assert.Equal(t, []string{"-config", "/etc/tokenproxy/config/routes.yaml", "-log-format", "json"}, tp.Args)
+	assert.Equal(t, []string{"-config", "/etc/tokenproxy/config/routes.yaml", "-log-format", "json", "-secret-key-file", "/etc/tokenproxy/secrets/secret-key"}, tp.Args)
 
 	app := container(t, spec, "app")
 	env := envOf(app)
