@@ -128,6 +128,19 @@ func (f *fixture) runTokenproxy(name, level, routes string) (*tokenproxy, error)
 // runTokenproxyWith is runTokenproxy with more top-level keys of routes.yaml (top, whole lines) and more
 // environment.
 func (f *fixture) runTokenproxyWith(name, level, top, routes string, env []string) (*tokenproxy, error) {
+	// A free port can be taken between freeAddr and the process's listen when many start at once: try
+	// again on other ports.
+	var err error
+	for range 3 {
+		var tp *tokenproxy
+		if tp, err = f.startOnFreePorts(name, level, top, routes, env); err == nil {
+			return tp, nil
+		}
+	}
+	return nil, err
+}
+
+func (f *fixture) startOnFreePorts(name, level, top, routes string, env []string) (*tokenproxy, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -151,6 +164,7 @@ func (f *fixture) runTokenproxyWith(name, level, top, routes string, env []strin
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := waitReady(ctx, admin); err != nil {
+		p.stop()
 		return nil, err
 	}
 	return &tokenproxy{process: p, addr: addr, admin: admin}, nil

@@ -103,7 +103,11 @@ func measure(o options) (*report, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
+	if os.Getenv("TOKENPROXY_BENCH_KEEP") == "" { // set it to keep the processes' configs and logs
+		defer os.RemoveAll(dir)
+	} else {
+		fmt.Fprintln(os.Stderr, "bench: keeping", dir)
+	}
 	f, err := newFixture(dir)
 	if err != nil {
 		return nil, err

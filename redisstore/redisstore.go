@@ -154,6 +154,9 @@ func Open(rawURL, password string, o Options) (*Store, error) {
 		ro.Password = password
 	}
 	ro.ContextTimeoutEnabled = true
+	// Connections are made ahead of need and kept: a connection made on a request's look-up would spend
+	// its 50 ms on the handshake. CLIENT SETINFO is one round trip more per connection, for nothing.
+	ro.MinIdleConns, ro.DisableIdentity = 2, true
 	if o.Logger != nil {
 		redis.SetLogger(clientLog{o.Logger}) // go-redis logs through a global; its lines become debug lines
 	}
@@ -164,6 +167,11 @@ func Open(rawURL, password string, o Options) (*Store, error) {
 		return nil, err
 	}
 	s.where, s.owned = redactURL(rawURL), true
+	// A first call with time to spare opens the pool; a Redis that does not answer now only means the
+	// replica starts on its own memory, as whenever Redis fails.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = s.result("ping", s.client.Ping(ctx).Err())
 	return s, nil
 }
 
@@ -236,7 +244,9 @@ func (sl *slot) Save(ctx context.Context, t *tokensource.Token) {
 	if ttl <= 0 {
 		return
 	}
-	ctx, cancel := sl.s.call(ctx)
+	// Part of a fetch, not of a look-up: it may take as long as the claim's read, so that the fleet gets
+	// the token rather than fetch another.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimRead)
 	defer cancel()
 	sl.s.result("save", sl.s.client.Set(ctx, sl.redisKey, sealed, ttl).Err())
 }
@@ -259,8 +269,14 @@ func (sl *slot) Drop(ctx context.Context, t *tokensource.Token) {
 	sl.s.result("drop", deleteIfScript.Run(ctx, sl.s.client, []string{sl.redisKey}, h.sealed).Err())
 }
 
-// claimPoll is how often a replica waiting for another's fetch looks for its token.
-const claimPoll = 20 * time.Millisecond
+const (
+	// claimPoll is how often a replica waiting for another's fetch looks for its token.
+	claimPoll = 20 * time.Millisecond
+	// claimPatience is how many timed-out claims a replica tries before it fetches without one.
+	claimPatience = 5
+	// claimRead bounds the read that a replica holding the claim makes before fetching.
+	claimRead = 500 * time.Millisecond
+)
 
 // Claim lets one replica of the fleet fetch at a time: the claim is a key set with NX that expires on its
 // own should its holder die, and is deleted only by its holder. The others poll for the token it stores.
@@ -271,6 +287,7 @@ func (sl *slot) Claim(ctx context.Context, have *tokensource.Token) (*tokensourc
 		return nil, none
 	}
 	owner, claimKey := hex.EncodeToString(id[:]), sl.redisKey+":fetching"
+	patience := claimPatience
 	ttl := time.Minute
 	if deadline, ok := ctx.Deadline(); ok {
 		ttl = time.Until(deadline) + time.Second // outlives the fetch it guards, not a stuck holder
@@ -281,6 +298,11 @@ func (sl *slot) Claim(ctx context.Context, have *tokensource.Token) (*tokensourc
 		cancel()
 		if err != nil {
 			_ = sl.s.result("lock", err)
+			if isTimeout(err) || errors.Is(err, context.DeadlineExceeded) {
+				if patience--; patience > 0 {
+					continue // a busy Redis: ask again, a few times, before fetching alongside others
+				}
+			}
 			return nil, none // no Redis, no claim: fetch
 		}
 		if took {
@@ -290,7 +312,9 @@ func (sl *slot) Claim(ctx context.Context, have *tokensource.Token) (*tokensourc
 				defer cancel()
 				_ = sl.s.result("unlock", deleteIfScript.Run(call, sl.s.client, []string{claimKey}, owner).Err())
 			}
-			if t := sl.newer(ctx, have); t != nil { // stored by a replica that finished just before
+			// Stored by a replica that finished just before? About to fetch, this read may take longer
+			// than a look-up: a token endpoint's answer costs more than a busy Redis.
+			if t := sl.newerWithin(ctx, have, claimRead); t != nil {
 				release()
 				return t, none
 			}
@@ -336,7 +360,11 @@ func (sl *slot) RefusalsHeld(ctx context.Context) time.Time {
 
 // newer returns a token in Redis other than have, keeping it as this replica's copy, or nil.
 func (sl *slot) newer(ctx context.Context, have *tokensource.Token) *tokensource.Token {
-	t, sealed, ok := sl.s.get(ctx, sl.redisKey)
+	return sl.newerWithin(ctx, have, sl.s.timeout)
+}
+
+func (sl *slot) newerWithin(ctx context.Context, have *tokensource.Token, timeout time.Duration) *tokensource.Token {
+	t, sealed, ok := sl.s.getWithin(ctx, sl.redisKey, timeout)
 	if !ok || (have != nil && t.Value == have.Value) {
 		return nil
 	}
@@ -352,7 +380,11 @@ func (s *Store) call(ctx context.Context) (context.Context, context.CancelFunc) 
 // get reads and opens key's record. Anything but a valid, unexpired record of this version sealed under
 // this key is a miss.
 func (s *Store) get(ctx context.Context, key string) (*tokensource.Token, string, bool) {
-	ctx, cancel := s.call(ctx)
+	return s.getWithin(ctx, key, s.timeout)
+}
+
+func (s *Store) getWithin(ctx context.Context, key string, timeout time.Duration) (*tokensource.Token, string, bool) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	sealed, err := s.client.Get(ctx, key).Result()
 	switch {

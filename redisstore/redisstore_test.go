@@ -375,3 +375,21 @@ func TestASlowRedisCostsAtMostTheTimeout(t *testing.T) {
 	assert.Equal(t, 1, metrics.get("load timeout"))
 	assert.False(t, s.Healthy())
 }
+
+// A full Redis (maxmemory reached, nothing to evict) refuses writes: the token stays usable from the
+// replica's memory and the failure is counted, not passed on.
+func TestAFullRedisRefusesWritesHarmlessly(t *testing.T) {
+	r := startRedis(t)
+	admin := r.client()
+	ctx := context.Background()
+	require.NoError(t, admin.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err())
+	require.NoError(t, admin.ConfigSet(ctx, "maxmemory", "1").Err())
+	metrics := &recordingMetrics{}
+	s, err := New(Options{Client: r.client(), SecretKey: secretA, Metrics: metrics, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	held := token("tok-1", time.Hour)
+	s.Slot("creds").Save(ctx, held)
+	assert.Equal(t, 1, metrics.get("save error"), "Redis answered OOM")
+	assert.Same(t, held, s.Slot("creds").Load(ctx))
+	assert.False(t, s.Healthy())
+}
