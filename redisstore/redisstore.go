@@ -273,8 +273,9 @@ const (
 	// claimPoll is how often a replica waiting for another's fetch looks for its token.
 	claimPoll = 20 * time.Millisecond
 	// claimPatience is how many timed-out claims a replica tries before it fetches without one.
-	claimPatience = 5
-	// claimRead bounds the read that a replica holding the claim makes before fetching.
+	claimPatience = 3
+	// claimRead bounds the calls of a replica on its way to a fetch: its claim, its read before fetching,
+	// storing the token it fetched.
 	claimRead = 500 * time.Millisecond
 )
 
@@ -293,7 +294,8 @@ func (sl *slot) Claim(ctx context.Context, have *tokensource.Token) (*tokensourc
 		ttl = time.Until(deadline) + time.Second // outlives the fetch it guards, not a stuck holder
 	}
 	for {
-		call, cancel := sl.s.call(ctx)
+		// On the way to a fetch, not a look-up: the claim may wait longer for a busy Redis.
+		call, cancel := context.WithTimeout(context.WithoutCancel(ctx), claimRead)
 		took, err := sl.s.client.SetNX(call, claimKey, owner, ttl).Result()
 		cancel()
 		if err != nil {

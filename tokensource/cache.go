@@ -129,16 +129,17 @@ func (c *Cache) Token(ctx context.Context, f *Fetcher) (*Token, Via, error) {
 		// A caller that arrives just after a fetch finished finds the new token here, or the backoff that
 		// fetch's failure started: one attempt per backoff window, however many callers raced here.
 		now := c.clock.Now()
-		if t := e.slot.Load(ctx); t != nil && t.validAt(now) {
+		seen := e.slot.Load(ctx)
+		if seen != nil && seen.validAt(now) {
 			via = ViaHit
-			return t, nil
+			return seen, nil
 		}
 		if err := e.backoff.wait(now); err != nil {
 			return nil, err
 		}
 		via = ViaFetch
 		// The fetch is shared, so one caller giving up must not fail the others.
-		return c.fetch(context.WithoutCancel(ctx), e, f)
+		return c.fetch(context.WithoutCancel(ctx), e, f, seen)
 	})
 	c.parked.Add(1)
 	defer c.parked.Add(-1)
@@ -249,11 +250,13 @@ func (c *Cache) Close() {
 	c.refreshes.Wait()
 }
 
-func (c *Cache) fetch(ctx context.Context, e *entry, f *Fetcher) (*Token, error) {
-	// Another replica on a shared store may be fetching already: its token is this one's, for at most as
-	// long as a fetch may take; after that this replica fetches itself rather than fail.
+// fetch gets a token to replace have (nil, expired, or due for renewal).
+func (c *Cache) fetch(ctx context.Context, e *entry, f *Fetcher, have *Token) (*Token, error) {
+	// Another replica on a shared store may be fetching already, or have just fetched: its token is this
+	// one's, for at most as long as a fetch may take; after that this replica fetches itself rather than
+	// fail. (have is what the caller saw: a token that appeared since is the other replica's.)
 	wait, cancel := context.WithTimeout(ctx, f.client.Timeout)
-	theirs, release := e.slot.Claim(wait, e.slot.Load(ctx))
+	theirs, release := e.slot.Claim(wait, have)
 	cancel()
 	if theirs != nil {
 		return theirs, nil
@@ -302,7 +305,7 @@ func (c *Cache) refreshAhead(e *entry, f *Fetcher, due *Token) {
 			if cur := e.slot.Load(ctx); cur != nil && cur != due && !cur.refreshDue(c.clock.Now()) {
 				return cur, nil
 			}
-			return c.fetch(ctx, e, f)
+			return c.fetch(ctx, e, f, due)
 		})
 		if err != nil && !errors.Is(err, context.Canceled) {
 			c.log.Warn("token refresh failed; the current token is used until it expires",
