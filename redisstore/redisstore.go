@@ -13,12 +13,9 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
-	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,9 +33,6 @@ const (
 	// Redis again whether another replica has renewed it.
 	recheck = time.Second
 )
-
-// recordVersion is the first byte of every value; a record of another version is a miss.
-const recordVersion = 1
 
 // Options configure a Store.
 type Options struct {
@@ -121,13 +115,6 @@ func New(o Options) (*Store, error) {
 	return s, nil
 }
 
-// derive gives each use of the secret key a key of its own.
-func derive(secret []byte, purpose string) []byte {
-	m := hmac.New(sha256.New, secret)
-	m.Write([]byte(purpose))
-	return m.Sum(nil)
-}
-
 // Slot returns where the token of the credentials key is kept.
 func (s *Store) Slot(key string) tokensource.Slot {
 	if v, ok := s.slots.Load(key); ok {
@@ -142,57 +129,6 @@ func (s *Store) Slot(key string) tokensource.Slot {
 // Forget drops this replica's copy; the record in Redis expires with the token, and other replicas may
 // still use it.
 func (s *Store) Forget(key string) { s.slots.Delete(key) }
-
-// Open connects to the store at rawURL (see ParseURL); password is used when the URL has none. Calls are
-// bounded by their context, so a slow Redis costs a request at most the store's timeout.
-func Open(rawURL, password string, o Options) (*Store, error) {
-	ro, err := ParseURL(rawURL)
-	if err != nil {
-		return nil, err
-	}
-	if ro.Password == "" {
-		ro.Password = password
-	}
-	ro.ContextTimeoutEnabled = true
-	// Connections are made ahead of need and kept: a connection made on a request's look-up would spend
-	// its 50 ms on the handshake. CLIENT SETINFO is one round trip more per connection, for nothing.
-	ro.MinIdleConns, ro.DisableIdentity = 2, true
-	if o.Logger != nil {
-		redis.SetLogger(clientLog{o.Logger}) // go-redis logs through a global; its lines become debug lines
-	}
-	o.Client = redis.NewUniversalClient(ro)
-	s, err := New(o)
-	if err != nil {
-		_ = o.Client.Close()
-		return nil, err
-	}
-	s.where, s.owned = redactURL(rawURL), true
-	// A first call with time to spare opens the pool; a Redis that does not answer now only means the
-	// replica starts on its own memory, as whenever Redis fails.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	_ = s.result("ping", s.client.Ping(ctx).Err())
-	return s, nil
-}
-
-// clientLog puts go-redis's own messages (failed dials, pool events) in tokenproxy's log at debug: the
-// store logs each change between working and failing once, at warn.
-type clientLog struct{ log *slog.Logger }
-
-func (c clientLog) Printf(ctx context.Context, format string, v ...any) {
-	c.log.DebugContext(ctx, "redis: "+fmt.Sprintf(format, v...))
-}
-
-// Close closes the connection Open made.
-func (s *Store) Close() error {
-	if s.owned {
-		return s.client.Close()
-	}
-	return nil
-}
-
-// Where is the store's URL without its password.
-func (s *Store) Where() string { return s.where }
 
 // Healthy reports whether the last Redis call succeeded.
 func (s *Store) Healthy() bool { return s.healthy.Load() }
@@ -447,95 +383,7 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// record is what Redis holds for a token: enough for every replica to compute the same refresh point.
-type record struct {
-	Token    string `json:"t"`
-	Obtained int64  `json:"o"` // unix milliseconds
-	Expiry   int64  `json:"e"`
-	Scope    string `json:"s,omitempty"`
-	Source   string `json:"l,omitempty"`
-}
-
-// seal encrypts t's record, bound to key so a record copied to another key does not open.
-func (s *Store) seal(key string, t *tokensource.Token) (string, error) {
-	plain, err := json.Marshal(record{Token: t.Value, Obtained: t.Obtained.UnixMilli(), Expiry: t.Expiry.UnixMilli(),
-		Scope: t.Scope, Source: t.LifetimeSource})
-	if err != nil {
-		return "", err
-	}
-	out := make([]byte, 1+s.aead.NonceSize(), 1+s.aead.NonceSize()+len(plain)+s.aead.Overhead())
-	out[0] = recordVersion
-	if _, err := rand.Read(out[1:]); err != nil {
-		return "", err
-	}
-	return string(s.aead.Seal(out, out[1:], plain, []byte(key))), nil
-}
-
-func (s *Store) open(key, sealed string) (*tokensource.Token, error) {
-	n := s.aead.NonceSize()
-	if len(sealed) < 1+n || sealed[0] != recordVersion {
-		return nil, fmt.Errorf("not a version %d record", recordVersion)
-	}
-	plain, err := s.aead.Open(nil, []byte(sealed[1:1+n]), []byte(sealed[1+n:]), []byte(key))
-	if err != nil {
-		return nil, errors.New("sealed under another key, or altered")
-	}
-	var r record
-	if err := json.Unmarshal(plain, &r); err != nil || r.Token == "" {
-		return nil, errors.New("no token in the record")
-	}
-	t := tokensource.NewToken(r.Token, time.UnixMilli(r.Obtained), time.UnixMilli(r.Expiry))
-	t.Scope, t.LifetimeSource = r.Scope, r.Source
-	return t, nil
-}
-
 // refreshPoint is when the policy starts renewing t: until then this replica's copy needs no check.
 func refreshPoint(t *tokensource.Token) time.Time {
 	return t.Obtained.Add(time.Duration(float64(t.Lifetime()) * tokensource.RefreshAt))
-}
-
-// ParseURL reads a store URL as go-redis does: redis:// or rediss:// (TLS, verified against the system
-// roots, which honour SSL_CERT_FILE) for one server; with master_name= for Sentinel (the host and each
-// addr= are sentinels); with addr= alone for a cluster.
-func ParseURL(raw string) (*redis.UniversalOptions, error) {
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
-		return nil, fmt.Errorf("%q is not a redis:// or rediss:// URL", redactURL(raw))
-	}
-	q := u.Query()
-	switch {
-	case q.Has("master_name"):
-		o, err := redis.ParseFailoverURL(raw)
-		if err != nil {
-			return nil, errors.New(redactURL(err.Error()))
-		}
-		return &redis.UniversalOptions{MasterName: o.MasterName, Addrs: o.SentinelAddrs, Username: o.Username,
-			Password: o.Password, DB: o.DB, TLSConfig: o.TLSConfig, SentinelUsername: o.SentinelUsername,
-			SentinelPassword: o.SentinelPassword}, nil
-	case q.Has("addr"):
-		o, err := redis.ParseClusterURL(raw)
-		if err != nil {
-			return nil, errors.New(redactURL(err.Error()))
-		}
-		return &redis.UniversalOptions{Addrs: o.Addrs, Username: o.Username, Password: o.Password,
-			TLSConfig: o.TLSConfig, IsClusterMode: true}, nil
-	}
-	o, err := redis.ParseURL(raw)
-	if err != nil {
-		return nil, errors.New(redactURL(err.Error()))
-	}
-	return &redis.UniversalOptions{Addrs: []string{o.Addr}, Username: o.Username, Password: o.Password, DB: o.DB,
-		TLSConfig: o.TLSConfig}, nil
-}
-
-// redactURL hides a password in a URL (or a message quoting one).
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err == nil && u.User != nil {
-		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), "xxxxx")
-			return u.String()
-		}
-	}
-	return s
 }
