@@ -146,6 +146,11 @@ func runServe(args []string, _ io.Reader, _, stderr io.Writer) int {
 		// A signal during the drain stops at once; the buffered log lines are written first.
 		select {
 		case <-again:
+			select {
+			case <-drained: // the drain ended as the signal came: a clean stop after all
+				return
+			default:
+			}
 		case <-drained:
 			return
 		}

@@ -118,70 +118,66 @@ type fleetRun struct {
 	failed                  int
 }
 
-// fleetBurst sends o.requests over a cold fleet, then restarts every sidecar in turn, sending a request
-// through each replacement.
-func fleetBurst(f *fixture, o fleetOptions, name, store string) (fleetRun, error) {
-	var out fleetRun
-	te, err := startTokenEndpoint(&scenario{expiresIn: 3600})
+// withFleet starts a token endpoint issuing tokens of lifetime seconds, a supplier and a fleet of
+// o.sidecars for them, and runs load against it: url is the supplier's, through any sidecar.
+func withFleet(f *fixture, o fleetOptions, name, store string, lifetime int,
+	load func(fl *sidecarFleet, url string, te *tokenEndpoint) (fleetRun, error)) (fleetRun, error) {
+	te, err := startTokenEndpoint(&scenario{expiresIn: lifetime})
 	if err != nil {
-		return out, err
+		return fleetRun{}, err
 	}
 	defer te.close()
 	sup, addr, err := startSupplier(&scenario{supplier: accept})
 	if err != nil {
-		return out, err
+		return fleetRun{}, err
 	}
 	defer sup.Close()
 	fl, err := startFleet(f, name, store, o.sidecars, te.url(), addr)
 	if err != nil {
-		return out, err
+		return fleetRun{}, err
 	}
 	defer fl.stop()
-	out.failed = fl.send("http://"+addr+"/", o.requests, burstConcurrency)
-	out.fetches = te.hits.Load()
-	fl.restarts++
-	for i := range fl.members {
-		fl.members[i].stop()
-		if err := fl.start(i); err != nil {
-			return out, err
+	return load(fl, "http://"+addr+"/", te)
+}
+
+// fleetBurst sends o.requests over a cold fleet, then restarts every sidecar in turn, sending a request
+// through each replacement.
+func fleetBurst(f *fixture, o fleetOptions, name, store string) (fleetRun, error) {
+	return withFleet(f, o, name, store, 3600, func(fl *sidecarFleet, url string, te *tokenEndpoint) (fleetRun, error) {
+		var out fleetRun
+		out.failed = fl.send(url, o.requests, burstConcurrency)
+		out.fetches = te.hits.Load()
+		fl.restarts++
+		for i := range fl.members {
+			fl.members[i].stop()
+			if err := fl.start(i); err != nil {
+				return out, err
+			}
+			out.failed += fl.send(url, len(fl.members), len(fl.members))
 		}
-		out.failed += fl.send("http://"+addr+"/", len(fl.members), len(fl.members))
-	}
-	out.restartFetches = te.hits.Load() - out.fetches
-	return out, nil
+		out.restartFetches = te.hits.Load() - out.fetches
+		return out, nil
+	})
 }
 
 // fleetLong sends a request a second through each sidecar for o.length, with o.lifetime tokens.
 func fleetLong(f *fixture, o fleetOptions, name, store string) (fleetRun, error) {
-	var out fleetRun
-	te, err := startTokenEndpoint(&scenario{expiresIn: int(o.lifetime.Seconds())})
-	if err != nil {
-		return out, err
-	}
-	defer te.close()
-	sup, addr, err := startSupplier(&scenario{supplier: accept})
-	if err != nil {
-		return out, err
-	}
-	defer sup.Close()
-	fl, err := startFleet(f, name, store, o.sidecars, te.url(), addr)
-	if err != nil {
-		return out, err
-	}
-	defer fl.stop()
-	ctx, cancel := context.WithTimeout(context.Background(), o.length)
-	defer cancel()
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	for {
-		out.failed += fl.send("http://"+addr+"/", len(fl.members), len(fl.members))
-		select {
-		case <-ctx.Done():
-			out.fetches = te.hits.Load()
-			return out, nil
-		case <-tick.C:
+	return withFleet(f, o, name, store, int(o.lifetime.Seconds()), func(fl *sidecarFleet, url string, te *tokenEndpoint) (fleetRun, error) {
+		var out fleetRun
+		ctx, cancel := context.WithTimeout(context.Background(), o.length)
+		defer cancel()
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			out.failed += fl.send(url, len(fl.members), len(fl.members))
+			select {
+			case <-ctx.Done():
+				out.fetches = te.hits.Load()
+				return out, nil
+			case <-tick.C:
+			}
 		}
-	}
+	})
 }
 
 // startRedis runs a redis-server of the harness's own on loopback, without persistence.

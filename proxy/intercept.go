@@ -88,8 +88,8 @@ func (s *Server) serveIntercepted(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t.conn.answer = w
+	defer func() { t.conn.answer = nil }()
 	s.gp.ServeHTTP(w, r)
-	t.conn.answer = nil
 }
 
 type tunnelKey struct{}

@@ -183,8 +183,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.answer = w // one request at a time on an HTTP/1 connection
+	defer func() { c.answer = nil }()
 	s.gp.ServeHTTP(w, r)
-	c.answer = nil
 }
 
 // Serve accepts proxy connections on l until Shutdown.

@@ -191,16 +191,12 @@ func (s *Server) token(ctx context.Context, x *exchange) (*tokensource.Token, to
 	return s.cache.Token(ctx, f)
 }
 
-// respond makes resp the exchange's answer: its body counts the bytes given to the app, and closing it
-// ends the exchange (logged, counted).
+// respond makes resp the exchange's answer, once per exchange: its body counts the bytes given to the app,
+// and closing it ends the exchange (logged, counted).
 func (s *Server) respond(x *exchange, resp *http.Response) *http.Response {
 	x.status = resp.StatusCode
-	if x.answer.x == nil {
-		x.answer = answerBody{ReadCloser: resp.Body, s: s, x: x}
-		resp.Body = &x.answer
-	} else {
-		resp.Body = &answerBody{ReadCloser: resp.Body, s: s, x: x}
-	}
+	x.answer = answerBody{ReadCloser: resp.Body, s: s, x: x}
+	resp.Body = &x.answer
 	if x.answerTo != nil && resp.StatusCode != http.StatusSwitchingProtocols {
 		// Hand the headers to the app's answer: goproxy, keeping destination headers, has none left to
 		// copy. A 101 keeps them: goproxy looks there for the websocket upgrade.

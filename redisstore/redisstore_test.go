@@ -50,6 +50,30 @@ func newStore(t *testing.T, r *redisServer, secret []byte, logs io.Writer) *Stor
 	return s
 }
 
+// countingEndpoint is a token endpoint issuing tok-1, tok-2, … for an hour each, and a fetcher for it.
+func countingEndpoint(t *testing.T) (*tokensource.Fetcher, *atomic.Int64) {
+	var fetches atomic.Int64
+	endpoint := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = fmt.Fprintf(w, `{"access_token":"tok-%d","expires_in":3600}`, fetches.Add(1))
+	}))
+	t.Cleanup(endpoint.Close)
+	f, err := tokensource.NewFetcher(tokensource.Config{TokenURL: endpoint.URL, ClientID: "c", ClientSecret: "s"}, tokensource.Options{})
+	require.NoError(t, err)
+	return f, &fetches
+}
+
+// replicas are n token caches, each on a store of its own on r, as n sidecars would be; metrics may be nil.
+func replicas(t *testing.T, r *redisServer, n int, metrics Metrics) []*tokensource.Cache {
+	caches := make([]*tokensource.Cache, n)
+	for i := range caches {
+		s, err := New(Options{Client: r.client(), SecretKey: secretA, Metrics: metrics, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		require.NoError(t, err)
+		caches[i] = tokensource.NewCache(tokensource.CacheOptions{Store: s})
+		t.Cleanup(caches[i].Close)
+	}
+	return caches
+}
+
 func token(value string, lifetime time.Duration) *tokensource.Token {
 	now := time.Now()
 	return tokensource.NewToken(value, now, now.Add(lifetime))
@@ -169,17 +193,9 @@ func TestNewNeedsASecretKey(t *testing.T) {
 // Two token caches, as two replicas with their own memory, on one Redis: the token endpoint is asked once.
 func TestTwoCachesOnOneRedisFetchOneToken(t *testing.T) {
 	r := startRedis(t)
-	var fetches atomic.Int64
-	endpoint := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = fmt.Fprintf(w, `{"access_token":"tok-%d","expires_in":3600}`, fetches.Add(1))
-	}))
-	t.Cleanup(endpoint.Close)
-	f, err := tokensource.NewFetcher(tokensource.Config{TokenURL: endpoint.URL, ClientID: "c", ClientSecret: "s"}, tokensource.Options{})
-	require.NoError(t, err)
-	one := tokensource.NewCache(tokensource.CacheOptions{Store: newStore(t, r, secretA, nil)})
-	two := tokensource.NewCache(tokensource.CacheOptions{Store: newStore(t, r, secretA, nil)})
-	t.Cleanup(one.Close)
-	t.Cleanup(two.Close)
+	f, fetches := countingEndpoint(t)
+	caches := replicas(t, r, 2, nil)
+	one, two := caches[0], caches[1]
 	a, _, err := one.Token(context.Background(), f)
 	require.NoError(t, err)
 	b, via, err := two.Token(context.Background(), f)
@@ -232,13 +248,9 @@ func TestOneReplicaFetchesForTheFleet(t *testing.T) {
 	f, err := tokensource.NewFetcher(tokensource.Config{TokenURL: endpoint.URL, ClientID: "c", ClientSecret: "s"}, tokensource.Options{})
 	require.NoError(t, err)
 	metrics := &recordingMetrics{}
-	const replicas = 5
-	got := make(chan string, replicas)
-	for range replicas {
-		s, err := New(Options{Client: r.client(), SecretKey: secretA, Metrics: metrics, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		require.NoError(t, err)
-		c := tokensource.NewCache(tokensource.CacheOptions{Store: s})
-		t.Cleanup(c.Close)
+	const n = 5
+	got := make(chan string, n)
+	for _, c := range replicas(t, r, n, metrics) {
 		go func() {
 			tok, _, err := c.Token(context.Background(), f)
 			if err != nil {
@@ -248,10 +260,10 @@ func TestOneReplicaFetchesForTheFleet(t *testing.T) {
 			got <- tok.Value
 		}()
 	}
-	require.Eventually(t, func() bool { return fetches.Load() == 1 && metrics.get("lock held") >= replicas-1 },
+	require.Eventually(t, func() bool { return fetches.Load() == 1 && metrics.get("lock held") >= n-1 },
 		10*time.Second, time.Millisecond, "one replica fetches while the others wait on its claim")
 	close(release)
-	for range replicas {
+	for range n {
 		assert.Equal(t, "tok-1", <-got)
 	}
 	assert.EqualValues(t, 1, fetches.Load())
@@ -284,17 +296,9 @@ func TestAClaimNeverBlocksForLongerThanAFetch(t *testing.T) {
 // backoff, not only the replica that saw it: another replica refused the same token fetches nothing.
 func TestAFleetHoldsRefusalsBackTogether(t *testing.T) {
 	r := startRedis(t)
-	var fetches atomic.Int64
-	endpoint := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = fmt.Fprintf(w, `{"access_token":"tok-%d","expires_in":3600}`, fetches.Add(1))
-	}))
-	t.Cleanup(endpoint.Close)
-	f, err := tokensource.NewFetcher(tokensource.Config{TokenURL: endpoint.URL, ClientID: "c", ClientSecret: "s"}, tokensource.Options{})
-	require.NoError(t, err)
-	one := tokensource.NewCache(tokensource.CacheOptions{Store: newStore(t, r, secretA, nil)})
-	two := tokensource.NewCache(tokensource.CacheOptions{Store: newStore(t, r, secretA, nil)})
-	t.Cleanup(one.Close)
-	t.Cleanup(two.Close)
+	f, fetches := countingEndpoint(t)
+	caches := replicas(t, r, 2, nil)
+	one, two := caches[0], caches[1]
 	ctx := context.Background()
 
 	t1, _, err := one.Token(ctx, f)

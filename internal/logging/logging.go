@@ -124,10 +124,17 @@ func (w *Writer) Close() {
 	w.once.Do(func() {
 		close(w.quit)
 		<-w.done
+		// Holding writing, a Write that finds the writer closed waits until what is left has gone out
+		// before its own line: the order holds across Close.
+		w.writing.Lock()
+		defer w.writing.Unlock()
 		w.mu.Lock()
-		w.closed = true
+		rest := w.buf
+		w.buf, w.closed = nil, true
 		w.mu.Unlock()
-		w.flush() // a Write that raced with the goroutine's last flush
+		if len(rest) > 0 {
+			_, _ = w.out.Write(rest)
+		}
 	})
 }
 
