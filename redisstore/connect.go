@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -26,7 +28,8 @@ func Open(rawURL, password string, o Options) (*Store, error) {
 	// its 50 ms on the handshake. CLIENT SETINFO is one round trip more per connection, for nothing.
 	ro.MinIdleConns, ro.DisableIdentity = 2, true
 	if o.Logger != nil {
-		redis.SetLogger(clientLog{o.Logger}) // go-redis logs through a global; its lines become debug lines
+		// go-redis logs through a process-wide logger: the first store's logger takes its lines, at debug.
+		setClientLog.Do(func() { redis.SetLogger(clientLog{o.Logger}) })
 	}
 	o.Client = redis.NewUniversalClient(ro)
 	s, err := New(o)
@@ -42,6 +45,8 @@ func Open(rawURL, password string, o Options) (*Store, error) {
 	_ = s.result("ping", s.client.Ping(ctx).Err())
 	return s, nil
 }
+
+var setClientLog sync.Once
 
 // clientLog puts go-redis's own messages (failed dials, pool events) in tokenproxy's log at debug: the
 // store logs each change between working and failing once, at warn.
@@ -75,7 +80,7 @@ func ParseURL(raw string) (*redis.UniversalOptions, error) {
 	case q.Has("master_name"):
 		o, err := redis.ParseFailoverURL(raw)
 		if err != nil {
-			return nil, errors.New(redactURL(err.Error()))
+			return nil, hidePasswords(raw, err)
 		}
 		return &redis.UniversalOptions{MasterName: o.MasterName, Addrs: o.SentinelAddrs, Username: o.Username,
 			Password: o.Password, DB: o.DB, TLSConfig: o.TLSConfig, SentinelUsername: o.SentinelUsername,
@@ -83,27 +88,56 @@ func ParseURL(raw string) (*redis.UniversalOptions, error) {
 	case q.Has("addr"):
 		o, err := redis.ParseClusterURL(raw)
 		if err != nil {
-			return nil, errors.New(redactURL(err.Error()))
+			return nil, hidePasswords(raw, err)
 		}
 		return &redis.UniversalOptions{Addrs: o.Addrs, Username: o.Username, Password: o.Password,
 			TLSConfig: o.TLSConfig, IsClusterMode: true}, nil
 	}
 	o, err := redis.ParseURL(raw)
 	if err != nil {
-		return nil, errors.New(redactURL(err.Error()))
+		return nil, hidePasswords(raw, err)
 	}
 	return &redis.UniversalOptions{Addrs: []string{o.Addr}, Username: o.Username, Password: o.Password, DB: o.DB,
 		TLSConfig: o.TLSConfig}, nil
 }
 
-// redactURL hides a password in a URL (or a message quoting one).
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err == nil && u.User != nil {
-		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), "xxxxx")
-			return u.String()
+// hidePasswords is go-redis's complaint about raw, a URL that parses, with its passwords replaced.
+func hidePasswords(raw string, err error) error {
+	msg := err.Error()
+	u, _ := url.Parse(raw)
+	var secrets []string
+	if p, has := u.User.Password(); has {
+		secrets = append(secrets, p, url.QueryEscape(p))
+	}
+	for _, k := range []string{"password"} {
+		if p := u.Query().Get(k); p != "" {
+			secrets = append(secrets, p, url.QueryEscape(p))
 		}
 	}
-	return s
+	for _, p := range secrets {
+		msg = strings.ReplaceAll(msg, p, "xxxxx")
+	}
+	return errors.New(msg)
+}
+
+// redactURL is a store URL fit for logs and /routes: the password, in the user info or in a password=
+// parameter (Sentinel), replaced; a URL that does not parse, not shown at all.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(a URL that does not parse)"
+	}
+	if u.User != nil {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		}
+	}
+	q := u.Query()
+	for _, k := range []string{"password"} {
+		if q.Has(k) {
+			q.Set(k, "xxxxx")
+			u.RawQuery = q.Encode()
+		}
+	}
+	return u.String()
 }

@@ -142,30 +142,35 @@ type slot struct {
 
 // held is a token with the sealed record it came from or went to, so a refusal deletes exactly it.
 type held struct {
-	token   *tokensource.Token
+	token   *tokensource.Token // nil after a refusal dropped it
 	sealed  string
 	checked time.Time // when Redis was last asked about this token past its refresh point
+	dropped string    // the sealed record a refusal dropped: never taken back from a read that raced the drop
 }
 
 // Load returns this replica's token while it is young; past its refresh point, or with none, it asks
-// Redis, where another replica may have put a newer one (at most once a second per replica).
+// Redis, where another replica may have put a newer one, at most once a second per replica: the first
+// request to find the copy due marks it checked and asks, the others go on with the copy meanwhile.
 func (sl *slot) Load(ctx context.Context) *tokensource.Token {
 	now := sl.s.now()
 	h := sl.held.Load()
-	if h != nil && (now.Before(refreshPoint(h.token)) || now.Sub(h.checked) < recheck) {
-		return h.token
+	if h != nil && h.token != nil {
+		if now.Before(refreshPoint(h.token)) || now.Sub(h.checked) < recheck ||
+			!sl.held.CompareAndSwap(h, &held{token: h.token, sealed: h.sealed, checked: now}) {
+			return h.token
+		}
 	}
-	rec, sealed, ok := sl.s.get(ctx, sl.redisKey)
-	switch {
-	case ok && (h == nil || sealed != h.sealed):
-		n := &held{token: rec, sealed: sealed, checked: now}
-		sl.held.Store(n)
-		return rec
-	case h != nil:
-		sl.held.CompareAndSwap(h, &held{token: h.token, sealed: h.sealed, checked: now})
-		return h.token
+	if t := sl.newer(ctx, tokenOf(h)); t != nil {
+		return t
 	}
-	return nil
+	return tokenOf(sl.held.Load())
+}
+
+func tokenOf(h *held) *tokensource.Token {
+	if h == nil {
+		return nil // token is nil too after a drop
+	}
+	return h.token
 }
 
 // Save keeps t here and in Redis, until it expires.
@@ -197,7 +202,7 @@ func (sl *slot) Drop(ctx context.Context, t *tokensource.Token) {
 	if h == nil || h.token != t {
 		return
 	}
-	if !sl.held.CompareAndSwap(h, nil) || h.sealed == "" {
+	if !sl.held.CompareAndSwap(h, &held{dropped: h.sealed}) || h.sealed == "" {
 		return
 	}
 	ctx, cancel := sl.s.call(ctx)
@@ -301,16 +306,33 @@ func (sl *slot) newer(ctx context.Context, have *tokensource.Token) *tokensource
 	return sl.newerWithin(ctx, have, sl.s.timeout)
 }
 
+// newerWithin adopts the token in Redis when it is newer than what this replica holds and other than
+// have; a record read just before a refusal dropped it, or an older one left behind, is not taken back.
 func (sl *slot) newerWithin(ctx context.Context, have *tokensource.Token, timeout time.Duration) *tokensource.Token {
 	t, sealed, ok := sl.s.getWithin(ctx, sl.redisKey, timeout)
 	if !ok || (have != nil && t.Value == have.Value) {
 		return nil
 	}
-	sl.held.Store(&held{token: t, sealed: sealed, checked: sl.s.now()})
-	return t
+	for {
+		cur := sl.held.Load()
+		switch {
+		case cur != nil && sealed == cur.dropped:
+			return nil // read before the refusal's delete reached Redis
+		case cur != nil && cur.token != nil && (cur.sealed == sealed || !t.Obtained.After(cur.token.Obtained)):
+			// This replica already holds it, or a newer one: that is the answer, unless it is have.
+			if have != nil && cur.token.Value == have.Value {
+				return nil
+			}
+			return cur.token
+		}
+		if sl.held.CompareAndSwap(cur, &held{token: t, sealed: sealed, checked: sl.s.now()}) {
+			return t
+		}
+	}
 }
 
-// call bounds one Redis call; a caller's cancellation still ends it sooner.
+// call bounds one Redis call by the store's timeout, whether or not its caller is still waiting: a call
+// cut short by an app that left would count as a Redis failure.
 func (s *Store) call(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
 }

@@ -397,3 +397,61 @@ func TestAFullRedisRefusesWritesHarmlessly(t *testing.T) {
 	assert.Same(t, held, s.Slot("creds").Load(ctx))
 	assert.False(t, s.Healthy())
 }
+
+// Past its refresh point a replica asks Redis for a renewed token once a second, not once per request
+// that arrives while it asks.
+func TestPastTheRefreshPointRedisIsAskedOnceASecond(t *testing.T) {
+	r := startRedis(t)
+	var now atomic.Int64
+	now.Store(time.Now().UnixNano())
+	metrics := &recordingMetrics{}
+	s, err := New(Options{Client: r.client(), SecretKey: secretA, Metrics: metrics, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Now: func() time.Time { return time.Unix(0, now.Load()) }})
+	require.NoError(t, err)
+	ctx := context.Background()
+	held := tokensource.NewToken("tok-1", time.Unix(0, now.Load()), time.Unix(0, now.Load()).Add(time.Minute))
+	s.Slot("creds").Save(ctx, held)
+	for range 50 {
+		assert.Same(t, held, s.Slot("creds").Load(ctx), "young: no Redis")
+	}
+	assert.Zero(t, metrics.get("load ok")+metrics.get("load miss"))
+
+	now.Add(int64(50 * time.Second)) // past 80 % of the minute: 50 requests at once
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			assert.Same(t, held, s.Slot("creds").Load(ctx))
+		}()
+	}
+	close(start)
+	wg.Wait()
+	assert.Equal(t, 1, metrics.get("load ok")+metrics.get("load miss"), "one look in Redis for the second")
+	now.Add(int64(time.Second))
+	s.Slot("creds").Load(ctx)
+	assert.Equal(t, 2, metrics.get("load ok")+metrics.get("load miss"), "and one more a second later")
+}
+
+// The store's address, in logs and /routes, shows no password, wherever the URL carries it.
+func TestOpenShowsNoPassword(t *testing.T) {
+	r := startRedis(t)
+	for _, u := range []string{
+		"redis://user:hunter22@" + r.Addr + "/0",
+		"redis://" + r.Addr + "/0?master_name=tokens&password=hunter22",
+	} {
+		s, err := Open(u, "", Options{SecretKey: secretA, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		require.NoError(t, err)
+		assert.NotContains(t, s.Where(), "hunter22")
+		assert.Contains(t, s.Where(), "xxxxx")
+		_ = s.Close()
+	}
+	_, err := ParseURL("redis://u:pa%zz@h:6379")
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "pa%zz")
+	_, err = ParseURL("redis://u:hunter22@h:6379/notadb")
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "hunter22")
+}

@@ -259,6 +259,7 @@ func (c *Cache) fetch(ctx context.Context, e *entry, f *Fetcher, have *Token) (*
 	theirs, release := e.slot.Claim(wait, have)
 	cancel()
 	if theirs != nil {
+		e.refusal.takeFetchFlag() // a fetch a refusal asked for was done by another replica: the flag is spent
 		return theirs, nil
 	}
 	defer release()
