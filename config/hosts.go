@@ -98,14 +98,14 @@ func newTable(routes []*Route) *table {
 // when host has no port (80 for http, 443 for https and CONNECT).
 func (t *table) match(host, defaultPort string) *Route {
 	name, port := splitHostPort(host, defaultPort)
-	name = canonicalName(name)
+	name, isAddr := canonicalHost(name)
 	if r := t.exact[hostKey{name, port}]; r != nil {
 		return r
 	}
 	if r := t.exact[hostKey{name, ""}]; r != nil {
 		return r
 	}
-	if net.ParseIP(name) != nil {
+	if isAddr {
 		return nil // an address has no parent domain
 	}
 	for suffix := name; ; {
@@ -126,16 +126,26 @@ func (t *table) match(host, defaultPort string) *Route {
 // canonicalName is a host name in lower case without a trailing dot; an IP address in its canonical form,
 // so that 2001:DB8:0::1 and 2001:db8::1 are one host.
 func canonicalName(name string) string {
-	name = strings.TrimSuffix(strings.ToLower(name), ".")
-	if a, err := netip.ParseAddr(name); err == nil && a.Zone() == "" {
-		var buf [64]byte
-		canonical := a.Unmap().AppendTo(buf[:0])
-		if string(canonical) == name {
-			return name // most addresses are written canonically: no copy on the request path
-		}
-		return string(canonical)
-	}
+	name, _ = canonicalHost(name)
 	return name
+}
+
+// canonicalHost is canonicalName, and whether the name is an IP address.
+func canonicalHost(name string) (string, bool) {
+	name = strings.TrimSuffix(strings.ToLower(name), ".")
+	a, err := netip.ParseAddr(name)
+	if err != nil {
+		return name, false
+	}
+	if a.Zone() != "" {
+		return name, true
+	}
+	var buf [64]byte
+	canonical := a.Unmap().AppendTo(buf[:0])
+	if string(canonical) == name {
+		return name, true // most addresses are written canonically: no copy on the request path
+	}
+	return string(canonical), true
 }
 
 // splitHostPort splits "name:port", "[v6]:port", "name" or "v6" without failing.
