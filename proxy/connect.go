@@ -42,7 +42,7 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request) {
 		if !ok {
 			return
 		}
-		t := &tunnel{host: host, conn: conn}
+		t := &tunnel{host: host, conn: conn, route: route.Name, opened: start}
 		if client != nil {
 			t.client = client.Name
 		}
@@ -61,6 +61,9 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request) {
 		_ = up.Close()
 		return
 	}
+	// The app was answered 200: a tunnel counts as one request, timed to its opening. (An intercepted
+	// CONNECT does not: its requests inside count, each on its own.)
+	s.metrics.Request(routeName(nil), http.StatusOK, time.Since(start))
 	s.relay(conn, buffered, up, host, start)
 }
 
@@ -132,7 +135,9 @@ func (c *prefixConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 type tunnel struct {
 	host   string // host:port as in the CONNECT line
 	conn   *trackedConn
-	client string // the client the clients rules let in; empty without rules
+	client string    // the client the clients rules let in; empty without rules
+	route  string    // the route the CONNECT target matched
+	opened time.Time // when the CONNECT arrived
 }
 
 func (t *tunnel) matches(req *http.Request) bool {

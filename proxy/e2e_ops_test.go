@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -74,6 +75,9 @@ func TestConnectionsAreCountedByKind(t *testing.T) {
 	waitUntil(t, "an intercepted connection", func() bool { return m.get("connections intercepted") == 1 })
 	tunnel, _ := h.rawConnect("tunnel.test:443")
 	waitUntil(t, "a tunnel", func() bool { return m.get("connections tunnel") == 1 })
+	// The app was answered 200 for its tunnel: one request; the intercepted CONNECT is not one.
+	waitUntil(t, "the tunnel counted as a request", func() bool { return m.get("requests - 200") == 1 })
+	assert.Zero(t, m.get("requests orders 200"))
 	assert.Zero(t, m.get("connections plain"), "a CONNECT connection no longer counts as plain")
 
 	require.NoError(t, intercepted.Close())
@@ -108,6 +112,36 @@ func TestRequestLine(t *testing.T) {
 	h.get(nil, "http://other.test/x", nil)
 	assert.Regexp(t, `msg=request route=- method=GET host=other.test path=/x status=200 duration_ms=[0-9.]+ bytes_sent=0 bytes_received=19\n`,
 		h.logs.String(), "no token, no token fields")
+}
+
+// A request that never reached its upstream sent no token, so its line names none.
+func TestTheRequestLineNamesATokenOnlyWhenItLeft(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	h.mapHost("supplier.test:80", dead.Addr().String())
+	require.NoError(t, dead.Close())                            // connection refused
+	h.route("secure.test:443", newUpstream(t, nil, false, nil)) // plain http where upstreamTLS expects TLS
+
+	for _, u := range []string{"http://supplier.test/refused", "http://secure.test/not-tls"} {
+		resp, body := h.get(nil, u, nil)
+		require.Equal(t, http.StatusBadGateway, resp.StatusCode, body)
+		require.Equal(t, "upstream", resp.Header.Get("X-Tokenproxy-Error"))
+	}
+	assert.Equal(t, int64(1), h.tokens.Count.Load(), "the routes share credentials: one token, got before the upstream failed")
+	logs := h.logs.String()
+	assert.Regexp(t, `msg=request route=orders method=GET host=supplier.test path=/refused status=502 duration_ms=[0-9.]+ `+
+		`bytes_sent=0 bytes_received=[0-9]+ failed=upstream error=`, logs)
+	assert.Regexp(t, `msg=request route=secure method=GET host=secure.test path=/not-tls status=502 duration_ms=[0-9.]+ `+
+		`bytes_sent=0 bytes_received=[0-9]+ failed=upstream error=`, logs)
+
+	// An upstream that took the request and then failed did receive the token.
+	h.route("supplier.test:80", newUpstream(t, nil, false, func(w http.ResponseWriter, _ *http.Request) {
+		panic(http.ErrAbortHandler) // hangs up without an answer
+	}))
+	resp, _ := h.get(nil, "http://supplier.test/hung-up", nil)
+	require.Equal(t, http.StatusBadGateway, resp.StatusCode)
+	assert.Regexp(t, `path=/hung-up status=502 .* token=hit token_fp=[0-9a-f]+ failed=upstream`, h.logs.String())
 }
 
 // An app that does not trust the CA is the most common mistake: the warning names the host and the file.

@@ -30,6 +30,8 @@ func TestPlainHTTPInsideInterceptedTunnelIsRefused(t *testing.T) {
 	assert.Contains(t, string(body), "must speak TLS")
 	assert.Empty(t, up.requests(), "the token never travels unencrypted")
 	assert.Zero(t, h.tokens.Count.Load())
+	assert.Equal(t, 1.0, h.metrics.get("requests orders 400"), "counted under the route the CONNECT named")
+	assert.Equal(t, 1.0, h.metrics.get("errors orders policy"))
 }
 
 func TestAbsoluteFormRequestForAnotherHostInsideTunnelIsRefused(t *testing.T) {

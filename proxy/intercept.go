@@ -109,11 +109,12 @@ func (s *Server) handshakeFailed(conn net.Conn, t *tunnel, snap *snapshot, err e
 	case errors.As(err, &rhe) && rhe.Conn != nil:
 		// Plain HTTP inside a CONNECT would carry the route's token unencrypted.
 		s.log.Warn("request refused: plain http inside an intercepted tunnel", "host", t.host)
+		s.metrics.Request(t.route, http.StatusBadRequest, time.Since(t.opened))
+		s.metrics.Error(t.route, StepPolicy)
 		_ = conn.SetDeadline(time.Now().Add(time.Second))
 		body := fmt.Sprintf("tokenproxy: the connection opened (CONNECT) for %s must speak TLS; send https:// requests through it\n", t.host)
 		_, _ = io.WriteString(rhe.Conn, "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"+
 			"X-Tokenproxy-Error: policy\r\nConnection: close\r\n"+fmt.Sprintf("Content-Length: %d\r\n\r\n", len(body))+body)
-		s.metrics.Error("-", StepPolicy)
 	case errors.As(err, &oe) && (oe.Op == "remote error" || oe.Op == "local error" && strings.Contains(oe.Err.Error(), "bad record MAC")):
 		// The app rejected the certificate tokenproxy presented: it does not trust the interception CA. Go
 		// clients say so in an alert; OpenSSL ones (curl, Python) send the alert before encrypting, which
