@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -125,7 +126,7 @@ func (l *loader) proxyAuth(n *yaml.Node, path string) (user, password string) {
 			}
 		},
 		"password":     func(v *yaml.Node, p string) { pwNode, password = v, l.nonEmpty(v, p) },
-		"passwordFile": func(v *yaml.Node, p string) { pwFileNode, password = v, l.readSecretFile(v, p, l.path(l.str(v, p))) },
+		"passwordFile": func(v *yaml.Node, p string) { pwFileNode, password = v, l.readSecretFile(v, p, l.fileName(v, p)) },
 	})
 	if n.Kind != yaml.MappingNode {
 		return "", ""
@@ -159,8 +160,12 @@ func (l *loader) checkClients(cfg *Config, listenNode *yaml.Node) {
 		return
 	}
 	if host, _, err := net.SplitHostPort(cfg.Listen); err == nil && !IsLoopback(host) {
-		l.problem(listenNode, "listen", "%q is not a loopback address, so other machines could spend the routes' tokens: "+
-			"add clients (who may use the proxy, by address or proxyAuth), or listen on 127.0.0.1", listenNode.Value)
+		shown := strconv.Quote(listenNode.Value)
+		if listenNode.Value != cfg.Listen { // an address is no secret: show what the variable made of it
+			shown += " (" + cfg.Listen + ")"
+		}
+		l.problem(listenNode, "listen", "%s is not a loopback address, so other machines could spend the routes' tokens: "+
+			"add clients (who may use the proxy, by address or proxyAuth), or listen on 127.0.0.1", shown)
 	}
 }
 

@@ -209,7 +209,7 @@ func (l *loader) path(p string) string {
 // readFile reads a file routes.yaml refers to and remembers it as a source of the configuration (also
 // when it cannot be read, so a reload notices when it appears). With SyntaxOnly it reads nothing.
 func (l *loader) readFile(n *yaml.Node, path, file string) ([]byte, bool) {
-	if l.syntaxOnly {
+	if l.syntaxOnly || file == "" { // an empty name was reported already
 		return nil, false
 	}
 	b, err := os.ReadFile(file)
@@ -220,6 +220,15 @@ func (l *loader) readFile(n *yaml.Node, path, file string) ([]byte, bool) {
 	}
 	l.sources = append(l.sources, sourceOf(file, b))
 	return b, true
+}
+
+// fileName reads the name of a file, relative to routes.yaml; an empty one is a problem.
+func (l *loader) fileName(n *yaml.Node, path string) string {
+	name := l.nonEmpty(n, path)
+	if name == "" {
+		return ""
+	}
+	return l.path(name)
 }
 
 // readSecretFile reads a secret file with its trailing newline trimmed.
@@ -297,8 +306,8 @@ func (l *loader) mitm(n *yaml.Node, path string) *MITM {
 	m := &MITM{}
 	var certNode, keyNode *yaml.Node
 	seen := l.mapping(n, path, map[string]func(*yaml.Node, string){
-		"caCert": func(v *yaml.Node, p string) { certNode, m.CertFile = v, l.path(l.str(v, p)) },
-		"caKey":  func(v *yaml.Node, p string) { keyNode, m.KeyFile = v, l.path(l.str(v, p)) },
+		"caCert": func(v *yaml.Node, p string) { certNode, m.CertFile = v, l.fileName(v, p) },
+		"caKey":  func(v *yaml.Node, p string) { keyNode, m.KeyFile = v, l.fileName(v, p) },
 	})
 	l.require(n, path, seen, "caCert", "caKey")
 	if m.CertFile == "" || m.KeyFile == "" {

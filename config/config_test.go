@@ -120,6 +120,16 @@ func TestParseConfigErrors(t *testing.T) {
 		{"mitm incomplete", "mitm:\n  caCert: ca.crt\nroutes:" + validRoute,
 			[]string{"routes.yaml:2: mitm.caKey: required key is missing"}},
 		{"routes not a list", "routes: {}\n", []string{"routes.yaml:1: routes: must be a list of routes"}},
+		// An empty variable is named wherever it breaks a value, and an empty CA file name never turns
+		// interception off quietly.
+		{"empty variables everywhere", "listen: \"${EMPTY}\"\nadmin: \"${EMPTY}\"\nmitm:\n  caCert: ${EMPTY}\n  caKey: \"\"\nroutes:" +
+			strings.NewReplacer("[api.supplier.example]", "[\"${EMPTY}\"]", "clientSecret: ${SECRET}", "clientSecretFile: ${EMPTY}").Replace(validRoute),
+			[]string{`routes.yaml:1: listen: "${EMPTY}" is not host:port (EMPTY is set but empty)`,
+				`routes.yaml:2: admin: "${EMPTY}" is not host:port (EMPTY is set but empty)`,
+				"routes.yaml:4: mitm.caCert: EMPTY is set but empty",
+				"routes.yaml:5: mitm.caKey: must not be empty",
+				`routes.yaml:8: routes[0].hosts[0]: "${EMPTY}": empty host (EMPTY is set but empty)`,
+				"routes.yaml:11: routes[0].clientSecretFile: EMPTY is set but empty"}},
 		{"syntax", "routes:\n  - name: [\n", []string{"routes.yaml:2: did not find expected node content"}},
 		{"bad listen", "listen: nowhere\nroutes:" + validRoute, []string{`routes.yaml:1: listen: "nowhere" is not host:port`}},
 		{"key twice", "routes:" + validRoute + "    clientId: other\n", []string{"routes.yaml:7: routes[0].clientId: given twice (first on line 5)"}},
@@ -302,7 +312,12 @@ routes:`+validRoute), LoadOptions{LookupEnv: env(map[string]string{"SECRET": "s"
 	_, err = Parse("routes.yaml", []byte("listen: 0.0.0.0:3128\nroutes:"+validRoute), LoadOptions{LookupEnv: env(map[string]string{"SECRET": "s"})})
 	assert.EqualError(t, err, `routes.yaml:1: listen: "0.0.0.0:3128" is not a loopback address, so other machines could spend the routes' tokens: `+
 		`add clients (who may use the proxy, by address or proxyAuth), or listen on 127.0.0.1`)
-	for _, loopback := range []string{"127.0.0.1:3128", "localhost:3128", "[::1]:3128", "127.0.0.2:3128"} {
+	for listen, shown := range map[string]string{`"[::]:3128"`: `"[::]:3128"`, `":3128"`: `":3128"`, "gateway.internal:3128": `"gateway.internal:3128"`,
+		`"[::ffff:0.0.0.0]:3128"`: `"[::ffff:0.0.0.0]:3128"`, "${LISTEN}": `"${LISTEN}" (10.0.0.7:3128)`} {
+		_, err = Parse("routes.yaml", []byte("listen: "+listen+"\nroutes:"+validRoute), LoadOptions{LookupEnv: env(map[string]string{"SECRET": "s", "LISTEN": "10.0.0.7:3128"})})
+		assert.ErrorContains(t, err, `routes.yaml:1: listen: `+shown+` is not a loopback address`)
+	}
+	for _, loopback := range []string{"127.0.0.1:3128", "localhost:3128", "[::1]:3128", "127.0.0.2:3128", "[::ffff:127.0.0.1]:3128"} {
 		_, err = Parse("routes.yaml", []byte("listen: \""+loopback+"\"\nroutes:"+validRoute), LoadOptions{LookupEnv: env(map[string]string{"SECRET": "s"})})
 		assert.NoError(t, err, loopback)
 	}

@@ -42,11 +42,11 @@ func (l *loader) route(n *yaml.Node, path string) *Route {
 		"clientSecret": func(v *yaml.Node, p string) { secretNode = v; tc.ClientSecret = l.nonEmpty(v, p) },
 		"clientSecretFile": func(v *yaml.Node, p string) {
 			secretFileNode = v
-			tc.ClientSecret = l.readSecretFile(v, p, l.path(l.str(v, p)))
+			tc.ClientSecret = l.readSecretFile(v, p, l.fileName(v, p))
 		},
-		"clientKeyFile":  func(v *yaml.Node, p string) { keyNode, keyFile = v, l.path(l.str(v, p)) },
+		"clientKeyFile":  func(v *yaml.Node, p string) { keyNode, keyFile = v, l.fileName(v, p) },
 		"clientKeyId":    func(v *yaml.Node, p string) { tc.ClientKeyID = l.str(v, p) },
-		"clientCertFile": func(v *yaml.Node, p string) { certNode, certFile = v, l.path(l.str(v, p)) },
+		"clientCertFile": func(v *yaml.Node, p string) { certNode, certFile = v, l.fileName(v, p) },
 		"scope":          func(v *yaml.Node, p string) { tc.Scope = l.str(v, p) },
 		"grantType":      func(v *yaml.Node, p string) { tc.GrantType = l.str(v, p) },
 		"authStyle": func(v *yaml.Node, p string) {

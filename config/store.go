@@ -29,7 +29,7 @@ func (l *loader) store(n *yaml.Node, path string) *Store {
 		seen := l.mapping(n, path, map[string]func(*yaml.Node, string){
 			"url":          func(v *yaml.Node, p string) { urlNode, st.URL = v, l.nonEmpty(v, p) },
 			"password":     func(v *yaml.Node, p string) { passwordNode, st.Password = v, l.nonEmpty(v, p) },
-			"passwordFile": func(v *yaml.Node, p string) { fileNode, st.Password = v, l.readSecretFile(v, p, l.path(l.str(v, p))) },
+			"passwordFile": func(v *yaml.Node, p string) { fileNode, st.Password = v, l.readSecretFile(v, p, l.fileName(v, p)) },
 			"keyPrefix":    func(v *yaml.Node, p string) { st.KeyPrefix = l.nonEmpty(v, p) },
 		})
 		l.require(n, path, seen, "url")

@@ -22,7 +22,33 @@ type nodeReader struct {
 }
 
 func (r *nodeReader) problem(n *yaml.Node, path, format string, args ...any) {
-	r.problems = append(r.problems, fmt.Sprintf("%s:%d: %s: %s", r.file, n.Line, path, fmt.Sprintf(format, args...)))
+	msg := fmt.Sprintf(format, args...)
+	if empty := r.emptyVars(n); len(empty) > 0 && !strings.Contains(msg, "set but empty") {
+		// The text as written hides why it is wrong: a variable it names is empty.
+		msg += " (" + setButEmpty(empty) + ")"
+	}
+	r.problems = append(r.problems, fmt.Sprintf("%s:%d: %s: %s", r.file, n.Line, path, msg))
+}
+
+// emptyVars names the variables n's text refers to that are set but empty.
+func (r *nodeReader) emptyVars(n *yaml.Node) []string {
+	if r.syntaxOnly || n.Kind != yaml.ScalarNode {
+		return nil
+	}
+	var empty []string
+	for _, m := range envRef.FindAllStringSubmatch(n.Value, -1) {
+		if v, ok := r.lookup(m[1]); m[1] != "" && ok && v == "" {
+			empty = append(empty, m[1])
+		}
+	}
+	return empty
+}
+
+func setButEmpty(names []string) string {
+	if len(names) == 1 {
+		return names[0] + " is set but empty"
+	}
+	return strings.Join(names, ", ") + " are set but empty"
 }
 
 // mapping calls the handler of each key of n and reports keys without one; it returns the keys seen.
@@ -113,19 +139,10 @@ func (r *nodeReader) nonEmpty(n *yaml.Node, path string) string {
 	if v != "" || len(r.problems) > before { // an unset variable was reported already
 		return v
 	}
-	var empty []string
-	for _, m := range envRef.FindAllStringSubmatch(n.Value, -1) {
-		if m[1] != "" {
-			empty = append(empty, m[1])
-		}
-	}
-	switch len(empty) {
-	case 0:
+	if empty := r.emptyVars(n); len(empty) > 0 {
+		r.problem(n, path, "%s", setButEmpty(empty))
+	} else {
 		r.problem(n, path, "must not be empty")
-	case 1:
-		r.problem(n, path, "%s is set but empty", empty[0])
-	default:
-		r.problem(n, path, "%s are set but empty", strings.Join(empty, ", "))
 	}
 	return v
 }

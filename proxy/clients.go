@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"fmt"
@@ -38,7 +39,8 @@ func (s *Server) admission(x *exchange, r *http.Request) (*config.Client, *http.
 	} else {
 		client, reason = identify(clients, addr, r.Header.Get("Proxy-Authorization"))
 	}
-	if reason == "" && x.route != nil && !client.MayUse(x.route.Name) {
+	// A client limited to some routes reaches only their hosts: no other host, tunnelled or forwarded.
+	if reason == "" && (x.route == nil && client.Routes != nil || x.route != nil && !client.MayUse(x.route.Name)) {
 		reason = deniedRoute
 	}
 	if reason == "" {
@@ -53,17 +55,24 @@ func (s *Server) admission(x *exchange, r *http.Request) (*config.Client, *http.
 // match both. The reason is empty when a client was found.
 func identify(clients []*config.Client, addr netip.Addr, proxyAuth string) (*config.Client, string) {
 	if user, password, ok := parseBasic(proxyAuth); ok {
+		// Compared as hashes, every client's, so the time taken tells nothing of names or lengths.
+		userSum, passwordSum := sha256.Sum256([]byte(user)), sha256.Sum256([]byte(password))
+		var named *config.Client
 		for _, c := range clients {
-			if c.Username == "" || c.Username != user {
-				continue
+			sum := sha256.Sum256([]byte(c.Username))
+			if c.Username != "" && subtle.ConstantTimeCompare(sum[:], userSum[:]) == 1 && named == nil {
+				named = c
 			}
-			if subtle.ConstantTimeCompare([]byte(c.Password), []byte(password)) != 1 {
+		}
+		if named != nil {
+			sum := sha256.Sum256([]byte(named.Password))
+			if subtle.ConstantTimeCompare(sum[:], passwordSum[:]) != 1 {
 				return nil, deniedCredentials
 			}
-			if !c.FromAddress(addr) {
-				return c, deniedAddress
+			if !named.FromAddress(addr) {
+				return named, deniedAddress
 			}
-			return c, ""
+			return named, ""
 		}
 	}
 	asksCredentials := false
@@ -94,7 +103,10 @@ func (s *Server) deny(x *exchange, r *http.Request, client *config.Client, reaso
 	case deniedAddress:
 		body = fmt.Sprintf("tokenproxy: %s is not an address this proxy's clients list allows\n", addr)
 	case deniedRoute:
-		body = fmt.Sprintf("tokenproxy: client %q may not use route %q\n", client.Name, x.route.Name)
+		body = fmt.Sprintf("tokenproxy: client %q may not use route %q\n", client.Name, routeName(x.route))
+		if x.route == nil {
+			body = fmt.Sprintf("tokenproxy: client %q may use only the routes its entry lists, and %s matches no route\n", client.Name, x.host)
+		}
 	}
 	resp := refusal(r, status, body)
 	if status == http.StatusProxyAuthRequired {

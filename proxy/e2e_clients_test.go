@@ -1,6 +1,9 @@
 package proxy
 
 import (
+	"bufio"
+	"context"
+	"encoding/base64"
 	"io"
 	"net"
 	"net/http"
@@ -57,7 +60,8 @@ func TestClientRules(t *testing.T) {
 	h.route("supplier.test:80", plain)
 	h.route("secure.test:80", plain)
 	h.route("other.test:80", plain)
-	h.route("secure.test:443", newUpstream(t, h.upCert, false, nil))
+	secure := newUpstream(t, h.upCert, false, nil)
+	h.route("secure.test:443", secure)
 
 	get := func(c *http.Client, rawURL string) (*http.Response, string) {
 		t.Helper()
@@ -74,8 +78,12 @@ func TestClientRules(t *testing.T) {
 	resp, _ := get(batch, "http://supplier.test/")
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, "Bearer "+testTokenPrefix+"1", plain.last(t).Header.Get("Authorization"))
-	resp, _ = get(batch, "http://other.test/")
-	assert.Equal(t, http.StatusOK, resp.StatusCode, "hosts of no route are forwarded for an allowed client")
+	resp, body := get(batch, "http://other.test/")
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode, "a client limited to some routes reaches no other host")
+	assert.Contains(t, body, `client "batch" may use only the routes its entry lists, and other.test matches no route`)
+	ops := h.clientAs("127.0.0.3", "ops", "pw-ops")
+	resp, _ = get(ops, "http://other.test/")
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "a client without a routes limit may reach hosts of no route")
 	resp, _ = get(h.clientAs("127.0.0.2", "someone", "meant-for-another-proxy"), "http://supplier.test/")
 	assert.Equal(t, http.StatusOK, resp.StatusCode, "credentials of no client's user: the address decides")
 
@@ -87,7 +95,7 @@ func TestClientRules(t *testing.T) {
 	assert.Equal(t, "Bearer "+testTokenPrefix+"1", got.Header.Get("Authorization"))
 
 	// Nobody known: 407 with a challenge, since some clients log in.
-	resp, body := get(h.clientAs("127.0.0.1", "", ""), "http://supplier.test/")
+	resp, body = get(h.clientAs("127.0.0.1", "", ""), "http://supplier.test/")
 	assert.Equal(t, http.StatusProxyAuthRequired, resp.StatusCode)
 	assert.Equal(t, `Basic realm="tokenproxy"`, resp.Header.Get("Proxy-Authenticate"))
 	assert.Equal(t, "policy", resp.Header.Get("X-Tokenproxy-Error"))
@@ -108,26 +116,51 @@ func TestClientRules(t *testing.T) {
 	resp, body = get(h.clientAs("127.0.0.1", "ops", "pw-ops"), "http://supplier.test/")
 	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
 	assert.Contains(t, body, "127.0.0.1 is not an address this proxy's clients list allows")
-	resp, _ = get(h.clientAs("127.0.0.3", "ops", "pw-ops"), "http://supplier.test/")
+	resp, _ = get(ops, "http://supplier.test/")
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 
-	// https: the rules apply to the CONNECT; the requests inside follow them.
-	resp, _ = get(billing, "https://secure.test/inside")
+	// https: the rules apply to the CONNECT; the requests inside follow them, and a Proxy-Authorization
+	// an app sends inside never reaches the supplier either.
+	inside, err := http.NewRequest(http.MethodGet, "https://secure.test/inside", nil)
+	require.NoError(t, err)
+	inside.Header.Set("Proxy-Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("billing:pw-billing")))
+	resp, err = billing.Do(inside)
+	require.NoError(t, err)
+	resp.Body.Close()
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
-	_, err := h.clientAs("127.0.0.1", "", "").Get("https://secure.test/")
+	got = secure.last(t)
+	assert.Equal(t, "/inside", got.RequestURI)
+	assert.Empty(t, got.Header.Get("Proxy-Authorization"))
+	assert.Equal(t, "Bearer "+testTokenPrefix+"1", got.Header.Get("Authorization"))
+	_, err = h.clientAs("127.0.0.1", "", "").Get("https://secure.test/")
 	require.Error(t, err, "a CONNECT without credentials is refused")
 	assert.Contains(t, err.Error(), "Proxy Authentication Required")
 	_, err = batch.Get("https://secure.test/")
 	require.Error(t, err, "batch may not use route secure, over https neither")
 	assert.Contains(t, err.Error(), "Forbidden")
+	// A tunnel to a host of no route: ops may open one, batch may not.
+	h.route("tunnel.test:443", newUpstream(t, h.upCert, false, nil))
+	connectFrom := func(from, proxyAuth string) int {
+		t.Helper()
+		c, err := (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}).DialContext(context.Background(), "tcp", h.proxyURL.Host)
+		require.NoError(t, err)
+		defer c.Close()
+		_, err = io.WriteString(c, "CONNECT tunnel.test:443 HTTP/1.1\r\nHost: tunnel.test:443\r\n"+proxyAuth+"\r\n")
+		require.NoError(t, err)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		require.NoError(t, err)
+		return resp.StatusCode
+	}
+	assert.Equal(t, http.StatusForbidden, connectFrom("127.0.0.2", ""), "batch tunnels nowhere")
+	assert.Equal(t, http.StatusOK, connectFrom("127.0.0.3", "Proxy-Authorization: Basic "+base64.StdEncoding.EncodeToString([]byte("ops:pw-ops"))+"\r\n"))
 
 	for _, n := range plain.requests() {
 		assert.Empty(t, n.Header.Get("Proxy-Authorization"))
 	}
 	assert.Equal(t, 3.0, h.metrics.get("denied credentials"))
-	assert.Equal(t, 3.0, h.metrics.get("denied route"))
+	assert.Equal(t, 5.0, h.metrics.get("denied route"), "3 routes refused, 2 hosts of no route")
 	assert.Equal(t, 1.0, h.metrics.get("denied address"))
-	assert.Equal(t, 7.0, h.metrics.get("errors - policy")+h.metrics.get("errors orders policy")+h.metrics.get("errors secure policy"),
+	assert.Equal(t, 9.0, h.metrics.get("errors - policy")+h.metrics.get("errors orders policy")+h.metrics.get("errors secure policy"),
 		"every denial is also one of tokenproxy's policy answers")
 	logs := h.logs.String()
 	assert.Contains(t, logs, `msg="request refused by the clients rules" reason=route client=billing remote=127.0.0.1 route=orders host=supplier.test`)
