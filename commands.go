@@ -38,11 +38,19 @@ func addConfigFlags(fs *flag.FlagSet) configFlags {
 func (c configFlags) key() ([]byte, error) {
 	if *c.keyFile == "" {
 		if v := os.Getenv(secrets.KeyEnv); v != "" {
-			return secrets.ParseKey(v)
+			key, err := secrets.ParseKey(v)
+			if err != nil {
+				return nil, fmt.Errorf("$%s: %w", secrets.KeyEnv, err)
+			}
+			return key, nil
 		}
 		return nil, nil
 	}
-	return secrets.LoadKeyFile(*c.keyFile)
+	key, err := secrets.LoadKeyFile(*c.keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("-secret-key-file %w", err)
+	}
+	return key, nil
 }
 
 // load reads routes.yaml; the secret key file, when there is one, counts among its sources, so a reload

@@ -15,14 +15,14 @@ import (
 const usage = `tokenproxy puts OAuth 2.0 client-credentials tokens on the requests of apps that send them through it.
 
 usage:
-  tokenproxy [serve] [-config F] [-secret-key-file F] [-log-level L] [-log-format F] [-reload-interval D]
+  tokenproxy [serve] [-config F] [-secret-key-file F] [-log-level L] [-log-format F] [-reload-interval D] [-drain-delay D]
   tokenproxy validate [-config F] [-secret-key-file F] [-syntax-only]   check routes.yaml offline
   tokenproxy check [-config F] [-secret-key-file F] [-route NAME] [-url URL]   test-fire routes
   tokenproxy health [-config F] [-timeout D]   exit 0 when the running proxy is ready
   tokenproxy encrypt [-secret-key-file F] < secret   print an aes256gcm: value for routes.yaml
   tokenproxy ca -out DIR   write a CA for interception, with trust bundles for apps
   tokenproxy version
-Run tokenproxy COMMAND -h for a command's flags.`
+Run tokenproxy COMMAND -h (or tokenproxy help COMMAND) for a command's flags.`
 
 // command runs a subcommand and returns its exit code.
 type command func(args []string, stdin io.Reader, stdout, stderr io.Writer) int
@@ -47,8 +47,15 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runServe(args, stdin, stdout, stderr)
 	}
 	if args[0] == "help" {
-		fmt.Fprintln(stdout, usage)
-		return 0
+		switch {
+		case len(args) == 1:
+			fmt.Fprintln(stdout, usage)
+			return 0
+		case len(args) == 2 && commands[args[1]] != nil:
+			return commands[args[1]]([]string{"-h"}, stdin, stdout, stdout)
+		}
+		fmt.Fprintf(stderr, "tokenproxy help: %q is not a command; commands: %s\n", strings.Join(args[1:], " "), commandNames())
+		return 2
 	}
 	cmd, ok := commands[args[0]]
 	if !ok {

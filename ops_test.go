@@ -536,6 +536,25 @@ routes:
 	assert.Equal(t, 2, code)
 	assert.Equal(t, typo+":7: routes[0].authstyle: unknown key; did you mean authStyle?\n"+
 		typo+":8: routes[0].scop: unknown key; did you mean scope?\n", errOut)
+
+	// Files it cannot read, and an empty CA name, are errors as at start-up; -syntax-only reads no file.
+	files := writeFile(t, dir, "files.yaml", "mitm:\n  caCert: ${CA_DIR}/ca.crt\n  caKey: ${CA_KEY}\n"+
+		"routes:\n  - name: a\n    hosts: [a.example]\n    tokenUrl: https://auth.example/t\n    clientId: c\n    clientSecretFile: missing-secret\n")
+	code, _, errOut = runBinary(t, "", []string{"CA_DIR=" + dir, "CA_KEY="}, "validate", "-config", files)
+	assert.Equal(t, 2, code)
+	assert.Equal(t, files+":2: mitm.caCert: cannot read "+filepath.Join(dir, "ca.crt")+": no such file or directory\n"+
+		files+":3: mitm.caKey: CA_KEY is set but empty\n"+
+		files+":9: routes[0].clientSecretFile: cannot read "+filepath.Join(dir, "missing-secret")+": no such file or directory\n", errOut)
+	code, _, errOut = runBinary(t, "", nil, "validate", "-config", files, "-syntax-only")
+	assert.Equal(t, 0, code, errOut)
+
+	// The secret key's problems name where the key came from.
+	code, _, errOut = runBinary(t, "", []string{"VALIDATE_SECRET=x"}, "validate", "-config", good, "-secret-key-file", filepath.Join(dir, "no-key"))
+	assert.Equal(t, 2, code)
+	assert.Equal(t, "tokenproxy: -secret-key-file "+filepath.Join(dir, "no-key")+": cannot read: no such file or directory\n", errOut)
+	code, _, errOut = runBinary(t, "", []string{"VALIDATE_SECRET=x", "TOKENPROXY_SECRET_KEY=not base64"}, "validate", "-config", good)
+	assert.Equal(t, 2, code)
+	assert.Equal(t, "tokenproxy: $TOKENPROXY_SECRET_KEY: the secret key is not base64\n", errOut)
 }
 
 func TestCommandLine(t *testing.T) {
@@ -562,13 +581,36 @@ func TestCommandLine(t *testing.T) {
 		}
 		code, _, errOut := runBinary(t, "", nil, args...)
 		assert.Equal(t, 0, code, cmd)
-		assert.Contains(t, errOut, "usage:", cmd)
-		for _, line := range strings.Split(errOut, "\n") {
+		assert.Equal(t, 1, strings.Count(errOut, "usage:"), "%s -h: %s", cmd, errOut)
+		lines := strings.Split(errOut, "\n")
+		for _, line := range lines {
 			assert.LessOrEqual(t, strings.Count(strings.ToLower(line), "default"), 1, "%s -h: %q", cmd, line)
+			if strings.HasPrefix(line, "  -") || strings.Contains(line, "(default") { // a flag, or its default
+				same := 0
+				for _, l := range lines {
+					if l == line {
+						same++
+					}
+				}
+				assert.Equal(t, 1, same, "%s -h says %q more than once", cmd, line)
+			}
 		}
 	}
 	_, _, errOut = runBinary(t, "", nil, "-h")
 	assert.Contains(t, errOut, "tokenproxy validate", "the proxy's -h lists the commands")
+	assert.Contains(t, errOut, "[-drain-delay D]", "the serve line names every serve flag")
+
+	// help: the usage, one command's flags, or an error naming the word.
+	code, out, _ = runBinary(t, "", nil, "help")
+	assert.Equal(t, 0, code)
+	assert.Contains(t, out, "tokenproxy health [-config F]")
+	code, out, _ = runBinary(t, "", nil, "help", "validate")
+	assert.Equal(t, 0, code)
+	assert.Contains(t, out, "usage: tokenproxy validate")
+	assert.Contains(t, out, "-syntax-only")
+	code, _, errOut = runBinary(t, "", nil, "help", "verison")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, `tokenproxy help: "verison" is not a command; commands: ca, check`)
 }
 
 // A release build carries its version from the Dockerfile's -ldflags.

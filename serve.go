@@ -26,7 +26,11 @@ const (
 
 // runServe runs the proxy until SIGTERM or SIGINT, reloading on SIGHUP and when a configuration file changes.
 func runServe(args []string, _ io.Reader, _, stderr io.Writer) int {
-	fs := newFlagSet("tokenproxy", usage+"\n\ntokenproxy [serve] flags:", stderr)
+	fs := newFlagSet("tokenproxy", "", stderr)
+	fs.Usage = func() { // the whole usage: serve is what tokenproxy does without a command
+		fmt.Fprintf(stderr, "%s\n\ntokenproxy [serve] flags:\n", usage)
+		fs.PrintDefaults()
+	}
 	cf := addConfigFlags(fs)
 	level := fs.String("log-level", "info", "debug | info | warn | error")
 	format := fs.String("log-format", "text", "text | json")

@@ -144,7 +144,7 @@ func Parse(file string, data []byte, opts LoadOptions) (*Config, error) {
 	}
 	cfg := l.load(doc.Content[0])
 	if len(r.problems) > 0 {
-		return nil, &Error{Problems: r.problems, Sources: l.sources}
+		return nil, &Error{Problems: r.sortedProblems(), Sources: l.sources}
 	}
 	cfg.File = file
 	cfg.Sources = l.sources
@@ -310,9 +310,7 @@ func (l *loader) mitm(n *yaml.Node, path string) *MITM {
 		"caKey":  func(v *yaml.Node, p string) { keyNode, m.KeyFile = v, l.fileName(v, p) },
 	})
 	l.require(n, path, seen, "caCert", "caKey")
-	if m.CertFile == "" || m.KeyFile == "" {
-		return nil
-	}
+	// Each file that is named is read, so every problem is reported at once.
 	certPEM, ok1 := l.readFile(certNode, path+".caCert", m.CertFile)
 	keyPEM, ok2 := l.readFile(keyNode, path+".caKey", m.KeyFile)
 	if !ok1 || !ok2 {

@@ -118,7 +118,7 @@ func TestParseConfigErrors(t *testing.T) {
 			[]string{"routes.yaml:7: routes[0].clientSecretFile: cannot read /run/secret: no such file or directory",
 				"routes.yaml:7: routes[0].clientSecretFile: set clientSecret or clientSecretFile, not both"}},
 		{"mitm incomplete", "mitm:\n  caCert: ca.crt\nroutes:" + validRoute,
-			[]string{"routes.yaml:2: mitm.caKey: required key is missing"}},
+			[]string{"routes.yaml:2: mitm.caKey: required key is missing", "routes.yaml:2: mitm.caCert: cannot read ca.crt: no such file or directory"}},
 		{"routes not a list", "routes: {}\n", []string{"routes.yaml:1: routes: must be a list of routes"}},
 		// An empty variable is named wherever it breaks a value, and an empty CA file name never turns
 		// interception off quietly.
@@ -334,11 +334,11 @@ routes:`+validRoute), LoadOptions{LookupEnv: env(map[string]string{"SECRET": "s"
 	require.ErrorAs(t, err, &ce)
 	assert.Equal(t, []string{
 		"routes.yaml:3: clients[0]: set cidrs, proxyAuth or both: a client must be told apart from everyone else",
+		`routes.yaml:4: clients[1].name: "a" is already the name of clients[0]`,
 		`routes.yaml:5: clients[1].cidrs[0]: "10.0.0.0/33" is not an address or CIDR like 10.1.0.0/16`,
 		`routes.yaml:5: clients[1].cidrs[1]: "nonsense" is not an address or CIDR like 10.1.0.0/16`,
 		"routes.yaml:6: clients[1].proxyAuth.username: a Basic username cannot contain ':'",
 		"routes.yaml:6: clients[1].proxyAuth.password: required key is missing (or set passwordFile)",
-		`routes.yaml:4: clients[1].name: "a" is already the name of clients[0]`,
 		`routes.yaml:7: clients[1].routes[1]: "nope" is not the name of a route`,
 	}, ce.Problems)
 }

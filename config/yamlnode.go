@@ -16,6 +16,7 @@ import (
 type nodeReader struct {
 	file     string
 	problems []string
+	lines    []int                       // the line of each problem
 	lookup   func(string) (string, bool) // environment, for ${VAR}
 	// syntaxOnly leaves ${VAR} unexpanded and values that hold one unchecked (validate -syntax-only).
 	syntaxOnly bool
@@ -28,6 +29,21 @@ func (r *nodeReader) problem(n *yaml.Node, path, format string, args ...any) {
 		msg += " (" + setButEmpty(empty) + ")"
 	}
 	r.problems = append(r.problems, fmt.Sprintf("%s:%d: %s: %s", r.file, n.Line, path, msg))
+	r.lines = append(r.lines, n.Line)
+}
+
+// sortedProblems returns the problems in the order of their lines, as an editor shows them.
+func (r *nodeReader) sortedProblems() []string {
+	order := make([]int, len(r.problems))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return r.lines[order[a]] < r.lines[order[b]] })
+	sorted := make([]string, len(order))
+	for i, o := range order {
+		sorted[i] = r.problems[o]
+	}
+	return sorted
 }
 
 // emptyVars names the variables n's text refers to that are set but empty.

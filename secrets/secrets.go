@@ -45,7 +45,11 @@ func ParseKey(b64 string) ([]byte, error) {
 func LoadKeyFile(path string) ([]byte, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, fmt.Errorf("%s: cannot read: %w", path, err)
 	}
 	key, err := ParseKey(string(b))
 	if err != nil {
