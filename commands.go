@@ -18,6 +18,7 @@ import (
 	"github.com/tokenproxy/tokenproxy/internal/buildinfo"
 	"github.com/tokenproxy/tokenproxy/internal/logging"
 	"github.com/tokenproxy/tokenproxy/mitm"
+	"github.com/tokenproxy/tokenproxy/redisstore"
 	"github.com/tokenproxy/tokenproxy/secrets"
 	"github.com/tokenproxy/tokenproxy/tokensource"
 	"golang.org/x/term"
@@ -53,6 +54,12 @@ func (c configFlags) key() ([]byte, error) {
 	return key, nil
 }
 
+// checkStoreURL checks a store: URL as redisstore will read it.
+func checkStoreURL(raw string) error {
+	_, err := redisstore.ParseURL(raw)
+	return err
+}
+
 // load reads routes.yaml; the secret key file, when there is one, counts among its sources, so a reload
 // sees it change and a failure to read it is tried again only when it does.
 func (c configFlags) load() (*config.Config, error) {
@@ -64,7 +71,7 @@ func (c configFlags) load() (*config.Config, error) {
 		}
 		return nil, e
 	}
-	cfg, err := config.Load(*c.path, config.LoadOptions{SecretKey: key})
+	cfg, err := config.Load(*c.path, config.LoadOptions{SecretKey: key, CheckStoreURL: checkStoreURL})
 	if *c.keyFile == "" {
 		return cfg, err
 	}
@@ -100,7 +107,7 @@ func runValidate(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	var cfg *config.Config
 	var err error
 	if *syntaxOnly {
-		cfg, err = config.Load(*cf.path, config.LoadOptions{SyntaxOnly: true})
+		cfg, err = config.Load(*cf.path, config.LoadOptions{SyntaxOnly: true, CheckStoreURL: checkStoreURL})
 	} else {
 		cfg, err = cf.load()
 	}

@@ -77,7 +77,7 @@ func runServe(args []string, _ io.Reader, _, stderr io.Writer) int {
 		}
 		defer store.Close()
 		opts.TokenStore = store
-		log.Info("tokens are shared through the store", "store", store.Where(), "key_prefix", cfg.Store.KeyPrefix)
+		log.Info("tokens are shared through the store", "store", store.Where(), "key_prefix", store.KeyPrefix())
 	}
 	srv, err := proxy.New(cfg, opts)
 	if err != nil {

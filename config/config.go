@@ -105,6 +105,9 @@ type LoadOptions struct {
 	// ${VAR} is left as written and values holding one are not checked (validate -syntax-only, for
 	// pipelines that hold no secrets).
 	SyntaxOnly bool
+	// CheckStoreURL checks a store: URL as the store will read it (redisstore.ParseURL); nil checks nothing
+	// beyond its being set. The store's own package owns its URL format, and config does not link it.
+	CheckStoreURL func(string) error
 }
 
 // Load reads and validates a routes.yaml, expanding ${VAR} from the environment. Relative paths inside it
@@ -132,7 +135,7 @@ func Parse(file string, data []byte, opts LoadOptions) (*Config, error) {
 		return nil, &Error{Problems: []string{file + ":1: the file is empty; it needs at least routes:"}, Sources: self}
 	}
 	r := &nodeReader{file: file, lookup: opts.LookupEnv, syntaxOnly: opts.SyntaxOnly}
-	l := &loader{nodeReader: r, dir: filepath.Dir(file), secretKey: opts.SecretKey, sources: self}
+	l := &loader{nodeReader: r, dir: filepath.Dir(file), secretKey: opts.SecretKey, checkStoreURL: opts.CheckStoreURL, sources: self}
 	if l.secretKey == nil && !opts.SyntaxOnly {
 		if v, ok := opts.LookupEnv(secrets.KeyEnv); ok && v != "" {
 			key, err := secrets.ParseKey(v)
@@ -195,6 +198,7 @@ type loader struct {
 	*nodeReader
 	dir           string
 	secretKey     []byte
+	checkStoreURL func(string) error
 	sources       []Source
 	pendingRoutes []pendingRoute // route names that clients list
 }

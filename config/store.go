@@ -1,7 +1,6 @@
 package config
 
 import (
-	"github.com/tokenproxy/tokenproxy/redisstore"
 	"gopkg.in/yaml.v3"
 )
 
@@ -12,7 +11,8 @@ type Store struct {
 	// go-redis reads them.
 	URL string
 	// Password, from password (${VAR}) or passwordFile, is used when the URL carries none.
-	Password  string
+	Password string
+	// KeyPrefix starts every key of the store; "" is the store's default.
 	KeyPrefix string
 	// SecretKey seals keys and tokens: TOKENPROXY_SECRET_KEY or -secret-key-file.
 	SecretKey []byte
@@ -20,7 +20,7 @@ type Store struct {
 
 // store reads store: either a URL or a mapping with url, password or passwordFile, and keyPrefix.
 func (l *loader) store(n *yaml.Node, path string) *Store {
-	st := &Store{KeyPrefix: redisstore.DefaultKeyPrefix}
+	st := &Store{}
 	var urlNode *yaml.Node
 	if n.Kind == yaml.ScalarNode {
 		urlNode, st.URL = n, l.nonEmpty(n, path)
@@ -37,8 +37,8 @@ func (l *loader) store(n *yaml.Node, path string) *Store {
 			l.problem(fileNode, path+".passwordFile", "set password or passwordFile, not both")
 		}
 	}
-	if urlNode != nil && st.URL != "" && !l.opaque(urlNode) {
-		if _, err := redisstore.ParseURL(st.URL); err != nil {
+	if urlNode != nil && st.URL != "" && !l.opaque(urlNode) && l.checkStoreURL != nil {
+		if err := l.checkStoreURL(st.URL); err != nil {
 			l.problem(urlNode, path, "%v", err)
 		}
 	}

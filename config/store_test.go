@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tokenproxy/tokenproxy/redisstore"
 )
 
 const storeKey = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" // base64 of 32 bytes
@@ -21,7 +22,7 @@ func TestStoreKey(t *testing.T) {
 	require.NoError(t, err)
 	require.NotNil(t, cfg.Store)
 	assert.Equal(t, "redis://redis.platform:6379/0", cfg.Store.URL)
-	assert.Equal(t, "tokenproxy:", cfg.Store.KeyPrefix)
+	assert.Empty(t, cfg.Store.KeyPrefix, "the store's default")
 	assert.Len(t, cfg.Store.SecretKey, 32)
 
 	cfg, err = Parse(filepath.Join(dir, "routes.yaml"), []byte(`
@@ -62,7 +63,8 @@ func TestStoreKeyProblems(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse("routes.yaml", []byte(tt.yaml+"routes:"+validRoute), LoadOptions{LookupEnv: env(tt.vars)})
+			_, err := Parse("routes.yaml", []byte(tt.yaml+"routes:"+validRoute), LoadOptions{LookupEnv: env(tt.vars),
+				CheckStoreURL: func(raw string) error { _, err := redisstore.ParseURL(raw); return err }})
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.want)
 			assert.NotContains(t, err.Error(), "hunter22")

@@ -64,6 +64,9 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// KeyPrefix starts every key this store writes.
+func (s *Store) KeyPrefix() string { return s.prefix }
+
 // Where is the store's URL without its password.
 func (s *Store) Where() string { return s.where }
 
