@@ -20,6 +20,7 @@ import (
 	"github.com/tokenproxy/tokenproxy/config"
 	"github.com/tokenproxy/tokenproxy/internal/buildinfo"
 	"github.com/tokenproxy/tokenproxy/internal/testkit"
+	"github.com/tokenproxy/tokenproxy/mitm"
 	"github.com/tokenproxy/tokenproxy/proxy"
 	"github.com/tokenproxy/tokenproxy/secrets"
 )
@@ -242,4 +243,75 @@ func TestTheSecretKeyFileIsASource(t *testing.T) {
 	require.NoError(t, os.WriteFile(keyFile, []byte(newKey), 0o600))
 	r.poll(context.Background())
 	assert.Equal(t, 1.0, reloads("success"), "the key file came back")
+}
+
+// Each file the configuration was read from is watched: the interception CA, a client certificate and its
+// key, and a private-key-jwt key. Changing one reloads at the next poll, with the new content in service
+// when that poll returns; a poll with nothing changed loads nothing.
+func TestEveryFileOfTheConfigurationIsWatched(t *testing.T) {
+	dir := t.TempDir()
+	_, _, err := mitm.WriteCA(filepath.Join(dir, "ca"))
+	require.NoError(t, err)
+	writeCert := func(c *testkit.Cert, name string) {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name+".crt"), c.PEM, 0o600))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name+".key"), c.KeyPEM(t), 0o600))
+	}
+	writeCert(testkit.SelfSigned(t, "client"), "client")
+	writeCert(testkit.SelfSigned(t, "signer"), "signer")
+	path := filepath.Join(dir, "routes.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(`
+mitm: {caCert: ca/ca.crt, caKey: ca/ca.key}
+routes:
+  - {name: mtls, hosts: [a.example], tokenUrl: "https://auth.example/t", clientId: c, authStyle: tls-client-auth,
+     clientCertFile: client.crt, clientKeyFile: client.key}
+  - {name: jwt, hosts: [b.example], tokenUrl: "https://auth.example/t", clientId: c, authStyle: private-key-jwt,
+     clientKeyFile: signer.key}
+`), 0o600))
+	r := newTestReloader(t, path, "", nil)
+	ctx := context.Background()
+	cfg := func() *config.Config { return r.srv.Config() }
+	reloads := 0.0
+	pollReloads := func(what string) {
+		t.Helper()
+		r.poll(ctx)
+		reloads++
+		require.Equal(t, reloads, r.reloads(t, "success"), what)
+	}
+
+	r.poll(ctx)
+	require.Zero(t, r.reloads(t, "success"), "nothing changed")
+
+	oldCA := cfg().MITM.CA.Leaf.SerialNumber
+	require.NoError(t, os.RemoveAll(filepath.Join(dir, "ca")))
+	_, _, err = mitm.WriteCA(filepath.Join(dir, "ca"))
+	require.NoError(t, err)
+	pollReloads("a new CA")
+	assert.NotEqual(t, oldCA, cfg().MITM.CA.Leaf.SerialNumber)
+
+	oldCert := cfg().Routes[0].Token.ClientCert.Leaf.SerialNumber
+	writeCert(testkit.SelfSigned(t, "client"), "client")
+	pollReloads("a new client certificate and key")
+	assert.NotEqual(t, oldCert, cfg().Routes[0].Token.ClientCert.Leaf.SerialNumber)
+
+	// The key alone changes (to one that does not match the certificate): watched too, and refused.
+	writeCert(testkit.SelfSigned(t, "other"), "other")
+	key, err := os.ReadFile(filepath.Join(dir, "other.key"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "client.key"), key, 0o600))
+	r.poll(ctx)
+	assert.Equal(t, 1.0, r.reloads(t, "failure"), "the key file alone is watched")
+
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "client.crt"), must(os.ReadFile(filepath.Join(dir, "other.crt"))), 0o600))
+	pollReloads("the matching certificate")
+	oldSigner := cfg().Routes[1].Token.ClientKey
+	writeCert(testkit.SelfSigned(t, "signer"), "signer")
+	pollReloads("a new signing key")
+	assert.NotEqual(t, oldSigner, cfg().Routes[1].Token.ClientKey)
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
