@@ -23,6 +23,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	sigsjson "sigs.k8s.io/json"
 	sigsyaml "sigs.k8s.io/yaml"
 )
 
@@ -35,8 +36,9 @@ func TestRepositoryRoutesYAMLLoads(t *testing.T) {
 	assert.Equal(t, "127.0.0.1:3128", cfg.Listen)
 }
 
-// manifests reads a multi-document Kubernetes file and decodes each document strictly into its API type,
-// as the API server would: an unknown or misplaced field is an error.
+// manifests holds the documents of Kubernetes files, each decoded strictly into its API type as the API
+// server decodes a request under kubectl's default --validate=strict: through JSON, field names matched
+// case-sensitively, an unknown, misplaced or duplicate field an error (see decodeStrict).
 type manifests struct {
 	configMaps  []*corev1.ConfigMap
 	secrets     []*corev1.Secret
@@ -75,52 +77,91 @@ func readManifests(t *testing.T, files ...string) *manifests {
 	for _, file := range files {
 		raw, err := os.ReadFile(file)
 		require.NoError(t, err)
-		dec := yaml.NewDecoder(bytes.NewReader(raw))
-		for {
-			var doc yaml.Node
-			if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
-				break
-			} else {
-				require.NoError(t, err, file)
-			}
-			one, err := yaml.Marshal(&doc)
-			require.NoError(t, err)
-			var head struct{ Kind string }
-			require.NoError(t, sigsyaml.Unmarshal(one, &head))
-			strict := func(into any) {
-				require.NoError(t, sigsyaml.UnmarshalStrict(one, into), "%s: %s", file, head.Kind)
-			}
-			switch head.Kind {
-			case "ConfigMap":
-				var v corev1.ConfigMap
-				strict(&v)
-				m.configMaps = append(m.configMaps, &v)
-			case "Secret":
-				var v corev1.Secret
-				strict(&v)
-				m.secrets = append(m.secrets, &v)
-			case "Pod":
-				var v corev1.Pod
-				strict(&v)
-				m.pods = append(m.pods, &v)
-			case "Deployment":
-				var v appsv1.Deployment
-				strict(&v)
-				m.deployments = append(m.deployments, &v)
-			case "Service":
-				var v corev1.Service
-				strict(&v)
-				m.services = append(m.services, &v)
-			case "PodMonitor":
-				var v podMonitor
-				strict(&v)
-				m.podMonitors = append(m.podMonitors, &v)
-			default:
-				t.Fatalf("%s: unexpected kind %q", file, head.Kind)
-			}
-		}
+		require.NoError(t, m.add(raw), file)
 	}
 	return m
+}
+
+// add decodes each document of a multi-document file into m.
+func (m *manifests) add(raw []byte) error {
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	for {
+		var doc yaml.Node
+		if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		one, err := yaml.Marshal(&doc)
+		if err != nil {
+			return err
+		}
+		var head struct {
+			Kind string `json:"kind"`
+		}
+		if err := sigsyaml.Unmarshal(one, &head); err != nil {
+			return err
+		}
+		var into any
+		switch head.Kind {
+		case "ConfigMap":
+			v := &corev1.ConfigMap{}
+			m.configMaps, into = append(m.configMaps, v), v
+		case "Secret":
+			v := &corev1.Secret{}
+			m.secrets, into = append(m.secrets, v), v
+		case "Pod":
+			v := &corev1.Pod{}
+			m.pods, into = append(m.pods, v), v
+		case "Deployment":
+			v := &appsv1.Deployment{}
+			m.deployments, into = append(m.deployments, v), v
+		case "Service":
+			v := &corev1.Service{}
+			m.services, into = append(m.services, v), v
+		case "PodMonitor":
+			v := &podMonitor{}
+			m.podMonitors, into = append(m.podMonitors, v), v
+		default:
+			return fmt.Errorf("unexpected kind %q", head.Kind)
+		}
+		if err := decodeStrict(one, into); err != nil {
+			return fmt.Errorf("%s: %w", head.Kind, err)
+		}
+	}
+}
+
+// decodeStrict decodes one YAML document the way the API server decodes a request with
+// fieldValidation=Strict: YAML to JSON, then sigs.k8s.io/json, whose field names are case-sensitive
+// (encoding/json's, and so sigs.k8s.io/yaml.UnmarshalStrict's, are not: restartpolicy would pass).
+func decodeStrict(doc []byte, into any) error {
+	j, err := sigsyaml.YAMLToJSON(doc)
+	if err != nil {
+		return err
+	}
+	strict, err := sigsjson.UnmarshalStrict(j, into)
+	if err != nil {
+		return err
+	}
+	return errors.Join(strict...)
+}
+
+// The decoding above refuses what the API server refuses: a field name in the wrong case, an unknown field,
+// a field in the wrong place.
+func TestKubernetesManifestDecodingIsStrict(t *testing.T) {
+	raw, err := os.ReadFile("examples/kubernetes/pod.yaml")
+	require.NoError(t, err)
+	require.NoError(t, (&manifests{}).add(raw))
+	for _, c := range []struct{ from, to string }{
+		{"\n      restartPolicy: Always", "\n      restartpolicy: Always"},
+		{"\n        readOnlyRootFilesystem: true", "\n        readonlyRootFilesystem: true"},
+		{"\n    fsGroup: 65532", "\n    fsgroup: 65532"},
+		{"\n    fsGroup: 65532", "\n    fsGroup: 65532\n    tty: true"}, // a container field in the pod's securityContext
+	} {
+		require.Contains(t, string(raw), c.from)
+		broken := strings.Replace(string(raw), c.from, c.to, 1)
+		assert.Error(t, (&manifests{}).add([]byte(broken)), "%s accepted", c.to)
+	}
 }
 
 // routesOf loads a ConfigMap's routes.yaml with the files it names made up, as they would be mounted.
@@ -211,7 +252,7 @@ func assertRestricted(t *testing.T, what string, spec *corev1.PodSpec) {
 
 // assertTokenproxyContainer checks what the kubelet does to the tokenproxy container: probes dialled from
 // the node reach the admin port on the pod IP, mounted secrets are readable by its user, ConfigMaps and
-// Secrets are never mounted with subPath (which never sees updates), memory is bounded, the image pinned.
+// Secrets are never mounted with subPath (assertEveryContainer), memory is bounded, the image pinned.
 func assertTokenproxyContainer(t *testing.T, what string, spec *corev1.PodSpec, c *corev1.Container, cfg *config.Config) {
 	t.Helper()
 	adminPort := int32(0)
@@ -262,7 +303,6 @@ func assertTokenproxyContainer(t *testing.T, what string, spec *corev1.PodSpec, 
 	}
 
 	sc, pod := c.SecurityContext, spec.SecurityContext
-	assert.True(t, sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem, "%s: readOnlyRootFilesystem", what)
 	uid := int64(65532) // the image's user
 	if sc.RunAsUser != nil {
 		uid = *sc.RunAsUser
@@ -275,9 +315,6 @@ func assertTokenproxyContainer(t *testing.T, what string, spec *corev1.PodSpec, 
 	}
 	for _, m := range c.VolumeMounts {
 		v := volumes[m.Name]
-		if v.ConfigMap != nil || v.Secret != nil {
-			assert.Empty(t, m.SubPath, "%s: %s is mounted with subPath, which never sees an update", what, m.Name)
-		}
 		if v.Secret == nil {
 			continue
 		}
@@ -299,13 +336,75 @@ func assertTokenproxyContainer(t *testing.T, what string, spec *corev1.PodSpec, 
 	require.False(t, limit.IsZero(), "%s: a memory limit", what)
 	gomemlimit := envOf(c)["GOMEMLIMIT"]
 	require.NotEmpty(t, gomemlimit, "%s: GOMEMLIMIT beside the memory limit", what)
+	require.Regexp(t, `^\d+(B|KiB|MiB|GiB|TiB)?$`, gomemlimit, "%s: GOMEMLIMIT in a unit Go reads", what)
 	soft, err := resource.ParseQuantity(strings.TrimSuffix(gomemlimit, "B")) // Go's 100MiB is Kubernetes' 100Mi
 	require.NoError(t, err, gomemlimit)
-	assert.Equal(t, -1, soft.Cmp(limit), "%s: GOMEMLIMIT %s below the limit %s", what, gomemlimit, limit.String())
+	// Below the limit, so the GC works harder before the OOM killer acts; not so far below that it works hard
+	// all the time.
+	ratio := float64(soft.Value()) / float64(limit.Value())
+	assert.True(t, ratio >= 0.70 && ratio <= 0.95, "%s: GOMEMLIMIT %s is %.0f%% of the memory limit %s, not 70-95%%",
+		what, gomemlimit, 100*ratio, limit.String())
 
 	image := c.Image
 	tag := image[strings.LastIndex(image, ":")+1:]
 	assert.Regexp(t, `^v\d+\.\d+\.\d+$`, tag, "%s: the image is pinned to a version tag", what)
+}
+
+// assertEveryContainer checks what §7 asks of every container, the app's and init containers included: a
+// read-only root filesystem, and no subPath mount, which never sees an update of what it mounts.
+func assertEveryContainer(t *testing.T, what string, spec *corev1.PodSpec) {
+	t.Helper()
+	for _, c := range append(append([]corev1.Container{}, spec.InitContainers...), spec.Containers...) {
+		sc := c.SecurityContext
+		assert.True(t, sc != nil && sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem,
+			"%s/%s: readOnlyRootFilesystem: true", what, c.Name)
+		for _, m := range c.VolumeMounts {
+			assert.True(t, m.SubPath == "" && m.SubPathExpr == "", "%s/%s: %s is mounted with subPath, which never sees an update",
+				what, c.Name, m.Name)
+		}
+	}
+}
+
+// assertNoProxy checks that NO_PROXY and no_proxy are the same list and keep at least loopback off the proxy.
+func assertNoProxy(t *testing.T, what string, env map[string]string) {
+	t.Helper()
+	assert.Equal(t, env["NO_PROXY"], env["no_proxy"], "%s: NO_PROXY and no_proxy (curl and wget read only the lower case)", what)
+	for _, name := range []string{"NO_PROXY", "no_proxy"} {
+		entries := strings.Split(strings.ReplaceAll(env[name], " ", ""), ",")
+		for _, must := range []string{"localhost", "127.0.0.1"} {
+			assert.Contains(t, entries, must, "%s: %s keeps %s off the proxy", what, name, must)
+		}
+	}
+}
+
+// secretKeyAt tells which key of a Secret the file at path in container c is, through c's mounts and the
+// volumes' items; "" when no Secret volume holds it.
+func secretKeyAt(spec *corev1.PodSpec, c *corev1.Container, path string) string {
+	var mount *corev1.VolumeMount
+	for i, m := range c.VolumeMounts {
+		dir := strings.TrimSuffix(m.MountPath, "/") + "/"
+		if strings.HasPrefix(path, dir) && (mount == nil || len(m.MountPath) > len(mount.MountPath)) {
+			mount = &c.VolumeMounts[i]
+		}
+	}
+	if mount == nil {
+		return ""
+	}
+	rel := strings.TrimPrefix(path, strings.TrimSuffix(mount.MountPath, "/")+"/")
+	for _, v := range spec.Volumes {
+		if v.Name != mount.Name || v.Secret == nil {
+			continue
+		}
+		if len(v.Secret.Items) == 0 {
+			return rel
+		}
+		for _, item := range v.Secret.Items {
+			if item.Path == rel {
+				return item.Key
+			}
+		}
+	}
+	return ""
 }
 
 func TestKubernetesSidecarExample(t *testing.T) {
@@ -323,6 +422,7 @@ func TestKubernetesSidecarExample(t *testing.T) {
 	require.NotNil(t, tp.StartupProbe, "the app starts once the sidecar is ready")
 	assertTokenproxyContainer(t, "sidecar", spec, tp, cfg)
 	assertRestricted(t, "sidecar pod", spec)
+	assertEveryContainer(t, "sidecar pod", spec)
 	assert.Equal(t, []string{"-config", "/etc/tokenproxy/config/routes.yaml", "-log-format", "json", "-secret-key-file", "/etc/tokenproxy/secrets/secret-key"}, tp.Args)
 
 	app := container(t, spec, "app")
@@ -330,24 +430,35 @@ func TestKubernetesSidecarExample(t *testing.T) {
 	for _, name := range []string{"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"} {
 		assert.Equal(t, "http://"+cfg.Listen, env[name], name)
 	}
-	assert.NotEmpty(t, env["NO_PROXY"])
-	assert.Equal(t, env["NO_PROXY"], env["no_proxy"])
+	assertNoProxy(t, "sidecar app", env)
+
+	// Trust, followed through the app's mounts to the Secret key each file is: the settings that replace the
+	// default roots get bundle.pem (the roots and the CA), Java truststore.p12, never ca.crt alone.
 	for _, name := range []string{"SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"} {
-		assert.True(t, strings.HasSuffix(env[name], "/bundle.pem"), "%s replaces the default roots: it must be bundle.pem, not ca.crt alone", name)
+		assert.Equal(t, "bundle.pem", secretKeyAt(spec, app, env[name]),
+			"%s=%s replaces the default roots: it must be the mounted bundle.pem, not ca.crt alone", name, env[name])
 	}
-	assert.True(t, strings.HasSuffix(env["NODE_EXTRA_CA_CERTS"], "/ca.crt"), "NODE_EXTRA_CA_CERTS adds to Node's roots")
-	assert.Contains(t, env["JAVA_TOOL_OPTIONS"], "-Djavax.net.ssl.trustStore=/etc/tokenproxy-ca/truststore.p12")
+	store := regexp.MustCompile(`-Djavax\.net\.ssl\.trustStore=(\S+)`).FindStringSubmatch(env["JAVA_TOOL_OPTIONS"])
+	require.NotNil(t, store, "JAVA_TOOL_OPTIONS names a trust store")
+	assert.Equal(t, "truststore.p12", secretKeyAt(spec, app, store[1]), "Java's trustStore %s replaces its roots", store[1])
+	assert.Contains(t, []string{"ca.crt", "bundle.pem"}, secretKeyAt(spec, app, env["NODE_EXTRA_CA_CERTS"]),
+		"NODE_EXTRA_CA_CERTS=%s adds to Node's roots: ca.crt will do", env["NODE_EXTRA_CA_CERTS"])
 	assert.Contains(t, env["JAVA_TOOL_OPTIONS"], "-Dhttps.proxyHost=127.0.0.1 -Dhttps.proxyPort=3128")
+	keys := map[string]bool{}
 	for _, mnt := range app.VolumeMounts {
 		assert.NotContains(t, []string{"ca", "secrets", "config"}, mnt.Name, "the app mounts only public certificates")
-	}
-	for _, v := range spec.Volumes {
-		if v.Name == "ca-public" {
+		for _, v := range spec.Volumes {
+			if v.Name != mnt.Name || v.Secret == nil {
+				continue
+			}
+			assert.NotEmpty(t, v.Secret.Items, "the app's Secret volume %s lists its items: all of %s holds ca.key", v.Name, v.Secret.SecretName)
 			for _, item := range v.Secret.Items {
-				assert.NotEqual(t, "ca.key", item.Key, "ca.key never reaches the app")
+				keys[item.Key] = true
 			}
 		}
 	}
+	assert.True(t, keys["bundle.pem"] && keys["truststore.p12"], "the app mounts bundle.pem and truststore.p12: %v", keys)
+	assert.False(t, keys["ca.key"], "ca.key never reaches the app")
 }
 
 func TestKubernetesGatewayExample(t *testing.T) {
@@ -363,6 +474,7 @@ func TestKubernetesGatewayExample(t *testing.T) {
 	d := m.deployments[0]
 	spec := &d.Spec.Template.Spec
 	assertRestricted(t, "gateway", spec)
+	assertEveryContainer(t, "gateway", spec)
 	tp := container(t, spec, "tokenproxy")
 	assertTokenproxyContainer(t, "gateway", spec, tp, cfg)
 	assert.Equal(t, d.Spec.Selector.MatchLabels["app"], d.Spec.Template.Labels["app"])
@@ -381,6 +493,46 @@ func TestKubernetesGatewayExample(t *testing.T) {
 		}
 	}
 	assert.True(t, found, "the Service's targetPort names a container port")
+
+	// What the header tells a client namespace: its own NO_PROXY, and the gateway's public trust files only.
+	raw, err := os.ReadFile("examples/kubernetes/gateway.yaml")
+	require.NoError(t, err)
+	text := string(raw)
+	np := regexp.MustCompile(`(?m)^#\s+NO_PROXY=(\S+)`).FindStringSubmatch(text)
+	require.NotNil(t, np, "gateway.yaml gives its apps a NO_PROXY")
+	entries := strings.Split(np[1], ",")
+	for _, must := range []string{"localhost", "127.0.0.1", ".svc", ".cluster.local"} {
+		assert.Contains(t, entries, must, "the gateway's apps keep %s off it", must)
+	}
+	assert.True(t, slices.ContainsFunc(entries, func(e string) bool { _, _, err := net.ParseCIDR(e); return err == nil }),
+		"pod and Service CIDRs in the gateway's NO_PROXY: %s", np[1])
+	assert.Regexp(t, `(?s)unmatched: reject.*403`, text, "the header says what unmatched: reject does to a host left out of NO_PROXY")
+	out := regexp.MustCompile(`tokenproxy ca -out (\S+)`).FindStringSubmatch(text)
+	require.NotNil(t, out)
+	pod, err := os.ReadFile("examples/kubernetes/pod.yaml")
+	require.NoError(t, err)
+	assert.NotContains(t, string(pod), "tokenproxy ca -out "+out[1]+" ", "the gateway's CA has a directory of its own: tokenproxy ca never overwrites ca.key")
+	public := regexp.MustCompile(`create secret generic tokenproxy-gateway-ca((?:[^\n]*\\\n)*[^\n]*)`).FindStringSubmatch(text)
+	require.NotNil(t, public, "client namespaces get the gateway's trust files")
+	assert.Contains(t, public[1], "bundle.pem")
+	assert.Contains(t, public[1], "truststore.p12")
+	assert.NotContains(t, public[1], "ca.key")
+	assert.NotRegexp(t, `--from-file=\S+/(\s|$)`, public[1], "a whole CA directory holds ca.key")
+}
+
+// A CA Secret holds bundle.pem and truststore.p12, about 530 KB in base64: more than the 256 KiB of annotations a
+// client-side kubectl apply needs for its last-applied copy. Recipes that pipe into kubectl apply go server-side.
+func TestKubernetesRecipesApplyServerSide(t *testing.T) {
+	files, err := filepath.Glob("examples/kubernetes/*.yaml")
+	require.NoError(t, err)
+	for _, file := range append(files, "README.md") {
+		raw, err := os.ReadFile(file)
+		require.NoError(t, err)
+		text := regexp.MustCompile(`\\\n#?\s*`).ReplaceAllString(string(raw), " ") // join continued lines
+		for _, m := range regexp.MustCompile(`\|\s*kubectl apply[^|\n]*`).FindAllString(text, -1) {
+			assert.Contains(t, m, "--server-side", "%s: %s", file, m)
+		}
+	}
 }
 
 func TestKubernetesPodMonitorExample(t *testing.T) {
@@ -433,13 +585,22 @@ func TestComposeExample(t *testing.T) {
 		"distroless has no shell: the healthcheck is the binary")
 	assert.Equal(t, "service_healthy", app.DependsOn["tokenproxy"].Condition)
 	assert.True(t, tp.ReadOnly)
+	assert.True(t, app.ReadOnly, "the app's root filesystem is read-only too")
 	assert.Equal(t, []string{"./config:/etc/tokenproxy:ro"}, tp.Volumes, "a directory, so reloads see edits")
-	for _, name := range []string{"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"} {
-		assert.NotEmpty(t, app.Environment[name], name)
+	for _, name := range []string{"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"} {
+		assert.Equal(t, "http://127.0.0.1:3128", app.Environment[name], name)
 	}
-	assert.True(t, strings.HasSuffix(app.Environment["SSL_CERT_FILE"], "bundle.pem"))
+	assertNoProxy(t, "compose app", app.Environment)
+	mounted := map[string]string{} // in the container: on the host
 	for _, v := range app.Volumes {
 		assert.NotContains(t, v, "ca.key")
+		parts := strings.Split(v, ":")
+		require.GreaterOrEqual(t, len(parts), 2, v)
+		mounted[parts[1]] = parts[0]
+	}
+	for _, name := range []string{"SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"} {
+		assert.Equal(t, "bundle.pem", filepath.Base(mounted[app.Environment[name]]),
+			"%s=%s replaces the default roots: it must be the mounted bundle.pem, not ca.crt alone", name, app.Environment[name])
 	}
 	assert.Regexp(t, `:v\d+\.\d+\.\d+$`, tp.Image)
 
@@ -475,7 +636,9 @@ func TestGeneratedFilesStayOutOfImagesAndGit(t *testing.T) {
 		return false
 	}
 	generated := []string{"ca/ca.key", "examples/docker-compose/config/ca/ca.key", "examples/docker-compose/config/ca/truststore.p12",
-		"examples/docker-compose/config/supplier.secret", "some/dir/client.key"}
+		"examples/docker-compose/config/supplier.secret", "some/dir/client.key",
+		// gateway.yaml's CA (tokenproxy ca -out ca/gateway), from the root or from examples/kubernetes
+		"ca/gateway/ca.key", "ca/gateway/bundle.pem", "examples/kubernetes/ca/gateway/ca.key", "examples/kubernetes/ca/gateway/truststore.p12"}
 	for _, p := range generated {
 		assert.True(t, ignored(p), ".dockerignore keeps %s out of the image", p)
 	}
