@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,6 +25,8 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tokenproxy/tokenproxy/internal/testkit"
+	"github.com/tokenproxy/tokenproxy/mitm"
 	"github.com/tokenproxy/tokenproxy/tokensource"
 )
 
@@ -158,14 +163,19 @@ routes:
 	require.NotEmpty(t, r.admin)
 	c := proxyClient(r.addr)
 	for range 3 {
-		status, body := getBody(t, c, supplier.URL+"/x")
+		status, body := getBody(t, c, supplier.URL+"/x?order=query-value-93")
 		require.Equal(t, http.StatusOK, status)
 		require.Equal(t, "auth=Bearer tok-a-1", body)
 	}
 	status, _ := getBody(t, c, "http://broken.test/")
 	require.Equal(t, http.StatusBadGateway, status)
+	dead := freeAddr(t) // an unmatched host that refuses connections: an upstream failure
+	status, _ = getBody(t, c, "http://"+dead+"/gone")
+	require.Equal(t, http.StatusBadGateway, status)
 	status, _ = getBody(t, c, other.URL+"/")
 	require.Equal(t, http.StatusOK, status)
+	require.Eventually(t, func() bool { return r.countLog(`"msg":"request"`) == 6 }, 20*time.Second, 5*time.Millisecond,
+		"a request line for each request")
 
 	m, raw := scrape(t, r.admin)
 	assert.Equal(t, 3.0, value(m, "tokenproxy_requests_total", "route", "supplier", "code", "200"))
@@ -173,6 +183,9 @@ routes:
 	assert.Equal(t, 1.0, value(m, "tokenproxy_requests_total", "route", "broken", "code", "502"))
 	assert.Equal(t, 3.0, value(m, "tokenproxy_request_duration_seconds", "route", "supplier"))
 	assert.Equal(t, 1.0, value(m, "tokenproxy_errors_total", "route", "broken", "kind", "token"))
+	assert.Equal(t, 1.0, value(m, "tokenproxy_requests_total", "route", "-", "code", "502"))
+	assert.Equal(t, 1.0, value(m, "tokenproxy_errors_total", "route", "-", "kind", "upstream"))
+	assert.Equal(t, -1.0, value(m, "tokenproxy_errors_total", "route", "supplier"), "no failure, no sample")
 	assert.Equal(t, 1.0, value(m, "tokenproxy_token_fetches_total", "route", "supplier", "result", "ok"))
 	assert.Equal(t, 1.0, value(m, "tokenproxy_token_fetches_total", "route", "broken", "result", "status"))
 	assert.Equal(t, 1.0, value(m, "tokenproxy_token_fetch_duration_seconds", "route", "supplier"))
@@ -184,9 +197,12 @@ routes:
 	assert.Equal(t, 0.0, value(m, "tokenproxy_token_backoff", "route", "supplier"))
 	assert.Equal(t, 1.0, value(m, "tokenproxy_token_backoff", "route", "broken"))
 	assert.Zero(t, value(m, "tokenproxy_replays_total", "route", "supplier")+1, "no replay happened")
-	for _, kind := range []string{"plain", "intercepted", "tunnel"} {
-		assert.GreaterOrEqual(t, value(m, "tokenproxy_connections", "kind", kind), 0.0, kind)
-	}
+	assert.Equal(t, 0.0, value(m, "tokenproxy_connections", "kind", "intercepted"))
+	assert.Equal(t, 0.0, value(m, "tokenproxy_connections", "kind", "tunnel"))
+	require.Eventually(t, func() bool {
+		m, _ := scrape(t, r.admin)
+		return value(m, "tokenproxy_connections", "kind", "plain") == 1
+	}, 20*time.Second, 5*time.Millisecond, "the client's keep-alive connection, and no other, is open")
 	assert.Equal(t, 0.0, value(m, "tokenproxy_certificates_cached"))
 	assert.Equal(t, 0.0, value(m, "tokenproxy_config_reloads_total", "result", "success"))
 	assert.Equal(t, 0.0, value(m, "tokenproxy_config_reloads_total", "result", "failure"))
@@ -195,8 +211,71 @@ routes:
 	assert.Positive(t, value(m, "go_goroutines"), "the Go collector")
 	assert.Positive(t, value(m, "process_resident_memory_bytes"), "the process collector")
 	fp := tokensource.Fingerprint("tok-a-1")
-	for _, secret := range []string{opsSecret, "tok-a-1", fp, "hidden-query"} {
+	for _, secret := range []string{opsSecret, "tok-a-1", fp, "hidden-query", "query-value-93"} {
 		assert.NotContains(t, raw, secret)
+	}
+	c.CloseIdleConnections()
+	require.Eventually(t, func() bool {
+		m, _ := scrape(t, r.admin)
+		return value(m, "tokenproxy_connections", "kind", "plain") == 0
+	}, 20*time.Second, 5*time.Millisecond, "the connection counted out once the client closed it")
+
+	// The request lines in JSON: duration_ms and the byte counts are numbers, the path has no query, and
+	// token and token_fp appear only when a token was sent.
+	var lines []map[string]any
+	for _, l := range strings.Split(r.logs(), "\n") {
+		var line map[string]any
+		if json.Unmarshal([]byte(l), &line) == nil && line["msg"] == "request" {
+			lines = append(lines, line)
+		}
+	}
+	require.Len(t, lines, 6)
+	assert.NotContains(t, r.logs(), "query-value-93", "the query never reaches the log")
+	for i, want := range []struct {
+		route, path            string
+		status                 float64
+		received               float64
+		token, tokenFP, failed string
+	}{
+		{"supplier", "/x", 200, float64(len("auth=Bearer tok-a-1")), "fetch", fp, ""},
+		{"supplier", "/x", 200, float64(len("auth=Bearer tok-a-1")), "hit", fp, ""},
+		{"supplier", "/x", 200, float64(len("auth=Bearer tok-a-1")), "hit", fp, ""},
+		{"broken", "/", 502, -1, "", "", "token"},
+		{"-", "/gone", 502, -1, "", "", "upstream"},
+		{"-", "/", 200, float64(len("auth=")), "", "", ""},
+	} {
+		var line map[string]any // the first line not taken yet with this route and path: the order of the requests
+		for j, l := range lines {
+			if l != nil && l["route"] == want.route && l["path"] == want.path {
+				line, lines[j] = l, nil
+				break
+			}
+		}
+		require.NotNil(t, line, "line %d: no line of route %s with path %s", i, want.route, want.path)
+		assert.Equal(t, want.status, line["status"], "line %d: %v", i, line)
+		assert.IsType(t, float64(0), line["duration_ms"], "line %d: a JSON number: %v", i, line)
+		if d, ok := line["duration_ms"].(float64); ok {
+			assert.True(t, d > 0 && d < 20_000, "line %d: duration_ms %v, milliseconds", i, d)
+		}
+		assert.Equal(t, 0.0, line["bytes_sent"], "line %d: a JSON number: %v", i, line)
+		if want.received >= 0 {
+			assert.Equal(t, want.received, line["bytes_received"], "line %d: a JSON number: %v", i, line)
+		} else {
+			assert.IsType(t, float64(0), line["bytes_received"], "line %d: a JSON number: %v", i, line)
+		}
+		assert.NotContains(t, line, "duration", "line %d: no bare nanoseconds", i)
+		if want.tokenFP != "" {
+			assert.Equal(t, want.token, line["token"], "line %d: %v", i, line)
+			assert.Equal(t, want.tokenFP, line["token_fp"], "line %d: %v", i, line)
+		} else {
+			assert.NotContains(t, line, "token", "line %d: no token sent", i)
+			assert.NotContains(t, line, "token_fp", "line %d: no token sent", i)
+		}
+		if want.failed != "" {
+			assert.Equal(t, want.failed, line["failed"], "line %d: %v", i, line)
+		} else {
+			assert.NotContains(t, line, "failed", "line %d", i)
+		}
 	}
 
 	resp, err := http.Get("http://" + r.admin + "/routes")
@@ -661,4 +740,97 @@ func TestDrainDelayKeepsServingWhileNotReady(t *testing.T) {
 	case <-time.After(35 * time.Second):
 		t.Fatal("no exit after the second signal")
 	}
+}
+
+// The gauges of the binary's /metrics follow real traffic: a leaf certificate per intercepted host, the
+// intercepted connections the app keeps open, and a tunnel while it is open and not after.
+func TestConnectionAndCertificateGaugesFollowTheTraffic(t *testing.T) {
+	tokens := newOpsTokens(t, map[string]string{opsSecret: "tok-a"})
+	upstream := testkit.SelfSigned(t, "127.0.0.2") // and 127.0.0.1
+	echo := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "tls auth="+r.Header.Get("Authorization"))
+	})
+	one := httptest.NewUnstartedServer(echo)
+	two := httptest.NewUnstartedServer(echo)
+	ln, err := net.Listen("tcp", "127.0.0.2:0") // another intercepted host, not only another port
+	require.NoError(t, err)
+	two.Listener.Close()
+	two.Listener = ln
+	for _, s := range []*httptest.Server{one, two} {
+		s.TLS = &tls.Config{Certificates: []tls.Certificate{*upstream.TLS}}
+		s.StartTLS()
+		t.Cleanup(s.Close)
+	}
+	plain := authEcho(t) // no route: reached through a tunnel
+
+	dir := t.TempDir()
+	caFile, _, err := mitm.WriteCA(filepath.Join(dir, "ca"))
+	require.NoError(t, err)
+	caPEM, err := os.ReadFile(caFile)
+	require.NoError(t, err)
+	caPool := x509.NewCertPool()
+	require.True(t, caPool.AppendCertsFromPEM(caPEM))
+	config := writeFile(t, dir, "routes.yaml", "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nmitm: {caCert: ca/ca.crt, caKey: ca/ca.key}\nroutes:\n"+
+		routeYAML("one", one.Listener.Addr().String(), tokens.URL, "")+routeYAML("two", two.Listener.Addr().String(), tokens.URL, ""))
+	r := start(t, config, "SSL_CERT_FILE="+writeFile(t, dir, "upstream.pem", string(upstream.PEM)), "SSL_CERT_DIR="+t.TempDir())
+	gauge := func(name string, labels ...string) func() float64 {
+		return func() float64 {
+			m, _ := scrape(t, r.admin)
+			return value(m, name, labels...)
+		}
+	}
+	certificates := gauge("tokenproxy_certificates_cached")
+	intercepted := gauge("tokenproxy_connections", "kind", "intercepted")
+	tunnels := gauge("tokenproxy_connections", "kind", "tunnel")
+	waitFor := func(what string, g func() float64, want float64) {
+		t.Helper()
+		require.Eventually(t, func() bool { return g() == want }, 20*time.Second, 5*time.Millisecond, "%s: want %v", what, want)
+	}
+	assert.Equal(t, 0.0, certificates())
+	assert.Equal(t, 0.0, intercepted())
+	assert.Equal(t, 0.0, tunnels())
+
+	proxyURL, _ := url.Parse("http://" + r.addr)
+	app := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL), TLSClientConfig: &tls.Config{RootCAs: caPool}}}
+	for _, u := range []string{one.URL, two.URL, one.URL} {
+		status, body := getBody(t, app, u+"/")
+		require.Equal(t, http.StatusOK, status, body)
+		require.Equal(t, "tls auth=Bearer tok-a-1", body)
+	}
+	waitFor("the two intercepted connections the app keeps", intercepted, 2)
+	assert.Equal(t, 2.0, certificates(), "one leaf for each intercepted host")
+	assert.Equal(t, 0.0, tunnels())
+
+	// A tunnel to a host without a route: 1 while it is open, 0 once it closed.
+	c, err := net.Dial("tcp", r.addr)
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.SetDeadline(time.Now().Add(20*time.Second)))
+	target := plain.Listener.Addr().String()
+	_, err = io.WriteString(c, "CONNECT "+target+" HTTP/1.1\r\nHost: "+target+"\r\n\r\n")
+	require.NoError(t, err)
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	waitFor("the open tunnel", tunnels, 1)
+	_, err = io.WriteString(c, "GET / HTTP/1.1\r\nHost: "+target+"\r\nAuthorization: Bearer app-own\r\n\r\n")
+	require.NoError(t, err)
+	resp, err = http.ReadResponse(br, nil)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, "auth=Bearer app-own", string(body), "the tunnel relays the app's bytes untouched")
+	assert.Equal(t, 1.0, tunnels())
+	assert.Equal(t, 2.0, intercepted())
+	require.NoError(t, c.Close())
+	waitFor("the tunnel closed", tunnels, 0)
+
+	app.CloseIdleConnections()
+	waitFor("the intercepted connections closed", intercepted, 0)
+	assert.Equal(t, 2.0, certificates(), "the leaves stay cached for the next connections")
+	status, _ := getBody(t, app, two.URL+"/")
+	require.Equal(t, http.StatusOK, status)
+	assert.Equal(t, 2.0, certificates(), "a host seen before gets no new leaf")
+	require.NoError(t, r.stop(t))
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tokenproxy/tokenproxy/internal/testkit"
 	"github.com/tokenproxy/tokenproxy/tokensource"
 )
 
@@ -82,6 +83,9 @@ func TestUpstreamFailureIsA502ThatSaysWhy(t *testing.T) {
 			assert.Contains(t, body, `route "orders": the request to the upstream supplier.test`)
 			assert.Contains(t, body, "connection refused")
 			assert.NotContains(t, body, testTokenPrefix)
+			waitUntil(t, "the upstream error counted", func() bool { return h.metrics.get("errors orders upstream") == 1 })
+			assert.Equal(t, 1.0, h.metrics.get("requests orders 502"))
+			assert.Zero(t, h.metrics.get("errors orders token"))
 		})
 	}
 
@@ -92,6 +96,7 @@ func TestUpstreamFailureIsA502ThatSaysWhy(t *testing.T) {
 		assert.Equal(t, http.StatusBadGateway, resp.StatusCode)
 		assert.Equal(t, "upstream", resp.Header.Get("X-Tokenproxy-Error"))
 		assert.Contains(t, body, "cannot reach tunnel.test:443")
+		waitUntil(t, "the tunnel's upstream error counted", func() bool { return h.metrics.get("errors - upstream") == 1 })
 	})
 }
 
@@ -236,4 +241,28 @@ func TestAutoSaysWhichStyleFailed(t *testing.T) {
 	assert.Contains(t, body, "token endpoint: "+h.tokens.URL+"/oauth/token/fresh (authStyle auto, sent as body)")
 	assert.Contains(t, body, "hint: check clientId and clientSecret (auto tried basic-header, then body)")
 	assert.EqualValues(t, 2, h.tokens.Count.Load(), "basic-header, then body")
+}
+
+// A token endpoint answering 404 is a tokenUrl with the wrong path: the answer says so, and with which
+// authStyle the request was sent.
+func TestATokenEndpointAnswering404PointsAtTokenURL(t *testing.T) {
+	notFound := testkit.NewTokenServer(t, func(_ int64, _ testkit.TokenRequest, w http.ResponseWriter) {
+		http.NotFound(w, nil) // what a web server says for a path it does not serve
+	})
+	h := newHarness(t, harnessOptions{yaml: strings.Replace(defaultRoutes, "{{TOKEN_URL}}/fresh", notFound.URL+"/oauth/tokn", 1) +
+		"    authStyle: body\n"})
+	up := newUpstream(t, nil, false, nil)
+	h.route("fresh.test:80", up)
+	resp, body := h.get(nil, "http://fresh.test/", nil)
+	assert.Equal(t, http.StatusBadGateway, resp.StatusCode)
+	assert.Equal(t, "token", resp.Header.Get("X-Tokenproxy-Error"))
+	assert.Equal(t, "fresh", resp.Header.Get("X-Tokenproxy-Route"))
+	assert.Equal(t, `tokenproxy: route "fresh": the token step failed, so the request was not sent to fresh.test.`+"\n"+
+		"token endpoint: "+notFound.URL+"/oauth/tokn (authStyle body)\n"+
+		"cause: answered 404\n"+
+		"hint: check tokenUrl: the endpoint answered 404, so the path is probably not the token endpoint's\n", body)
+	assert.Empty(t, up.requests())
+	assert.EqualValues(t, 1, notFound.Count.Load())
+	waitUntil(t, "the token error counted", func() bool { return h.metrics.get("errors fresh token") == 1 })
+	assert.Equal(t, 1.0, h.metrics.get("fetches fresh status"))
 }

@@ -3,12 +3,14 @@ package proxy
 import (
 	"context"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tokenproxy/tokenproxy/internal/testkit"
 	"github.com/tokenproxy/tokenproxy/mitm"
 	"github.com/tokenproxy/tokenproxy/tokensource"
 )
@@ -396,4 +399,98 @@ func TestSwapUnderLoadLosesNoRequest(t *testing.T) {
 	wg.Wait()
 	assert.Zero(t, failed.Load(), "last failure: %v", lastFailure.Load())
 	t.Logf("%d requests through 20 swaps, %d failed", ok.Load(), failed.Load())
+}
+
+// parkedOnATokenFetch counts the goroutines blocked in tokensource's Cache.Token, waiting for a shared fetch
+// (the caller that started it waits there too). The cache records "wait" only once the fetch has answered,
+// so the goroutines' stacks are the one place that tells a caller has joined a fetch before it ends.
+func parkedOnATokenFetch() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	parked := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		header, _, _ := strings.Cut(g, "\n")
+		if strings.Contains(header, "[select") && strings.Contains(g, "tokensource.(*Cache).Token(") {
+			parked++
+		}
+	}
+	return parked
+}
+
+// Requests that arrive while another request's token fetch is under way wait for it: one fetch, one line
+// saying token=fetch, the others token=wait, and the cache metric counts each way.
+func TestRequestsWaitingOnAnotherRequestsFetch(t *testing.T) {
+	gate := make(chan struct{})
+	var opened sync.Once
+	open := func() { opened.Do(func() { close(gate) }) }
+	tokens := testkit.NewTokenServer(t, func(n int64, _ testkit.TokenRequest, w http.ResponseWriter) {
+		if n == 1 {
+			<-gate
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = fmt.Fprintf(w, `{"access_token":"%s%d","token_type":"Bearer","expires_in":3600}`, testTokenPrefix, n)
+	})
+	t.Cleanup(open) // before the token server closes: a failing test must not leave its handler hanging
+	h := newHarness(t, harnessOptions{yaml: `
+routes:
+  - name: orders
+    hosts: [supplier.test]
+    tokenUrl: ` + tokens.URL + `/oauth/token
+    clientId: buyer
+    clientSecret: ` + testClientSecret + `
+`})
+	up := newUpstream(t, nil, false, nil)
+	h.route("supplier.test:80", up)
+
+	const waiting = 3
+	results := make(chan error, 1+waiting)
+	send := func(path string) {
+		resp, err := h.client(nil).Get("http://supplier.test/" + path)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				err = fmt.Errorf("%s: %s", path, resp.Status)
+			}
+		}
+		results <- err
+	}
+	go send("first")
+	waitUntil(t, "the first request's fetch at the token endpoint", func() bool { return tokens.Count.Load() == 1 })
+	for i := range waiting {
+		go send(fmt.Sprint("waiting-", i))
+	}
+	waitUntil(t, "every request parked on the one fetch", func() bool { return parkedOnATokenFetch() == 1+waiting })
+	open()
+	for range 1 + waiting {
+		require.NoError(t, <-results)
+	}
+	resp, _ := h.get(nil, "http://supplier.test/later", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
+	assert.EqualValues(t, 1, tokens.Count.Load(), "one fetch for all of them")
+	for _, r := range up.requests() {
+		assert.Equal(t, "Bearer "+testTokenPrefix+"1", r.Header.Get("Authorization"))
+	}
+	m := h.metrics
+	waitUntil(t, "every request counted", func() bool { return m.get("requests orders 200") == 2+waiting })
+	assert.Equal(t, 1.0, m.get("lookups orders fetch"))
+	assert.Equal(t, float64(waiting), m.get("lookups orders wait"))
+	assert.Equal(t, 1.0, m.get("lookups orders hit"))
+	assert.Equal(t, 1.0, m.get("fetches orders ok"))
+
+	fp := tokensource.Fingerprint(testTokenPrefix + "1")
+	waitUntil(t, "every request line", func() bool { return strings.Count(h.logs.String(), "msg=request ") == 2+waiting })
+	logs := h.logs.String()
+	assert.Equal(t, 1, strings.Count(logs, " token=fetch token_fp="+fp+"\n"), logs)
+	assert.Regexp(t, `msg=request route=orders method=GET host=supplier.test path=/first status=200 .* token=fetch token_fp=`+fp+"\n", logs)
+	assert.Equal(t, waiting, strings.Count(logs, " token=wait token_fp="+fp+"\n"), logs)
+	assert.Regexp(t, `path=/later status=200 .* token=hit token_fp=`+fp+"\n", logs)
 }
