@@ -32,8 +32,10 @@ func (s *Server) admission(x *exchange, r *http.Request) (*config.Client, *http.
 	var client *config.Client
 	reason := ""
 	if x.tunnel != nil {
-		// Credentials went with the CONNECT; a reload may have removed the client since.
-		if client = x.snap.cfg.Client(x.tunnel.client); client == nil || !client.FromAddress(addr) {
+		// Credentials went with the CONNECT; a reload may have removed the client since, or changed its
+		// password (perhaps because it leaked).
+		if client = x.snap.cfg.Client(x.tunnel.client); client == nil || !client.FromAddress(addr) ||
+			client.Username != x.tunnel.username || client.Password != x.tunnel.password {
 			reason = deniedCredentials
 		}
 	} else {
@@ -108,9 +110,19 @@ func (s *Server) deny(x *exchange, r *http.Request, client *config.Client, reaso
 			body = fmt.Sprintf("tokenproxy: client %q may use only the routes its entry lists, and %s matches no route\n", client.Name, x.host)
 		}
 	}
+	if x.tunnel != nil && reason == deniedCredentials {
+		// The client the CONNECT identified is gone (a reload changed the rules). Credentials go with a
+		// CONNECT, so close the connection: the app's next request opens a new one and can log in there.
+		body = fmt.Sprintf("tokenproxy: the clients rules changed since this connection was opened; it is closed, " +
+			"and a new connection (CONNECT) must send Proxy-Authorization of a client in the list\n")
+	}
 	resp := refusal(r, status, body)
 	if status == http.StatusProxyAuthRequired {
 		resp.Header.Set("Proxy-Authenticate", `Basic realm="tokenproxy"`)
+	}
+	if x.tunnel != nil && reason == deniedCredentials {
+		resp.Header.Set("Connection", "close")
+		resp.Close = true
 	}
 	clientName := "-"
 	if client != nil {

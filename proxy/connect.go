@@ -44,7 +44,7 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request) {
 		}
 		t := &tunnel{host: host, conn: conn, route: route.Name, opened: start}
 		if client != nil {
-			t.client = client.Name
+			t.client, t.username, t.password = client.Name, client.Username, client.Password
 		}
 		s.intercept(conn, buffered, t, snap)
 		return
@@ -135,9 +135,12 @@ func (c *prefixConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 type tunnel struct {
 	host   string // host:port as in the CONNECT line
 	conn   *trackedConn
-	client string    // the client the clients rules let in; empty without rules
-	route  string    // the route the CONNECT target matched
-	opened time.Time // when the CONNECT arrived
+	client string // the client the clients rules let in; empty without rules
+	// username and password are the client's credentials when the CONNECT was let in: its requests are
+	// refused once a reload changes them.
+	username, password string
+	route              string    // the route the CONNECT target matched
+	opened             time.Time // when the CONNECT arrived
 }
 
 func (t *tunnel) matches(req *http.Request) bool {

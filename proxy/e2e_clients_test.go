@@ -168,3 +168,41 @@ func TestClientRules(t *testing.T) {
 	assert.NotContains(t, logs, "pw-billing")
 	assert.True(t, strings.Contains(logs, `msg=request route=orders method=GET host=supplier.test path=/ status=200`))
 }
+
+// A reload that changes the credentials of the client an intercepted connection was opened for (or removes
+// it) refuses the requests still coming on it, and closes it: credentials go with a CONNECT, so the app must
+// open a new one.
+func TestAReloadThatChangesAClientClosesItsInterceptedConnections(t *testing.T) {
+	h := newHarness(t, harnessOptions{yaml: clientRoutes})
+	secure := newUpstream(t, h.upCert, false, nil)
+	h.route("secure.test:443", secure)
+	billing := h.clientAs("127.0.0.1", "billing", "pw-billing")
+	opened := 0
+	billing.Transport.(*http.Transport).OnProxyConnectResponse = func(_ context.Context, _ *url.URL, _ *http.Request, resp *http.Response) error {
+		if resp.StatusCode == http.StatusOK {
+			opened++
+		}
+		return nil
+	}
+	resp, err := billing.Get("https://secure.test/before")
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
+	h.swap(strings.Replace(clientRoutes, "proxyAuth: {username: billing, password: pw-billing}", "proxyAuth: {username: billing, password: rotated}", 1))
+	resp, err = billing.Get("https://secure.test/after")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusProxyAuthRequired, resp.StatusCode)
+	assert.True(t, resp.Close, "the connection closes with the answer")
+	assert.Contains(t, string(body), "the clients rules changed since this connection was opened")
+	assert.Equal(t, 1, opened, "the refusal came on the connection opened before the reload")
+
+	_, err = billing.Get("https://secure.test/again")
+	require.Error(t, err, "a new CONNECT with the old password is refused")
+	assert.Contains(t, err.Error(), "Proxy Authentication Required")
+	assert.Equal(t, 1, opened, "no CONNECT succeeded since")
+	assert.Len(t, secure.requests(), 1, "only the request before the reload reached the supplier")
+}
