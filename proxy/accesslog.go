@@ -56,7 +56,7 @@ func (s *Server) logRequest(x *exchange, took time.Duration) {
 		slog.Int64("bytes_sent", x.sent.Load()),
 		slog.Int64("bytes_received", x.received.Load()),
 	)
-	if x.tokenVia != "" {
+	if x.tokenVia != "" && x.tokenLeft.Load() {
 		attrs = append(attrs, slog.String("token", x.tokenVia), slog.String("token_fp", x.fingerprint))
 	}
 	if x.replayed {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -117,34 +118,82 @@ func TestRequestLine(t *testing.T) {
 		h.logs.String(), "no token, no token fields")
 }
 
-// A request that never reached its upstream sent no token, so its line names none.
+// A request that never reached its upstream sent no token, so its line names none; one whose headers were
+// written did, whatever happened after.
 func TestTheRequestLineNamesATokenOnlyWhenItLeft(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
-	dead, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	h.mapHost("supplier.test:80", dead.Addr().String())
-	require.NoError(t, dead.Close())                            // connection refused
-	h.route("secure.test:443", newUpstream(t, nil, false, nil)) // plain http where upstreamTLS expects TLS
-
-	for _, u := range []string{"http://supplier.test/refused", "http://secure.test/not-tls"} {
+	deadAddr := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		require.NoError(t, ln.Close()) // connection refused from now on
+		return ln.Addr().String()
+	}
+	lineOf := func(path string) string {
+		t.Helper()
+		waitUntil(t, "the line of "+path, func() bool { return strings.Contains(h.logs.String(), " path="+path+" ") })
+		return regexp.MustCompile(`.* path=` + regexp.QuoteMeta(path) + ` .*`).FindString(h.logs.String())
+	}
+	failsUpstream := func(u string) {
+		t.Helper()
 		resp, body := h.get(nil, u, nil)
 		require.Equal(t, http.StatusBadGateway, resp.StatusCode, body)
 		require.Equal(t, "upstream", resp.Header.Get("X-Tokenproxy-Error"))
 	}
-	assert.Equal(t, int64(1), h.tokens.Count.Load(), "the routes share credentials: one token, got before the upstream failed")
-	logs := h.logs.String()
-	assert.Regexp(t, `msg=request route=orders method=GET host=supplier.test path=/refused status=502 duration_ms=[0-9.]+ `+
-		`bytes_sent=0 bytes_received=[0-9]+ failed=upstream error=`, logs)
-	assert.Regexp(t, `msg=request route=secure method=GET host=secure.test path=/not-tls status=502 duration_ms=[0-9.]+ `+
-		`bytes_sent=0 bytes_received=[0-9]+ failed=upstream error=`, logs)
 
-	// An upstream that took the request and then failed did receive the token.
-	h.route("supplier.test:80", newUpstream(t, nil, false, func(w http.ResponseWriter, _ *http.Request) {
-		panic(http.ErrAbortHandler) // hangs up without an answer
+	// Not sent: a refused dial, a TLS handshake with something that is not TLS, one the supplier hangs up.
+	h.mapHost("supplier.test:80", deadAddr())
+	failsUpstream("http://supplier.test/refused")
+	h.route("secure.test:443", newUpstream(t, nil, false, nil)) // plain http where upstreamTLS expects TLS
+	failsUpstream("http://secure.test/not-tls")
+	hangup, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { hangup.Close() })
+	go func() {
+		for {
+			c, err := hangup.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Read(make([]byte, 1)) // the ClientHello's first byte, then gone
+			c.Close()
+		}
+	}()
+	h.mapHost("secure.test:443", hangup.Addr().String())
+	failsUpstream("http://secure.test/hangup")
+	assert.Equal(t, int64(1), h.tokens.Count.Load(), "the routes share credentials: one token, got before the upstream failed")
+	for _, path := range []string{"/refused", "/not-tls", "/hangup"} {
+		line := lineOf(path)
+		assert.Regexp(t, `status=502 duration_ms=[0-9.]+ bytes_sent=0 bytes_received=[0-9]+ failed=upstream error=`, line)
+		assert.NotContains(t, line, "token", path)
+	}
+
+	// Sent: an upstream that took the request and hung up, and one whose answer broke the connection and
+	// whose host could not be dialled for the transport's own retry.
+	up := newUpstream(t, nil, false, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/dropped" {
+			h.mapHost("supplier.test:80", deadAddr()) // the transport's retry on a new connection is refused
+		}
+		if r.URL.Path != "/warm" {
+			panic(http.ErrAbortHandler) // hangs up without an answer
+		}
+	})
+	h.route("supplier.test:80", up)
+	failsUpstream("http://supplier.test/hung-up")
+	resp, _ := h.get(nil, "http://supplier.test/warm", nil) // a kept-alive connection the next request reuses
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	failsUpstream("http://supplier.test/dropped")
+	for _, path := range []string{"/hung-up", "/dropped"} {
+		assert.Regexp(t, `status=502 .* token=hit token_fp=[0-9a-f]+ failed=upstream`, lineOf(path), path)
+	}
+
+	// Sent, refused with 401, and the replay with a fresh token could not dial: the first token left.
+	h.route("supplier.test:80", newUpstream(t, nil, false, func(w http.ResponseWriter, r *http.Request) {
+		h.mapHost("supplier.test:80", deadAddr())
+		w.Header().Set("Connection", "close") // the replay needs a new connection
+		w.WriteHeader(http.StatusUnauthorized)
 	}))
-	resp, _ := h.get(nil, "http://supplier.test/hung-up", nil)
-	require.Equal(t, http.StatusBadGateway, resp.StatusCode)
-	assert.Regexp(t, `path=/hung-up status=502 .* token=hit token_fp=[0-9a-f]+ failed=upstream`, h.logs.String())
+	failsUpstream("http://supplier.test/replayed")
+	assert.Regexp(t, `status=502 .* token=fetch token_fp=[0-9a-f]+ replayed=true failed=upstream`, lineOf("/replayed"))
 }
 
 // An app that does not trust the CA is the most common mistake: the warning names the host and the file.

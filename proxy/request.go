@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,14 +31,18 @@ type exchange struct {
 	// clientConn is the app's connection on the plain path; nil inside a tunnel.
 	clientConn  *trackedConn
 	counted     bool   // counted in Server.inflight
-	tokenVia    string // hit, wait or fetch; empty when no token was sent
+	tokenVia    string // hit, wait or fetch; empty when no token was put on the request
 	fingerprint string
-	replayed    bool // sent again with a fresh token after a 401
-	status      int
-	step        string // token, upstream or policy when tokenproxy answered itself
-	err         error
-	sent        atomic.Int64 // request body bytes read from the app
-	received    atomic.Int64 // response body bytes given to the app
+	// tokenLeft is set when the request's headers, token included, were written to an upstream connection
+	// (by the transport's writer goroutine); a request that never got that far sent no token.
+	tokenLeft atomic.Bool
+	trace     httptrace.ClientTrace
+	replayed  bool // sent again with a fresh token after a 401
+	status    int
+	step      string // token, upstream or policy when tokenproxy answered itself
+	err       error
+	sent      atomic.Int64 // request body bytes read from the app
+	received  atomic.Int64 // response body bytes given to the app
 	// answerTo is the app's ResponseWriter on HTTP/1 connections; nil on HTTP/2 (see respond).
 	answerTo http.ResponseWriter
 	answer   answerBody // the body of the exchange's answer, kept here to save an allocation
@@ -142,6 +147,11 @@ func (s *Server) forward(req *http.Request, x *exchange) (resp *http.Response, f
 	if err != nil {
 		return s.tokenFailure(req, x, err), true
 	}
+	// Whether the token left is told by the transport itself: a refused dial or a failed handshake sends
+	// nothing, while a connection that breaks after the request was written (and the transport's own retry
+	// on a new one) did send it. The trace lives in the exchange; a replay's clone keeps its context.
+	x.trace.WroteHeaders = x.wroteHeaders
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &x.trace))
 	resp, err = s.upstream.RoundTrip(req)
 	if err != nil {
 		return s.upstreamFailure(req, x, err), true
@@ -170,6 +180,8 @@ func (s *Server) forward(req *http.Request, x *exchange) (resp *http.Response, f
 	}
 	return resp, false
 }
+
+func (x *exchange) wroteHeaders() { x.tokenLeft.Store(true) }
 
 // authorize puts a token of the exchange's route on req.
 func (s *Server) authorize(req *http.Request, x *exchange) (*tokensource.Token, error) {

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -41,9 +40,6 @@ func (s *Server) tokenFailure(req *http.Request, x *exchange, err error) *http.R
 
 func (s *Server) upstreamFailure(req *http.Request, x *exchange, err error) *http.Response {
 	x.step, x.err = StepUpstream, err
-	if neverSent(err) { // the log line names a token only when one left tokenproxy
-		x.tokenVia, x.fingerprint = "", ""
-	}
 	status := http.StatusBadGateway
 	var ne net.Error
 	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
@@ -54,16 +50,6 @@ func (s *Server) upstreamFailure(req *http.Request, x *exchange, err error) *htt
 		body = fmt.Sprintf("tokenproxy: the request to %s (no route) failed: %v\n", req.URL.Host, err)
 	}
 	return errorResponse(req, status, StepUpstream, x.route, body)
-}
-
-// neverSent tells whether an upstream failure happened before the request was written: the connection
-// could not be opened, or its TLS handshake failed.
-func neverSent(err error) bool {
-	var oe *net.OpError
-	var rhe tls.RecordHeaderError
-	var cve *tls.CertificateVerificationError
-	return errors.As(err, &oe) && oe.Op == "dial" || errors.As(err, &rhe) || errors.As(err, &cve) ||
-		strings.Contains(err.Error(), "TLS handshake timeout")
 }
 
 // errorResponse is an answer of tokenproxy's own; step goes into X-Tokenproxy-Error.
