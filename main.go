@@ -54,7 +54,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		case len(args) == 2 && commands[args[1]] != nil:
 			return commands[args[1]]([]string{"-h"}, stdin, stdout, stdout)
 		}
-		fmt.Fprintf(stderr, "tokenproxy help: %q is not a command; commands: %s\n", strings.Join(args[1:], " "), commandNames())
+		if len(args) > 2 {
+			fmt.Fprintf(stderr, "tokenproxy help: one command at a time (got %q); commands: %s\n", strings.Join(args[1:], " "), commandNames())
+		} else {
+			fmt.Fprintf(stderr, "tokenproxy help: %q is not a command; commands: %s\n", args[1], commandNames())
+		}
 		return 2
 	}
 	cmd, ok := commands[args[0]]

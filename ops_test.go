@@ -690,6 +690,9 @@ func TestCommandLine(t *testing.T) {
 	code, _, errOut = runBinary(t, "", nil, "help", "verison")
 	assert.Equal(t, 2, code)
 	assert.Contains(t, errOut, `tokenproxy help: "verison" is not a command; commands: ca, check`)
+	code, _, errOut = runBinary(t, "", nil, "help", "validate", "extra")
+	assert.Equal(t, 2, code)
+	assert.Contains(t, errOut, `tokenproxy help: one command at a time (got "validate extra")`)
 }
 
 // A release build carries its version from the Dockerfile's -ldflags.

@@ -12,6 +12,7 @@ import (
 	"github.com/tokenproxy/tokenproxy/admin"
 	"github.com/tokenproxy/tokenproxy/config"
 	"github.com/tokenproxy/tokenproxy/proxy"
+	"github.com/tokenproxy/tokenproxy/redisstore"
 )
 
 // reloader puts a new configuration in service on SIGHUP, and when any file the configuration was read from
@@ -148,5 +149,9 @@ func storeOf(cfg *config.Config) string {
 	if cfg.Store == nil {
 		return ""
 	}
-	return cfg.Store.URL + " " + cfg.Store.KeyPrefix
+	prefix := cfg.Store.KeyPrefix
+	if prefix == "" {
+		prefix = redisstore.DefaultKeyPrefix // as the store reads it: no change when the default is written out
+	}
+	return cfg.Store.URL + " " + prefix
 }

@@ -315,3 +315,12 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
+
+// A reload compares the store as the store reads it: writing out the default key prefix changes nothing.
+func TestStoreOfComparesTheEffectiveKeyPrefix(t *testing.T) {
+	assert.Equal(t, storeOf(&config.Config{Store: &config.Store{URL: "redis://r:6379"}}),
+		storeOf(&config.Config{Store: &config.Store{URL: "redis://r:6379", KeyPrefix: "tokenproxy:"}}))
+	assert.NotEqual(t, storeOf(&config.Config{Store: &config.Store{URL: "redis://r:6379"}}),
+		storeOf(&config.Config{Store: &config.Store{URL: "redis://r:6379", KeyPrefix: "team-a:"}}))
+	assert.Empty(t, storeOf(&config.Config{}))
+}

@@ -34,9 +34,11 @@ func (s *Server) admission(x *exchange, r *http.Request) (*config.Client, *http.
 	if x.tunnel != nil {
 		// Credentials went with the CONNECT; a reload may have removed the client since, or changed its
 		// password (perhaps because it leaked).
-		if client = x.snap.cfg.Client(x.tunnel.client); client == nil || !client.FromAddress(addr) ||
-			client.Username != x.tunnel.username || client.Password != x.tunnel.password {
+		switch client = x.snap.cfg.Client(x.tunnel.client); {
+		case client == nil || client.Username != x.tunnel.username || client.Password != x.tunnel.password:
 			reason = deniedCredentials
+		case !client.FromAddress(addr):
+			reason = deniedAddress
 		}
 	} else {
 		client, reason = identify(clients, addr, r.Header.Get("Proxy-Authorization"))
@@ -57,7 +59,8 @@ func (s *Server) admission(x *exchange, r *http.Request) (*config.Client, *http.
 // match both. The reason is empty when a client was found.
 func identify(clients []*config.Client, addr netip.Addr, proxyAuth string) (*config.Client, string) {
 	if user, password, ok := parseBasic(proxyAuth); ok {
-		// Compared as hashes, every client's, so the time taken tells nothing of names or lengths.
+		// Compared as hashes in constant time, every client's name and one password whether or not a name
+		// matched, so the time taken tells nothing of a password's content or length.
 		userSum, passwordSum := sha256.Sum256([]byte(user)), sha256.Sum256([]byte(password))
 		var named *config.Client
 		for _, c := range clients {
@@ -66,9 +69,14 @@ func identify(clients []*config.Client, addr netip.Addr, proxyAuth string) (*con
 				named = c
 			}
 		}
+		want := ""
 		if named != nil {
-			sum := sha256.Sum256([]byte(named.Password))
-			if subtle.ConstantTimeCompare(sum[:], passwordSum[:]) != 1 {
+			want = named.Password
+		}
+		wantSum := sha256.Sum256([]byte(want))
+		passwordOK := subtle.ConstantTimeCompare(wantSum[:], passwordSum[:]) == 1
+		if named != nil {
+			if !passwordOK {
 				return nil, deniedCredentials
 			}
 			if !named.FromAddress(addr) {
@@ -110,17 +118,18 @@ func (s *Server) deny(x *exchange, r *http.Request, client *config.Client, reaso
 			body = fmt.Sprintf("tokenproxy: client %q may use only the routes its entry lists, and %s matches no route\n", client.Name, x.host)
 		}
 	}
-	if x.tunnel != nil && reason == deniedCredentials {
-		// The client the CONNECT identified is gone (a reload changed the rules). Credentials go with a
-		// CONNECT, so close the connection: the app's next request opens a new one and can log in there.
-		body = fmt.Sprintf("tokenproxy: the clients rules changed since this connection was opened; it is closed, " +
-			"and a new connection (CONNECT) must send Proxy-Authorization of a client in the list\n")
+	closing := x.tunnel != nil && (reason == deniedCredentials || reason == deniedAddress)
+	if closing {
+		// The client the CONNECT identified is gone or changed (a reload changed the rules). Clients are
+		// judged at the CONNECT, so close the connection: the app's next request opens a new one.
+		body = "tokenproxy: the clients rules changed since this connection was opened, so it is closed; " +
+			"a new connection (CONNECT) is judged by the rules in service now\n" + body
 	}
 	resp := refusal(r, status, body)
 	if status == http.StatusProxyAuthRequired {
 		resp.Header.Set("Proxy-Authenticate", `Basic realm="tokenproxy"`)
 	}
-	if x.tunnel != nil && reason == deniedCredentials {
+	if closing {
 		resp.Header.Set("Connection", "close")
 		resp.Close = true
 	}

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -450,29 +449,6 @@ func TestSwapUnderLoadLosesNoRequest(t *testing.T) {
 	t.Logf("%d requests through 20 swaps, %d failed", ok.Load(), failed.Load())
 }
 
-// parkedOnATokenFetch counts the goroutines blocked in tokensource's Cache.Token, waiting for a shared fetch
-// (the caller that started it waits there too). The cache records "wait" only once the fetch has answered,
-// so the goroutines' stacks are the one place that tells a caller has joined a fetch before it ends.
-func parkedOnATokenFetch() int {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	parked := 0
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		header, _, _ := strings.Cut(g, "\n")
-		if strings.Contains(header, "[select") && strings.Contains(g, "tokensource.(*Cache).Token(") {
-			parked++
-		}
-	}
-	return parked
-}
-
 // Requests that arrive while another request's token fetch is under way wait for it: one fetch, one line
 // saying token=fetch, the others token=wait, and the cache metric counts each way.
 func TestRequestsWaitingOnAnotherRequestsFetch(t *testing.T) {
@@ -486,7 +462,6 @@ func TestRequestsWaitingOnAnotherRequestsFetch(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = fmt.Fprintf(w, `{"access_token":"%s%d","token_type":"Bearer","expires_in":3600}`, testTokenPrefix, n)
 	})
-	t.Cleanup(open) // before the token server closes: a failing test must not leave its handler hanging
 	h := newHarness(t, harnessOptions{yaml: `
 routes:
   - name: orders
@@ -495,6 +470,7 @@ routes:
     clientId: buyer
     clientSecret: ` + testClientSecret + `
 `})
+	t.Cleanup(open) // before the harness shuts down and the token server closes: a failing test leaves nothing hanging
 	up := newUpstream(t, nil, false, nil)
 	h.route("supplier.test:80", up)
 
@@ -516,7 +492,7 @@ routes:
 	for i := range waiting {
 		go send(fmt.Sprint("waiting-", i))
 	}
-	waitUntil(t, "every request parked on the one fetch", func() bool { return parkedOnATokenFetch() == 1+waiting })
+	waitUntil(t, "every request waiting on the one fetch", func() bool { return h.srv.cache.Waiting() == 1+waiting })
 	open()
 	for range 1 + waiting {
 		require.NoError(t, <-results)

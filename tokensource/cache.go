@@ -73,12 +73,16 @@ type Cache struct {
 	flights singleflight.Group
 	// refreshes counts background renewals still running.
 	refreshes sync.WaitGroup
-	// parked counts callers waiting on a shared fetch, so tests can tell a caller has joined one.
+	// parked counts callers waiting on a shared fetch (see Waiting).
 	parked atomic.Int64
 	// inService holds the keys Retain kept; nil before the first Retain. Other credentials get entries
 	// that are used once and never kept.
 	inService atomic.Pointer[map[string]bool]
 }
+
+// Waiting is how many callers wait now for a fetch, the one that started it included: a caller that has
+// joined another's fetch is visible here before the fetch ends, when TokenLookup cannot say so yet.
+func (c *Cache) Waiting() int { return int(c.parked.Load()) }
 
 type entry struct {
 	slot    Slot // where the store keeps the token

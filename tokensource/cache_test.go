@@ -59,7 +59,7 @@ func TestCacheSaysWhoFetchedAndWhoWaited(t *testing.T) {
 			vias <- via
 		}()
 	}
-	require.Eventually(t, func() bool { return c.parked.Load() == 2 }, 10*time.Second, time.Millisecond, "both callers on one fetch")
+	require.Eventually(t, func() bool { return c.Waiting() == 2 }, 10*time.Second, time.Millisecond, "both callers on one fetch")
 	close(release)
 	got := []Via{<-vias, <-vias}
 	assert.ElementsMatch(t, []Via{ViaFetch, ViaWait}, got)
