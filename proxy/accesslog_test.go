@@ -21,6 +21,7 @@ func TestAccessLineFieldsAndAllocations(t *testing.T) {
 		status: 200, tokenVia: "hit", fingerprint: "3b0e893f"}
 	x.sent.Store(12)
 	x.received.Store(340)
+	x.tokenLeft.Store(true)
 	s.logRequest(x, 1500*time.Microsecond)
 	assert.Regexp(t, `^time=\S+ level=INFO msg=request route=orders method=GET host=api.example path=/o/1 status=200 `+
 		`duration_ms=1.5 bytes_sent=12 bytes_received=340 token=hit token_fp=3b0e893f\n$`, out.String())
