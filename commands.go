@@ -119,7 +119,11 @@ func runValidate(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	if *syntaxOnly {
 		what = "valid syntax"
 	}
-	fmt.Fprintf(stdout, "%s: %s, %d routes\n", cfg.File, what, len(cfg.Routes))
+	routes := "routes"
+	if len(cfg.Routes) == 1 {
+		routes = "route"
+	}
+	fmt.Fprintf(stdout, "%s: %s, %d %s\n", cfg.File, what, len(cfg.Routes), routes)
 	return 0
 }
 

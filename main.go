@@ -27,14 +27,20 @@ Run tokenproxy COMMAND -h (or tokenproxy help COMMAND) for a command's flags.`
 // command runs a subcommand and returns its exit code.
 type command func(args []string, stdin io.Reader, stdout, stderr io.Writer) int
 
-var commands = map[string]command{
-	"serve":    runServe,
-	"validate": runValidate,
-	"check":    runCheck,
-	"health":   runHealth,
-	"encrypt":  runEncrypt,
-	"ca":       runCA,
-	"version":  runVersion,
+var commands map[string]command
+
+// The commands are set in init: their flag errors list the commands, which a variable's initializer could
+// not refer to.
+func init() {
+	commands = map[string]command{
+		"serve":    runServe,
+		"validate": runValidate,
+		"check":    runCheck,
+		"health":   runHealth,
+		"encrypt":  runEncrypt,
+		"ca":       runCA,
+		"version":  runVersion,
+	}
 }
 
 func main() {
@@ -99,7 +105,8 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) int {
 		return 2
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "%s: unexpected argument %q (flags come as -name value)\n", fs.Name(), fs.Arg(0))
+		fmt.Fprintf(stderr, "%s: unexpected argument %q (flags come as -name value; commands: %s)\n",
+			fs.Name(), fs.Arg(0), commandNames())
 		return 2
 	}
 	return -1

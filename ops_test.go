@@ -591,7 +591,7 @@ routes:
 `)
 	code, out, errOut := runBinary(t, "", []string{"VALIDATE_SECRET=x"}, "validate", "-config", good)
 	assert.Equal(t, 0, code, errOut)
-	assert.Equal(t, good+": valid, 1 routes\n", out, "no discovery, no network")
+	assert.Equal(t, good+": valid, 1 route\n", out, "no discovery, no network")
 
 	code, _, errOut = runBinary(t, "", nil, "validate", "-config", good)
 	assert.Equal(t, 2, code)
@@ -599,7 +599,7 @@ routes:
 
 	code, out, _ = runBinary(t, "", nil, "validate", "-config", good, "-syntax-only")
 	assert.Equal(t, 0, code)
-	assert.Equal(t, good+": valid syntax, 1 routes\n", out)
+	assert.Equal(t, good+": valid syntax, 1 route\n", out)
 
 	code, _, errOut = runBinary(t, "", []string{"VALIDATE_SECRET="}, "validate", "-config", good)
 	assert.Equal(t, 2, code)
@@ -646,7 +646,7 @@ func TestCommandLine(t *testing.T) {
 	assert.Contains(t, errOut, `tokenproxy validate: unexpected argument "stray"`)
 	code, _, errOut = runBinary(t, "", nil, "-config", "x.yaml", "stray")
 	assert.Equal(t, 2, code, "the proxy does not start with a stray word")
-	assert.Contains(t, errOut, `unexpected argument "stray"`)
+	assert.Contains(t, errOut, `unexpected argument "stray" (flags come as -name value; commands: ca, check, encrypt, health, serve, validate, version)`)
 
 	code, out, _ := runBinary(t, "", nil, "version")
 	assert.Equal(t, 0, code)

@@ -121,7 +121,8 @@ func (s *Server) handshakeFailed(conn net.Conn, t *tunnel, snap *snapshot, err e
 		// reads here as a bad record MAC.
 		s.log.Warn("the app refused tokenproxy's certificate: it does not trust the interception CA",
 			"host", t.host, "ca_cert", snap.cfg.MITM.CertFile, "error", err,
-			"hint", "make the app trust "+snap.cfg.MITM.CertFile+" (see README: Point your client at it)")
+			"hint", "make the app trust "+snap.cfg.MITM.CertFile+" (bundle.pem beside it where the app's setting replaces "+
+				"the default roots, truststore.p12 for Java; see README: Point your client at it)")
 	default:
 		level := slog.LevelInfo
 		if errors.Is(err, io.EOF) {
