@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
+	"crypto/tls"
 	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
 
+	goredis "github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/tokenproxy/tokenproxy/internal/testkit"
@@ -64,4 +67,68 @@ func TestAStoreWithoutASecretKeyStopsStartUp(t *testing.T) {
 	code, stdout, stderr := runBinary(t, "", nil, "validate", "-config", config)
 	assert.Equal(t, 2, code)
 	assert.True(t, strings.Contains(stdout+stderr, "routes.yaml:1: store: a shared token store needs the secret key"), stdout+stderr)
+}
+
+// A Redis that asks for TLS and a password: rediss:// verified against SSL_CERT_FILE, the password from
+// passwordFile reaching AUTH, and every key under keyPrefix. A wrong password leaves the store unhealthy
+// while requests still get their tokens from the replica's own memory.
+func TestTheStoreOverTLSWithAPasswordFileAndAKeyPrefix(t *testing.T) {
+	cert := testkit.SelfSigned(t, "127.0.0.1")
+	redis := testkit.StartRedisWith(t, testkit.RedisOptions{Password: "pw-redis-7", TLS: cert})
+	supplier := authEcho(t)
+	tokens := newOpsTokens(t, map[string]string{opsSecret: "tok-a"})
+	dir := t.TempDir()
+	writeFile(t, dir, "redis-password", "pw-redis-7\n")
+	writeFile(t, dir, "wrong-password", "guess\n")
+	env := []string{storeSecretKey, "SSL_CERT_FILE=" + writeFile(t, dir, "redis.pem", string(cert.PEM)), "SSL_CERT_DIR=" + t.TempDir()}
+	configWith := func(name, passwordFile string) string {
+		return writeFile(t, dir, name, "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\n"+
+			"store: {url: \"rediss://"+redis.Addr+"/0\", passwordFile: "+passwordFile+", keyPrefix: \"team-a:\"}\nroutes:\n"+
+			routeYAML("s", supplier.Listener.Addr().String(), tokens.URL, ""))
+	}
+	storeHealthy := func(r *running) bool {
+		resp, err := http.Get("http://" + r.admin + "/routes")
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var got struct{ Store struct{ Healthy bool } }
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&got))
+		return got.Store.Healthy
+	}
+
+	good := configWith("routes.yaml", "redis-password")
+	one, two := start(t, good, env...), start(t, good, env...)
+	for _, r := range []*running{one, two} {
+		status, body := getBody(t, proxyClient(r.addr), supplier.URL+"/x")
+		require.Equal(t, http.StatusOK, status)
+		assert.Equal(t, "auth=Bearer tok-a-1", body)
+		assert.True(t, storeHealthy(r))
+	}
+	assert.EqualValues(t, 1, tokens.count.Load(), "one token for both, through TLS and AUTH")
+
+	// What is in Redis: keys under the prefix only, and neither the client id, the secret nor the token.
+	client := goredis.NewClient(&goredis.Options{Addr: redis.Addr, Password: "pw-redis-7",
+		TLSConfig: &tls.Config{RootCAs: cert.Pool(), ServerName: "127.0.0.1"}})
+	defer client.Close()
+	keys, err := client.Keys(context.Background(), "*").Result()
+	require.NoError(t, err)
+	require.NotEmpty(t, keys)
+	for _, k := range keys {
+		assert.True(t, strings.HasPrefix(k, "team-a:"), k)
+		assert.NotContains(t, k, "ops", "keys are HMACs of the credentials, not the client id")
+		v, _ := client.Get(context.Background(), k).Result()
+		for _, secret := range []string{opsSecret, "tok-a-1"} {
+			assert.NotContains(t, k+v, secret)
+		}
+	}
+
+	wrong := start(t, configWith("wrong.yaml", "wrong-password"), env...)
+	status, body := getBody(t, proxyClient(wrong.addr), supplier.URL+"/y")
+	require.Equal(t, http.StatusOK, status)
+	assert.Equal(t, "auth=Bearer tok-a-2", body, "Redis refused the password: this replica fetched on its own")
+	assert.False(t, storeHealthy(wrong))
+	for _, r := range []*running{one, two, wrong} {
+		require.NoError(t, r.stop(t))
+		assert.NotContains(t, r.logs(), "pw-redis-7")
+	}
+	assert.Contains(t, wrong.logs(), "WRONGPASS", "the store says why it does not work")
 }

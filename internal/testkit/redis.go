@@ -2,8 +2,11 @@ package testkit
 
 import (
 	"bufio"
+	"crypto/tls"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -12,12 +15,25 @@ import (
 type Redis struct {
 	t    testing.TB
 	Addr string
+	o    RedisOptions
 	cmd  *exec.Cmd
+}
+
+// RedisOptions make a server that asks more of its clients.
+type RedisOptions struct {
+	Password string // requirepass: clients must AUTH
+	TLS      *Cert  // serve TLS only (rediss://), with this certificate
 }
 
 // StartRedis starts a redis-server for t and stops it when t ends. Without the redis-server program
 // (Debian package redis-server, which .ci/run installs) the test is skipped.
 func StartRedis(t testing.TB) *Redis {
+	t.Helper()
+	return StartRedisWith(t, RedisOptions{})
+}
+
+// StartRedisWith is StartRedis with a password, TLS or both.
+func StartRedisWith(t testing.TB, o RedisOptions) *Redis {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Skip("redis-server is not installed (Debian package redis-server; .ci/run installs it)")
@@ -26,7 +42,7 @@ func StartRedis(t testing.TB) *Redis {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &Redis{t: t, Addr: ln.Addr().String()}
+	r := &Redis{t: t, Addr: ln.Addr().String(), o: o}
 	_ = ln.Close()
 	r.Start()
 	t.Cleanup(r.Stop)
@@ -37,7 +53,25 @@ func StartRedis(t testing.TB) *Redis {
 func (r *Redis) Start() {
 	r.t.Helper()
 	_, port, _ := net.SplitHostPort(r.Addr)
-	r.cmd = exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	args := []string{"--bind", "127.0.0.1", "--save", "", "--appendonly", "no"}
+	if r.o.Password != "" {
+		args = append(args, "--requirepass", r.o.Password)
+	}
+	if r.o.TLS != nil {
+		dir := r.t.TempDir()
+		certFile, keyFile := filepath.Join(dir, "redis.crt"), filepath.Join(dir, "redis.key")
+		if err := os.WriteFile(certFile, r.o.TLS.PEM, 0o600); err != nil {
+			r.t.Fatal(err)
+		}
+		if err := os.WriteFile(keyFile, r.o.TLS.KeyPEM(r.t), 0o600); err != nil {
+			r.t.Fatal(err)
+		}
+		args = append(args, "--port", "0", "--tls-port", port, "--tls-cert-file", certFile, "--tls-key-file", keyFile,
+			"--tls-auth-clients", "no")
+	} else {
+		args = append(args, "--port", port)
+	}
+	r.cmd = exec.Command("redis-server", args...)
 	if err := r.cmd.Start(); err != nil {
 		r.t.Fatal(err)
 	}
@@ -57,10 +91,21 @@ func (r *Redis) pong() bool {
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+	if r.o.TLS != nil {
+		c = tls.Client(c, &tls.Config{RootCAs: r.o.TLS.Pool(), ServerName: "127.0.0.1"})
+	}
+	hello := "PING\r\n"
+	if r.o.Password != "" {
+		hello = "AUTH " + r.o.Password + "\r\n" + hello
+	}
+	if _, err := c.Write([]byte(hello)); err != nil {
 		return false
 	}
-	line, err := bufio.NewReader(c).ReadString('\n')
+	br := bufio.NewReader(c)
+	line, err := br.ReadString('\n')
+	if err == nil && r.o.Password != "" && line == "+OK\r\n" {
+		line, err = br.ReadString('\n')
+	}
 	return err == nil && line == "+PONG\r\n"
 }
 
