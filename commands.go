@@ -54,12 +54,6 @@ func (c configFlags) key() ([]byte, error) {
 	return key, nil
 }
 
-// checkStoreURL checks a store: URL as redisstore will read it.
-func checkStoreURL(raw string) error {
-	_, err := redisstore.ParseURL(raw)
-	return err
-}
-
 // load reads routes.yaml; the secret key file, when there is one, counts among its sources, so a reload
 // sees it change and a failure to read it is tried again only when it does.
 func (c configFlags) load() (*config.Config, error) {
@@ -71,7 +65,7 @@ func (c configFlags) load() (*config.Config, error) {
 		}
 		return nil, e
 	}
-	cfg, err := config.Load(*c.path, config.LoadOptions{SecretKey: key, CheckStoreURL: checkStoreURL})
+	cfg, err := config.Load(*c.path, config.LoadOptions{SecretKey: key, CheckStoreURL: redisstore.CheckURL})
 	if *c.keyFile == "" {
 		return cfg, err
 	}
@@ -107,7 +101,7 @@ func runValidate(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	var cfg *config.Config
 	var err error
 	if *syntaxOnly {
-		cfg, err = config.Load(*cf.path, config.LoadOptions{SyntaxOnly: true, CheckStoreURL: checkStoreURL})
+		cfg, err = config.Load(*cf.path, config.LoadOptions{SyntaxOnly: true, CheckStoreURL: redisstore.CheckURL})
 	} else {
 		cfg, err = cf.load()
 	}

@@ -105,7 +105,7 @@ type LoadOptions struct {
 	// ${VAR} is left as written and values holding one are not checked (validate -syntax-only, for
 	// pipelines that hold no secrets).
 	SyntaxOnly bool
-	// CheckStoreURL checks a store: URL as the store will read it (redisstore.ParseURL); nil checks nothing
+	// CheckStoreURL checks a store: URL as the store will read it (redisstore.CheckURL); nil checks nothing
 	// beyond its being set. The store's own package owns its URL format, and config does not link it.
 	CheckStoreURL func(string) error
 }

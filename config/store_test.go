@@ -64,7 +64,7 @@ func TestStoreKeyProblems(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Parse("routes.yaml", []byte(tt.yaml+"routes:"+validRoute), LoadOptions{LookupEnv: env(tt.vars),
-				CheckStoreURL: func(raw string) error { _, err := redisstore.ParseURL(raw); return err }})
+				CheckStoreURL: redisstore.CheckURL})
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.want)
 			assert.NotContains(t, err.Error(), "hunter22")

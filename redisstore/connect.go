@@ -13,25 +13,18 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Open connects to the store at rawURL (see ParseURL); password is used when the URL has none. Calls are
+// Open connects to the store at rawURL (see CheckURL); password is used when the URL has none. Calls are
 // bounded by their context, so a slow Redis costs a request at most the store's timeout.
 func Open(rawURL, password string, o Options) (*Store, error) {
-	ro, err := ParseURL(rawURL)
+	client, err := newClient(rawURL, password)
 	if err != nil {
 		return nil, err
 	}
-	if ro.Password == "" {
-		ro.Password = password
-	}
-	ro.ContextTimeoutEnabled = true
-	// Connections are made ahead of need and kept: a connection made on a request's look-up would spend
-	// its 50 ms on the handshake. CLIENT SETINFO is one round trip more per connection, for nothing.
-	ro.MinIdleConns, ro.DisableIdentity = 2, true
 	if o.Logger != nil {
 		// go-redis logs through a process-wide logger: the first store's logger takes its lines, at debug.
 		setClientLog.Do(func() { redis.SetLogger(clientLog{o.Logger}) })
 	}
-	o.Client = redis.NewUniversalClient(ro)
+	o.Client = client
 	s, err := New(o)
 	if err != nil {
 		_ = o.Client.Close()
@@ -70,38 +63,74 @@ func (s *Store) KeyPrefix() string { return s.prefix }
 // Where is the store's URL without its password.
 func (s *Store) Where() string { return s.where }
 
-// ParseURL reads a store URL as go-redis does: redis:// or rediss:// (TLS, verified against the system
-// roots, which honour SSL_CERT_FILE) for one server; with master_name= for Sentinel (the host and each
-// addr= are sentinels); with addr= alone for a cluster.
-func ParseURL(raw string) (*redis.UniversalOptions, error) {
+// CheckURL tells whether a store URL reads as go-redis reads it: redis:// or rediss:// (TLS, verified
+// against the system roots, which honour SSL_CERT_FILE) for one server; with master_name= for Sentinel (the
+// host and each addr= are sentinels); with addr= alone for a cluster. go-redis's other parameters
+// (dial_timeout=, pool_size=, max_retries=, …) are kept. Its errors show no password.
+func CheckURL(raw string) error {
+	_, err := parseURL(raw)
+	return err
+}
+
+// parsedURL is a store URL as go-redis's parser for its kind reads it; one of the three is set.
+type parsedURL struct {
+	simple   *redis.Options
+	sentinel *redis.FailoverOptions
+	cluster  *redis.ClusterOptions
+}
+
+func parseURL(raw string) (parsedURL, error) {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") {
-		return nil, fmt.Errorf("%q is not a redis:// or rediss:// URL", redactURL(raw))
+		return parsedURL{}, fmt.Errorf("%q is not a redis:// or rediss:// URL", redactURL(raw))
 	}
-	q := u.Query()
-	switch {
+	var p parsedURL
+	switch q := u.Query(); {
 	case q.Has("master_name"):
-		o, err := redis.ParseFailoverURL(raw)
-		if err != nil {
-			return nil, hidePasswords(raw, err)
-		}
-		return &redis.UniversalOptions{MasterName: o.MasterName, Addrs: o.SentinelAddrs, Username: o.Username,
-			Password: o.Password, DB: o.DB, TLSConfig: o.TLSConfig, SentinelUsername: o.SentinelUsername,
-			SentinelPassword: o.SentinelPassword}, nil
+		p.sentinel, err = redis.ParseFailoverURL(raw)
 	case q.Has("addr"):
-		o, err := redis.ParseClusterURL(raw)
-		if err != nil {
-			return nil, hidePasswords(raw, err)
-		}
-		return &redis.UniversalOptions{Addrs: o.Addrs, Username: o.Username, Password: o.Password,
-			TLSConfig: o.TLSConfig, IsClusterMode: true}, nil
+		p.cluster, err = redis.ParseClusterURL(raw)
+	default:
+		p.simple, err = redis.ParseURL(raw)
 	}
-	o, err := redis.ParseURL(raw)
 	if err != nil {
-		return nil, hidePasswords(raw, err)
+		return parsedURL{}, hidePasswords(raw, err)
 	}
-	return &redis.UniversalOptions{Addrs: []string{o.Addr}, Username: o.Username, Password: o.Password, DB: o.DB,
-		TLSConfig: o.TLSConfig}, nil
+	return p, nil
+}
+
+// newClient makes the client of a store URL. Calls are bounded by their contexts; connections are made
+// ahead of need (at least 2 kept idle, unless the URL says) because one made on a request's look-up would
+// spend its 50 ms on the handshake; CLIENT SETINFO, one round trip more per connection, is skipped.
+func newClient(raw, password string) (redis.UniversalClient, error) {
+	p, err := parseURL(raw)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case p.sentinel != nil:
+		o := p.sentinel
+		tune(&o.Password, password, &o.ContextTimeoutEnabled, &o.DisableIdentity, &o.MinIdleConns)
+		return redis.NewFailoverClient(o), nil
+	case p.cluster != nil:
+		o := p.cluster
+		tune(&o.Password, password, &o.ContextTimeoutEnabled, &o.DisableIdentity, &o.MinIdleConns)
+		return redis.NewClusterClient(o), nil
+	}
+	o := p.simple
+	tune(&o.Password, password, &o.ContextTimeoutEnabled, &o.DisableIdentity, &o.MinIdleConns)
+	return redis.NewClient(o), nil
+}
+
+// tune sets the options every kind of client shares (see newClient).
+func tune(urlPassword *string, password string, contextTimeout, disableIdentity *bool, minIdleConns *int) {
+	if *urlPassword == "" {
+		*urlPassword = password
+	}
+	*contextTimeout, *disableIdentity = true, true
+	if *minIdleConns == 0 {
+		*minIdleConns = 2
+	}
 }
 
 // hidePasswords is go-redis's complaint about raw, a URL that parses, with its passwords replaced.

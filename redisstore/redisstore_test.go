@@ -448,10 +448,44 @@ func TestOpenShowsNoPassword(t *testing.T) {
 		assert.Contains(t, s.Where(), "xxxxx")
 		_ = s.Close()
 	}
-	_, err := ParseURL("redis://u:pa%zz@h:6379")
+	err := CheckURL("redis://u:pa%zz@h:6379")
 	require.Error(t, err)
 	assert.NotContains(t, err.Error(), "pa%zz")
-	_, err = ParseURL("redis://u:hunter22@h:6379/notadb")
+	err = CheckURL("redis://u:hunter22@h:6379/notadb")
 	require.Error(t, err)
 	assert.NotContains(t, err.Error(), "hunter22")
+}
+
+// go-redis's URL parameters reach the client, for one server, Sentinel and a cluster alike; the password
+// given beside the URL is used when the URL has none, and 2 idle connections are kept unless it says.
+func TestURLParametersReachTheClient(t *testing.T) {
+	c, err := newClient("redis://h:6379/2?pool_size=7&dial_timeout=3s&max_retries=5", "pw")
+	require.NoError(t, err)
+	defer c.Close()
+	o := c.(*redis.Client).Options()
+	assert.Equal(t, 7, o.PoolSize)
+	assert.Equal(t, 3*time.Second, o.DialTimeout)
+	assert.Equal(t, 5, o.MaxRetries)
+	assert.Equal(t, 2, o.DB)
+	assert.Equal(t, 2, o.MinIdleConns)
+	assert.Equal(t, "pw", o.Password)
+	assert.True(t, o.ContextTimeoutEnabled)
+
+	c, err = newClient("redis://:from-url@h:6379/0?min_idle_conns=4", "pw")
+	require.NoError(t, err)
+	defer c.Close()
+	o = c.(*redis.Client).Options()
+	assert.Equal(t, 4, o.MinIdleConns)
+	assert.Equal(t, "from-url", o.Password)
+
+	p, err := parseURL("redis://s1:26379/0?master_name=tokens&addr=s2:26379&pool_size=9")
+	require.NoError(t, err)
+	require.NotNil(t, p.sentinel)
+	assert.Equal(t, []string{"s1:26379", "s2:26379"}, p.sentinel.SentinelAddrs)
+	assert.Equal(t, 9, p.sentinel.PoolSize)
+	p, err = parseURL("redis://c1:7000?addr=c2:7000&pool_size=5")
+	require.NoError(t, err)
+	require.NotNil(t, p.cluster)
+	assert.Equal(t, []string{"c1:7000", "c2:7000"}, p.cluster.Addrs)
+	assert.Equal(t, 5, p.cluster.PoolSize)
 }
