@@ -312,6 +312,9 @@ func TestAFleetHoldsRefusalsBackTogether(t *testing.T) {
 	seen, _, err := two.Token(ctx, f)
 	require.NoError(t, err)
 	require.Equal(t, "tok-2", seen.Value, "the other replica has the same token, from Redis")
+	held := two.State(f).RefusalsUntil
+	assert.True(t, held.After(time.Now()), "the other replica's status shows the fleet's hold before it saw a refusal itself")
+	assert.WithinDuration(t, one.State(f).RefusalsUntil, held, time.Second)
 	assert.False(t, two.Reject(f, seen), "and backs off with the fleet instead of fetching")
 	assert.EqualValues(t, 2, fetches.Load())
 }

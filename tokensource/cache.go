@@ -222,7 +222,11 @@ func (c *Cache) State(f *Fetcher) State {
 	}
 	e := v.(*entry)
 	now := c.clock.Now()
-	st := State{Token: e.slot.Load(context.Background()), RefusalsUntil: e.refusal.backingOff(now)}
+	ctx := context.Background()
+	st := State{Token: e.slot.Load(ctx), RefusalsUntil: e.refusal.backingOff(now)}
+	if held := e.slot.RefusalsHeld(ctx); held.After(now) && held.After(st.RefusalsUntil) {
+		st.RefusalsUntil = held // another replica found the supplier refusing: this one waits with it
+	}
 	st.BackoffUntil, st.LastError = e.backoff.state(now)
 	return st
 }
