@@ -5,8 +5,10 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
@@ -131,4 +133,47 @@ func TestTheStoreOverTLSWithAPasswordFileAndAKeyPrefix(t *testing.T) {
 		assert.NotContains(t, r.logs(), "pw-redis-7")
 	}
 	assert.Contains(t, wrong.logs(), "WRONGPASS", "the store says why it does not work")
+}
+
+// A supplier that refuses every token: once one sidecar has found it out, another sidecar's /routes shows
+// the fleet's refusal hold, before that sidecar has served the route at all.
+func TestRoutesShowTheFleetsRefusalHold(t *testing.T) {
+	redis := testkit.StartRedis(t)
+	refusing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	t.Cleanup(refusing.Close)
+	tokens := newOpsTokens(t, map[string]string{opsSecret: "tok-a"})
+	config := writeFile(t, t.TempDir(), "routes.yaml", "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nstore: redis://"+redis.Addr+"/0\nroutes:\n"+
+		routeYAML("s", refusing.Listener.Addr().String(), tokens.URL, ""))
+	one := startArgs(t, []string{"-config", config}, storeSecretKey)
+	two := startArgs(t, []string{"-config", config}, storeSecretKey)
+	refusalsHeld := func(r *running) string {
+		resp, err := http.Get("http://" + r.admin + "/routes")
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var got struct {
+			Routes []struct {
+				Token struct {
+					RefusalsBackedOffUntil string `json:"refusalsBackedOffUntil"`
+				} `json:"token"`
+			} `json:"routes"`
+		}
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&got))
+		require.Len(t, got.Routes, 1)
+		return got.Routes[0].Token.RefusalsBackedOffUntil
+	}
+	assert.Empty(t, refusalsHeld(two))
+
+	for range 3 { // refused, replayed with a fresh token, refused again: the supplier refuses every token
+		status, _ := getBody(t, proxyClient(one.addr), refusing.URL+"/x")
+		require.Equal(t, http.StatusUnauthorized, status)
+	}
+	require.NotEmpty(t, refusalsHeld(one), "the sidecar that found it out holds refusals back")
+	held, err := time.Parse(time.RFC3339Nano, refusalsHeld(two))
+	require.NoError(t, err, "the other sidecar shows the fleet's hold")
+	assert.True(t, held.After(time.Now()))
+	for _, r := range []*running{one, two} {
+		require.NoError(t, r.stop(t))
+	}
 }

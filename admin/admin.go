@@ -65,7 +65,7 @@ func (a *Server) Handler() http.Handler {
 		text(w, http.StatusOK, "ready\n")
 	})
 	mux.Handle("GET /metrics", a.metrics.Handler())
-	mux.HandleFunc("GET /routes", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /routes", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -74,10 +74,21 @@ func (a *Server) Handler() http.Handler {
 			s := st.StoreStatus()
 			store = &s
 		}
+		var routes []proxy.RouteStatus
+		if fs, ok := a.src.(interface {
+			FleetStatus(context.Context) []proxy.RouteStatus
+		}); ok {
+			// The shared store is asked once per route; a Redis that does not answer costs a second at most.
+			ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+			routes = fs.FleetStatus(ctx)
+			cancel()
+		} else {
+			routes = a.src.Status()
+		}
 		_ = enc.Encode(struct {
 			Store  *proxy.StoreStatus  `json:"store,omitempty"`
 			Routes []proxy.RouteStatus `json:"routes"`
-		}{store, a.src.Status()})
+		}{store, routes})
 	})
 	return mux
 }

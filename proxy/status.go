@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"time"
 
 	"github.com/tokenproxy/tokenproxy/tokensource"
@@ -53,8 +54,15 @@ func (s *Server) StoreStatus() StoreStatus {
 	return StoreStatus{Kind: "memory", Healthy: true}
 }
 
-// Status describes the routes in service and their tokens.
-func (s *Server) Status() []RouteStatus {
+// Status describes the routes in service and their tokens, as this replica knows them.
+func (s *Server) Status() []RouteStatus { return s.status(nil) }
+
+// FleetStatus is Status with what the shared store adds, read within ctx: a refusal hold another replica
+// put on a route shows in refusalsBackedOffUntil.
+func (s *Server) FleetStatus(ctx context.Context) []RouteStatus { return s.status(ctx) }
+
+// status describes the routes; with a context it asks the shared store for the fleet's refusal holds.
+func (s *Server) status(fleet context.Context) []RouteStatus {
 	snap := s.snap.Load()
 	now := time.Now()
 	if s.opts.Clock != nil {
@@ -85,6 +93,11 @@ func (s *Server) Status() []RouteStatus {
 		if !st.BackoffUntil.IsZero() {
 			until := st.BackoffUntil.UTC()
 			rs.Token.BackedOffUntil = &until
+		}
+		if fleet != nil {
+			if held := s.cache.FleetRefusalsHeld(fleet, f); held.After(now) && held.After(st.RefusalsUntil) {
+				st.RefusalsUntil = held
+			}
 		}
 		if !st.RefusalsUntil.IsZero() {
 			until := st.RefusalsUntil.UTC()

@@ -96,6 +96,12 @@ func parseURL(raw string) (parsedURL, error) {
 	if err != nil {
 		return parsedURL{}, hidePasswords(raw, err)
 	}
+	// go-redis reads these for Sentinel URLs but its failover client panics on the first two, and the third
+	// would send the store's writes to read-only replicas.
+	if o := p.sentinel; o != nil && (o.RouteByLatency || o.RouteRandomly || o.ReplicaOnly) {
+		return parsedURL{}, fmt.Errorf("%q: route_by_latency, route_randomly and replica_only do not apply to a store, "+
+			"which writes: leave them out, so the master is used", redactURL(raw))
+	}
 	return p, nil
 }
 

@@ -312,8 +312,9 @@ func TestAFleetHoldsRefusalsBackTogether(t *testing.T) {
 	seen, _, err := two.Token(ctx, f)
 	require.NoError(t, err)
 	require.Equal(t, "tok-2", seen.Value, "the other replica has the same token, from Redis")
-	held := two.State(f).RefusalsUntil
-	assert.True(t, held.After(time.Now()), "the other replica's status shows the fleet's hold before it saw a refusal itself")
+	assert.Zero(t, two.State(f).RefusalsUntil, "its own state has seen no refusal")
+	held := two.FleetRefusalsHeld(ctx, f)
+	assert.True(t, held.After(time.Now()), "the other replica sees the fleet's hold before it saw a refusal itself")
 	assert.WithinDuration(t, one.State(f).RefusalsUntil, held, time.Second)
 	assert.False(t, two.Reject(f, seen), "and backs off with the fleet instead of fetching")
 	assert.EqualValues(t, 2, fetches.Load())
@@ -486,6 +487,12 @@ func TestURLParametersReachTheClient(t *testing.T) {
 	require.NotNil(t, p.sentinel)
 	assert.Equal(t, []string{"s1:26379", "s2:26379"}, p.sentinel.SentinelAddrs)
 	assert.Equal(t, 9, p.sentinel.PoolSize)
+	for _, param := range []string{"route_by_latency=true", "route_randomly=true", "replica_only=true"} {
+		err := CheckURL("redis://:hunter22@s1:26379/0?master_name=tokens&" + param)
+		require.Error(t, err, param)
+		assert.Contains(t, err.Error(), "do not apply to a store")
+		assert.NotContains(t, err.Error(), "hunter22")
+	}
 	p, err = parseURL("redis://c1:7000?addr=c2:7000&pool_size=5")
 	require.NoError(t, err)
 	require.NotNil(t, p.cluster)

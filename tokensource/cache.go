@@ -222,13 +222,22 @@ func (c *Cache) State(f *Fetcher) State {
 	}
 	e := v.(*entry)
 	now := c.clock.Now()
-	ctx := context.Background()
-	st := State{Token: e.slot.Load(ctx), RefusalsUntil: e.refusal.backingOff(now)}
-	if held := e.slot.RefusalsHeld(ctx); held.After(now) && held.After(st.RefusalsUntil) {
-		st.RefusalsUntil = held // another replica found the supplier refusing: this one waits with it
-	}
+	st := State{Token: e.slot.Load(context.Background()), RefusalsUntil: e.refusal.backingOff(now)}
 	st.BackoffUntil, st.LastError = e.backoff.state(now)
 	return st
+}
+
+// FleetRefusalsHeld returns until when the users of a shared store hold f's refusals back (another replica
+// found the supplier refusing every token); zero when they do not, or when the store is this process's.
+// It asks the store, within ctx: for status pages, not for every scrape.
+func (c *Cache) FleetRefusalsHeld(ctx context.Context, f *Fetcher) time.Time {
+	if v, ok := c.entries.Load(f.key); ok {
+		return v.(*entry).slot.RefusalsHeld(ctx)
+	}
+	if _, local := c.store.(*MemoryStore); local {
+		return time.Time{}
+	}
+	return c.store.Slot(f.key).RefusalsHeld(ctx) // a route this replica has not served yet
 }
 
 // Retain drops the tokens of every set of credentials that none of keep uses, and stops their background

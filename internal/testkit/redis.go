@@ -44,8 +44,8 @@ func StartRedisWith(t testing.TB, o RedisOptions) *Redis {
 	}
 	r := &Redis{t: t, Addr: ln.Addr().String(), o: o}
 	_ = ln.Close()
+	t.Cleanup(r.Stop) // before Start: a server that never answers is stopped too
 	r.Start()
-	t.Cleanup(r.Stop)
 	return r
 }
 
