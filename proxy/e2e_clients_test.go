@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -228,4 +229,42 @@ func TestAReloadThatChangesAClientClosesItsInterceptedConnections(t *testing.T) 
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "Proxy Authentication Required", "a new CONNECT from an address no client has: some clients log in")
 	assert.Len(t, orders.requests(), 1)
+}
+
+// The same over HTTP/2, where an answer cannot say Connection: close: the connection's server sends GOAWAY,
+// and the app's next request opens a new CONNECT.
+func TestAReloadThatChangesAClientEndsItsHTTP2Connections(t *testing.T) {
+	h := newHarness(t, harnessOptions{yaml: clientRoutes})
+	secure := newUpstream(t, h.upCert, false, nil)
+	h.route("secure.test:443", secure)
+	billing := h.clientAs("127.0.0.1", "billing", "pw-billing")
+	tr := billing.Transport.(*http.Transport)
+	tr.ForceAttemptHTTP2 = true
+	var connects atomic.Int32
+	tr.OnProxyConnectResponse = func(context.Context, *url.URL, *http.Request, *http.Response) error {
+		connects.Add(1)
+		return nil
+	}
+	resp, err := billing.Get("https://secure.test/before")
+	require.NoError(t, err)
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, 2, resp.ProtoMajor, "the app speaks HTTP/2 inside the intercepted connection")
+
+	h.swap(strings.Replace(clientRoutes, "proxyAuth: {username: billing, password: pw-billing}", "proxyAuth: {username: billing, password: rotated}", 1))
+	resp, err = billing.Get("https://secure.test/after")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusProxyAuthRequired, resp.StatusCode)
+	assert.Equal(t, 2, resp.ProtoMajor)
+	assert.Contains(t, string(body), "the clients rules changed since this connection was opened, so it is closed")
+	assert.EqualValues(t, 1, connects.Load(), "the refusal came on the connection opened before the reload")
+
+	_, err = billing.Get("https://secure.test/again")
+	require.Error(t, err, "a new CONNECT with the old password is refused")
+	assert.Contains(t, err.Error(), "Proxy Authentication Required")
+	assert.EqualValues(t, 2, connects.Load(), "the old connection was ended: the request went to a new CONNECT")
+	assert.Len(t, secure.requests(), 1)
 }
