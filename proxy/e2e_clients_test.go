@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -171,100 +172,65 @@ func TestClientRules(t *testing.T) {
 }
 
 // A reload that changes the credentials of the client an intercepted connection was opened for (or removes
-// it) refuses the requests still coming on it, and closes it: credentials go with a CONNECT, so the app must
-// open a new one.
-func TestAReloadThatChangesAClientClosesItsInterceptedConnections(t *testing.T) {
-	h := newHarness(t, harnessOptions{yaml: clientRoutes})
-	secure := newUpstream(t, h.upCert, false, nil)
-	h.route("secure.test:443", secure)
-	billing := h.clientAs("127.0.0.1", "billing", "pw-billing")
-	opened := 0
-	billing.Transport.(*http.Transport).OnProxyConnectResponse = func(_ context.Context, _ *url.URL, _ *http.Request, resp *http.Response) error {
-		if resp.StatusCode == http.StatusOK {
-			opened++
-		}
-		return nil
+// it) refuses the requests still coming on it, and ends the connection: credentials go with a CONNECT, so
+// the app must open a new one. Over HTTP/1 the answer says Connection: close; over HTTP/2, which cannot,
+// the connection's server sends GOAWAY.
+func TestAReloadThatChangesAClientEndsItsInterceptedConnections(t *testing.T) {
+	fetch := func(c *http.Client, rawURL string) (*http.Response, string) {
+		t.Helper()
+		resp, err := c.Get(rawURL)
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body) // read to the end: the connection is kept for the next request
+		resp.Body.Close()
+		return resp, string(body)
 	}
-	resp, err := billing.Get("https://secure.test/before")
-	require.NoError(t, err)
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
+	for _, proto := range []int{1, 2} {
+		t.Run(fmt.Sprintf("HTTP/%d", proto), func(t *testing.T) {
+			h := newHarness(t, harnessOptions{yaml: clientRoutes})
+			secure := newUpstream(t, h.upCert, false, nil)
+			h.route("secure.test:443", secure)
+			billing := h.clientAs("127.0.0.1", "billing", "pw-billing")
+			tr := billing.Transport.(*http.Transport)
+			tr.ForceAttemptHTTP2 = proto == 2
+			var connects atomic.Int32
+			tr.OnProxyConnectResponse = func(context.Context, *url.URL, *http.Request, *http.Response) error {
+				connects.Add(1)
+				return nil
+			}
+			resp, _ := fetch(billing, "https://secure.test/before")
+			require.Equal(t, http.StatusOK, resp.StatusCode)
+			require.Equal(t, proto, resp.ProtoMajor)
 
-	h.swap(strings.Replace(clientRoutes, "proxyAuth: {username: billing, password: pw-billing}", "proxyAuth: {username: billing, password: rotated}", 1))
-	resp, err = billing.Get("https://secure.test/after")
-	require.NoError(t, err)
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	assert.Equal(t, http.StatusProxyAuthRequired, resp.StatusCode)
-	assert.True(t, resp.Close, "the connection closes with the answer")
-	assert.Contains(t, string(body), "the clients rules changed since this connection was opened, so it is closed")
-	assert.Contains(t, string(body), "send Proxy-Authorization (Basic)")
-	assert.Equal(t, 1, opened, "the refusal came on the connection opened before the reload")
+			h.swap(strings.Replace(clientRoutes, "proxyAuth: {username: billing, password: pw-billing}", "proxyAuth: {username: billing, password: rotated}", 1))
+			resp, body := fetch(billing, "https://secure.test/after")
+			assert.Equal(t, http.StatusProxyAuthRequired, resp.StatusCode)
+			assert.Equal(t, proto, resp.ProtoMajor)
+			assert.Equal(t, proto == 1, resp.Close, "HTTP/1: the connection closes with the answer")
+			assert.Contains(t, body, "the clients rules changed since this connection was opened, so it is closed")
+			assert.Contains(t, body, "send Proxy-Authorization (Basic)")
+			assert.EqualValues(t, 1, connects.Load(), "the refusal came on the connection opened before the reload")
 
-	_, err = billing.Get("https://secure.test/again")
-	require.Error(t, err, "a new CONNECT with the old password is refused")
-	assert.Contains(t, err.Error(), "Proxy Authentication Required")
-	assert.Equal(t, 1, opened, "no CONNECT succeeded since")
-	assert.Len(t, secure.requests(), 1, "only the request before the reload reached the supplier")
+			_, err := billing.Get("https://secure.test/again")
+			require.Error(t, err, "a new CONNECT with the old password is refused")
+			assert.Contains(t, err.Error(), "Proxy Authentication Required")
+			assert.EqualValues(t, 2, connects.Load(), "the old connection was ended: the request went to a new CONNECT")
+			assert.Len(t, secure.requests(), 1, "only the request before the reload reached the supplier")
 
-	// A client known by its address only, whose address a reload no longer allows: 403, and closed too.
-	orders := newUpstream(t, h.upCert, false, nil)
-	h.route("supplier.test:443", orders)
-	batch := h.clientAs("127.0.0.2", "", "")
-	resp, err = batch.Get("https://supplier.test/before")
-	require.NoError(t, err)
-	_, _ = io.Copy(io.Discard, resp.Body) // read to the end: the connection is kept for the next request
-	resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	h.swap(strings.Replace(clientRoutes, "cidrs: [127.0.0.2]", "cidrs: [127.0.0.9]", 1))
-	resp, err = batch.Get("https://supplier.test/after")
-	require.NoError(t, err)
-	body, _ = io.ReadAll(resp.Body)
-	resp.Body.Close()
-	assert.Equal(t, http.StatusForbidden, resp.StatusCode)
-	assert.True(t, resp.Close)
-	assert.Contains(t, string(body), "127.0.0.2 is not an address this proxy's clients list allows")
-	_, err = batch.Get("https://supplier.test/again")
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "Proxy Authentication Required", "a new CONNECT from an address no client has: some clients log in")
-	assert.Len(t, orders.requests(), 1)
-}
-
-// The same over HTTP/2, where an answer cannot say Connection: close: the connection's server sends GOAWAY,
-// and the app's next request opens a new CONNECT.
-func TestAReloadThatChangesAClientEndsItsHTTP2Connections(t *testing.T) {
-	h := newHarness(t, harnessOptions{yaml: clientRoutes})
-	secure := newUpstream(t, h.upCert, false, nil)
-	h.route("secure.test:443", secure)
-	billing := h.clientAs("127.0.0.1", "billing", "pw-billing")
-	tr := billing.Transport.(*http.Transport)
-	tr.ForceAttemptHTTP2 = true
-	var connects atomic.Int32
-	tr.OnProxyConnectResponse = func(context.Context, *url.URL, *http.Request, *http.Response) error {
-		connects.Add(1)
-		return nil
+			// A client known by its address only, whose address a reload no longer allows: 403, ended too.
+			orders := newUpstream(t, h.upCert, false, nil)
+			h.route("supplier.test:443", orders)
+			batch := h.clientAs("127.0.0.2", "", "")
+			batch.Transport.(*http.Transport).ForceAttemptHTTP2 = proto == 2
+			resp, _ = fetch(batch, "https://supplier.test/before")
+			require.Equal(t, http.StatusOK, resp.StatusCode)
+			h.swap(strings.Replace(clientRoutes, "cidrs: [127.0.0.2]", "cidrs: [127.0.0.9]", 1))
+			resp, body = fetch(batch, "https://supplier.test/after")
+			assert.Equal(t, http.StatusForbidden, resp.StatusCode)
+			assert.Contains(t, body, "127.0.0.2 is not an address this proxy's clients list allows")
+			_, err = batch.Get("https://supplier.test/again")
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "Proxy Authentication Required", "a new CONNECT from an address no client has: some clients log in")
+			assert.Len(t, orders.requests(), 1)
+		})
 	}
-	resp, err := billing.Get("https://secure.test/before")
-	require.NoError(t, err)
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	require.Equal(t, 2, resp.ProtoMajor, "the app speaks HTTP/2 inside the intercepted connection")
-
-	h.swap(strings.Replace(clientRoutes, "proxyAuth: {username: billing, password: pw-billing}", "proxyAuth: {username: billing, password: rotated}", 1))
-	resp, err = billing.Get("https://secure.test/after")
-	require.NoError(t, err)
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	assert.Equal(t, http.StatusProxyAuthRequired, resp.StatusCode)
-	assert.Equal(t, 2, resp.ProtoMajor)
-	assert.Contains(t, string(body), "the clients rules changed since this connection was opened, so it is closed")
-	assert.EqualValues(t, 1, connects.Load(), "the refusal came on the connection opened before the reload")
-
-	_, err = billing.Get("https://secure.test/again")
-	require.Error(t, err, "a new CONNECT with the old password is refused")
-	assert.Contains(t, err.Error(), "Proxy Authentication Required")
-	assert.EqualValues(t, 2, connects.Load(), "the old connection was ended: the request went to a new CONNECT")
-	assert.Len(t, secure.requests(), 1)
 }
