@@ -1,6 +1,8 @@
 package config
 
 import (
+	"crypto/sha256"
+	"crypto/subtle"
 	"fmt"
 	"net"
 	"net/netip"
@@ -20,6 +22,17 @@ type Client struct {
 	Username, Password string
 	// Routes names the routes it may use; nil: every route.
 	Routes map[string]bool
+	// userSum and passwordSum are the SHA-256 sums of Username and Password, made once at load: a request's
+	// credentials are compared as sums, in constant time.
+	userSum, passwordSum [32]byte
+}
+
+// Credentials tells whether the sums of a request's Basic user and password name this client and are its
+// password. Both are compared in constant time, so the time taken tells nothing of either.
+func (c *Client) Credentials(userSum, passwordSum *[32]byte) (named, passwordOK bool) {
+	named = subtle.ConstantTimeCompare(c.userSum[:], userSum[:]) == 1 && c.Username != ""
+	passwordOK = subtle.ConstantTimeCompare(c.passwordSum[:], passwordSum[:]) == 1
+	return named, passwordOK
 }
 
 // FromAddress reports whether addr is one of the client's source addresses (any, when it names none).
@@ -113,6 +126,7 @@ func (l *loader) client(n *yaml.Node, path string) *Client {
 			l.pendingRoutes = append(l.pendingRoutes, pendingRoute{item, p, s})
 		})
 	}
+	c.userSum, c.passwordSum = sha256.Sum256([]byte(c.Username)), sha256.Sum256([]byte(c.Password))
 	return c
 }
 

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/sha256"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -300,6 +301,13 @@ routes:`+validRoute), LoadOptions{LookupEnv: env(map[string]string{"SECRET": "s"
 	billing := cfg.Client("billing")
 	assert.Equal(t, "billing", billing.Username)
 	assert.Equal(t, "pw-from-file", billing.Password)
+	sum := func(s string) *[32]byte { b := sha256.Sum256([]byte(s)); return &b }
+	named, ok := billing.Credentials(sum("billing"), sum("pw-from-file"))
+	assert.True(t, named && ok)
+	named, ok = billing.Credentials(sum("billing"), sum("guess"))
+	assert.True(t, named && !ok)
+	named, _ = cfg.Client("batch").Credentials(sum(""), sum(""))
+	assert.False(t, named, "a client without proxyAuth is named by no user, not even an empty one")
 	assert.True(t, billing.FromAddress(netip.MustParseAddr("10.1.200.3")))
 	assert.True(t, billing.FromAddress(netip.MustParseAddr("::ffff:10.1.0.1")), "IPv4-mapped addresses")
 	assert.True(t, billing.FromAddress(netip.MustParseAddr("192.168.7.9")))
