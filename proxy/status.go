@@ -55,14 +55,15 @@ func (s *Server) StoreStatus() StoreStatus {
 }
 
 // Status describes the routes in service and their tokens, as this replica knows them.
-func (s *Server) Status() []RouteStatus { return s.status(nil) }
+func (s *Server) Status() []RouteStatus { return s.status(context.Background(), false) }
 
-// FleetStatus is Status with what the shared store adds, read within ctx: a refusal hold another replica
-// put on a route shows in refusalsBackedOffUntil.
-func (s *Server) FleetStatus(ctx context.Context) []RouteStatus { return s.status(ctx) }
+// FleetStatus is Status with what the shared store adds: a refusal hold another replica put on a route
+// shows in refusalsBackedOffUntil. Once ctx is done the store is asked no more (each call has a timeout of
+// its own, which ctx's deadline does not shorten).
+func (s *Server) FleetStatus(ctx context.Context) []RouteStatus { return s.status(ctx, true) }
 
-// status describes the routes; with a context it asks the shared store for the fleet's refusal holds.
-func (s *Server) status(fleet context.Context) []RouteStatus {
+// status describes the routes; with fleet it asks the shared store for the fleet's refusal holds.
+func (s *Server) status(ctx context.Context, fleet bool) []RouteStatus {
 	snap := s.snap.Load()
 	now := time.Now()
 	if s.opts.Clock != nil {
@@ -94,8 +95,8 @@ func (s *Server) status(fleet context.Context) []RouteStatus {
 			until := st.BackoffUntil.UTC()
 			rs.Token.BackedOffUntil = &until
 		}
-		if fleet != nil {
-			if held := s.cache.FleetRefusalsHeld(fleet, f); held.After(now) && held.After(st.RefusalsUntil) {
+		if fleet && ctx.Err() == nil {
+			if held := s.cache.FleetRefusalsHeld(ctx, f); held.After(now) && held.After(st.RefusalsUntil) {
 				st.RefusalsUntil = held
 			}
 		}

@@ -337,12 +337,8 @@ func (s *Store) call(ctx context.Context) (context.Context, context.CancelFunc) 
 	return context.WithTimeout(context.WithoutCancel(ctx), s.timeout)
 }
 
-// get reads and opens key's record. Anything but a valid, unexpired record of this version sealed under
-// this key is a miss.
-func (s *Store) get(ctx context.Context, key string) (*tokensource.Token, string, bool) {
-	return s.getWithin(ctx, key, s.timeout)
-}
-
+// getWithin reads and opens key's record, waiting at most timeout. Anything but a valid, unexpired record
+// of this version sealed under this key is a miss.
 func (s *Store) getWithin(ctx context.Context, key string, timeout time.Duration) (*tokensource.Token, string, bool) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()

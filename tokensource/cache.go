@@ -229,7 +229,7 @@ func (c *Cache) State(f *Fetcher) State {
 
 // FleetRefusalsHeld returns until when the users of a shared store hold f's refusals back (another replica
 // found the supplier refusing every token); zero when they do not, or when the store is this process's.
-// It asks the store, within ctx: for status pages, not for every scrape.
+// It asks the store (a call bounded by the store's own timeout): for status pages, not for every scrape.
 func (c *Cache) FleetRefusalsHeld(ctx context.Context, f *Fetcher) time.Time {
 	if v, ok := c.entries.Load(f.key); ok {
 		return v.(*entry).slot.RefusalsHeld(ctx)
