@@ -14,10 +14,11 @@ import (
 
 // gate is an output that records what reaches it and can be held shut, like a stderr nobody reads.
 type gate struct {
-	mu     sync.Mutex
-	buf    bytes.Buffer
-	writes int
-	open   chan struct{}
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	writes  int
+	waiting int // bytes of writes held at the shut gate
+	open    chan struct{}
 }
 
 func newGate(open bool) *gate {
@@ -29,11 +30,22 @@ func newGate(open bool) *gate {
 }
 
 func (g *gate) Write(p []byte) (int, error) {
+	g.mu.Lock()
+	g.waiting += len(p)
+	g.mu.Unlock()
 	<-g.open
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.waiting -= len(p)
 	g.writes++
 	return g.buf.Write(p)
+}
+
+// held is the largest number of bytes a single write could be holding at the shut gate: all of them.
+func (g *gate) held() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.waiting
 }
 
 func (g *gate) String() string {
@@ -131,15 +143,17 @@ func TestWriterHoldsBackWritersWhenTheBufferIsFull(t *testing.T) {
 		}
 		wrote <- n
 	}()
-	// The writer goroutine is stuck writing its first batch; the buffer fills to blockAt, and the Write
-	// that reaches it writes the buffer itself, so it waits on the stuck output too.
+	// The buffer fills to blockAt, and the Write that reaches it writes the buffer itself, so it waits on
+	// the stuck output too. Either the writer goroutine took a first batch before that (the buffer then
+	// holds blockAt), or it had not run yet and the Write took everything to the gate itself.
 	buffered := func() int {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		return len(w.buf)
 	}
-	require.Eventually(t, func() bool { return buffered() >= blockAt }, 10*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return buffered() >= blockAt || out.held() >= blockAt }, 10*time.Second, time.Millisecond)
 	assert.Less(t, buffered(), blockAt+len(line), "the buffer stops growing at its bound")
+	assert.Less(t, buffered()+out.held(), 2*(blockAt+len(line)), "what is taken stops growing at its bound")
 	select {
 	case n := <-wrote:
 		t.Fatalf("all %d lines were taken while the output was stuck", n)
