@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/tokenproxy/tokenproxy/internal/hostname"
 	"github.com/tokenproxy/tokenproxy/mitm"
 	"github.com/tokenproxy/tokenproxy/secrets"
 	"github.com/tokenproxy/tokenproxy/tokensource"
@@ -155,10 +156,20 @@ func Parse(file string, data []byte, opts LoadOptions) (*Config, error) {
 	return cfg, nil
 }
 
-// Match returns the route of a request's URL host ("name" or "name:port"), or nil. defaultPort applies when
-// host has no port (80 for http, 443 for https and CONNECT).
-func (c *Config) Match(host, defaultPort string) *Route {
-	return c.table.match(host, defaultPort)
+// Match returns the route of a request's host, or nil. The host is canonical (hostname.Parse), the same
+// value the proxy dials: matching never normalises on its own.
+func (c *Config) Match(host hostname.Host) *Route {
+	return c.table.match(host)
+}
+
+// MatchString is Match for a host written "name" or "name:port" (defaultPort when it has none); a host
+// that has no canonical form matches no route.
+func (c *Config) MatchString(hostport, defaultPort string) *Route {
+	h, err := hostname.Parse(hostport, defaultPort)
+	if err != nil {
+		return nil
+	}
+	return c.table.match(h)
 }
 
 // Route returns the route with the given name, or nil.

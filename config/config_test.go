@@ -114,7 +114,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"bad hosts", "routes:" + strings.Replace(validRoute, "[api.supplier.example]", `["https://x.example/", "a.*.example", "x:99999"]`, 1),
 			[]string{`routes.yaml:3: routes[0].hosts[0]: "https://x.example/": a host is a name with an optional port, without scheme or path`,
 				`routes.yaml:3: routes[0].hosts[1]: "a.*.example": a wildcard may only be a leading "*."`,
-				`routes.yaml:3: routes[0].hosts[2]: "x:99999": bad host:port`}},
+				`routes.yaml:3: routes[0].hosts[2]: "x:99999": bad host:port: not a port: want a number from 1 to 65535`}},
 		{"secret twice", "routes:" + validRoute + "    clientSecretFile: /run/secret\n",
 			[]string{"routes.yaml:7: routes[0].clientSecretFile: cannot read /run/secret: no such file or directory",
 				"routes.yaml:7: routes[0].clientSecretFile: set clientSecret or clientSecretFile, not both"}},

@@ -2,9 +2,11 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"net"
-	"net/netip"
 	"strings"
+
+	"github.com/tokenproxy/tokenproxy/internal/hostname"
 )
 
 // HostPattern is one entry of a route's hosts: an exact name or a "*." wildcard, with an optional port.
@@ -28,10 +30,12 @@ func (h HostPattern) String() string {
 	return name
 }
 
-// ParseHostPattern reads "api.example.com", "*.example.com", "api.example.com:8443" or "[::1]:8080".
+// ParseHostPattern reads "api.example.com", "*.example.com", "api.example.com:8443" or "[::1]:8080". The
+// name takes the canonical form requests are matched in (hostname.Name): a route written in Unicode matches
+// its punycode.
 func ParseHostPattern(s string) (HostPattern, error) {
 	var h HostPattern
-	raw := strings.ToLower(strings.TrimSpace(s))
+	raw := strings.TrimSpace(s)
 	if raw == "" {
 		return h, errors.New("empty host")
 	}
@@ -42,28 +46,27 @@ func ParseHostPattern(s string) (HostPattern, error) {
 	if strings.HasPrefix(raw, "[") && strings.HasSuffix(raw, "]") {
 		name = raw[1 : len(raw)-1]
 	} else if strings.HasPrefix(raw, "[") || strings.Count(raw, ":") == 1 {
+		var port string
 		var err error
-		if name, h.Port, err = net.SplitHostPort(raw); err != nil || !validPort(h.Port) || h.Port == "0" {
+		if name, port, err = net.SplitHostPort(raw); err != nil {
 			return h, errors.New("bad host:port")
+		}
+		if h.Port, err = hostname.Port(port); err != nil {
+			return h, fmt.Errorf("bad host:port: %v", err)
 		}
 	}
 	if rest, ok := strings.CutPrefix(name, "*."); ok {
 		h.Wildcard, name = true, rest
 	}
-	name = canonicalName(name)
 	if name == "" || strings.Contains(name, "*") {
 		return h, errors.New(`a wildcard may only be a leading "*."`)
 	}
-	if net.ParseIP(name) == nil {
-		if strings.ContainsFunc(name, func(r rune) bool {
-			return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-' || r == '.' || r == '_')
-		}) {
-			return h, errors.New("not a host name")
-		}
-		// "..", ".a" or "a..b": a request host can never be written so, and "." would print back as "".
-		if strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".") || strings.Contains(name, "..") {
-			return h, errors.New("not a host name: a label is empty")
-		}
+	name, isAddr, err := hostname.Name(name)
+	if err != nil {
+		return h, err
+	}
+	if isAddr && h.Wildcard {
+		return h, errors.New(`a wildcard "*." needs a domain name after it, not an address`)
 	}
 	h.Name = name
 	return h, nil
@@ -94,18 +97,16 @@ func newTable(routes []*Route) *table {
 	return t
 }
 
-// match returns the route for a request's URL host ("name" or "name:port"), or nil. defaultPort applies
-// when host has no port (80 for http, 443 for https and CONNECT).
-func (t *table) match(host, defaultPort string) *Route {
-	name, port := splitHostPort(host, defaultPort)
-	name, isAddr := canonicalHost(name)
+// match returns the route of a canonical request host, or nil.
+func (t *table) match(host hostname.Host) *Route {
+	name, port := host.Name(), host.Port()
 	if r := t.exact[hostKey{name, port}]; r != nil {
 		return r
 	}
 	if r := t.exact[hostKey{name, ""}]; r != nil {
 		return r
 	}
-	if isAddr {
+	if host.IsAddr() {
 		return nil // an address has no parent domain
 	}
 	for suffix := name; ; {
@@ -123,54 +124,10 @@ func (t *table) match(host, defaultPort string) *Route {
 	}
 }
 
-// canonicalName is a host name in lower case without a trailing dot; an IP address in its canonical form,
-// so that 2001:DB8:0::1 and 2001:db8::1 are one host.
-func canonicalName(name string) string {
-	name, _ = canonicalHost(name)
-	return name
-}
-
-// canonicalHost is canonicalName, and whether the name is an IP address.
-func canonicalHost(name string) (string, bool) {
-	name = strings.TrimSuffix(strings.ToLower(name), ".")
-	a, err := netip.ParseAddr(name)
-	if err != nil {
-		return name, false
-	}
-	if a.Zone() != "" {
-		return name, true
-	}
-	var buf [64]byte
-	canonical := a.Unmap().AppendTo(buf[:0])
-	if string(canonical) == name {
-		return name, true // most addresses are written canonically: no copy on the request path
-	}
-	return string(canonical), true
-}
-
-// splitHostPort splits "name:port", "[v6]:port", "name" or "v6" without failing.
-func splitHostPort(host, defaultPort string) (name, port string) {
-	if h, p, err := net.SplitHostPort(host); err == nil {
-		if p == "" {
-			p = defaultPort
-		}
-		return h, p
-	}
-	return strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"), defaultPort
-}
-
 // DefaultPort is the port of a URL scheme when the URL names none.
 func DefaultPort(scheme string) string {
 	if scheme == "https" || scheme == "wss" {
 		return "443"
 	}
 	return "80"
-}
-
-// SameHost reports whether a request's URL host (with reqDefaultPort when it has no port) is the
-// CONNECT target connectHost (host:port), case-insensitively and ignoring a trailing dot.
-func SameHost(reqHost, reqDefaultPort, connectHost string) bool {
-	n1, p1 := splitHostPort(reqHost, reqDefaultPort)
-	n2, p2 := splitHostPort(connectHost, "443")
-	return p1 == p2 && strings.EqualFold(strings.TrimSuffix(n1, "."), strings.TrimSuffix(n2, "."))
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tokenproxy/tokenproxy/internal/hostname"
 )
 
 func TestRouteTableMatch(t *testing.T) {
@@ -48,10 +49,16 @@ func TestRouteTableMatch(t *testing.T) {
 		{"127.0.0.1:8081", "80", ""},
 		{"[::1]:8080", "80", "ipv6"},
 		{"other.net", "80", ""},
+		{"[::ffff:127.0.0.1]:8080", "80", "ipv4"}, // the same address, IPv4-mapped
+		{"api.example.com:08080", "80", "any-port"},
+		{"ＡＰＩ.example.com", "443", "any-port"},            // fullwidth letters are these letters (IDNA)
+		{"ſpecial.example.com", "443", "exact-over-wild"}, // long s is s
+		{"specİal.example.com", "443", "wild"},            // not special: İ is not i
+		{"api.example.com:99999", "80", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.host, func(t *testing.T) {
-			got := table.match(tt.host, tt.defaultPort)
+			got := matchString(table, tt.host, tt.defaultPort)
 			if tt.want == "" {
 				assert.Nil(t, got)
 				return
@@ -81,6 +88,14 @@ func TestParseHostPattern(t *testing.T) {
 		{"a..example.com", HostPattern{}, "a label is empty"},
 		{"*..example.com", HostPattern{}, "a label is empty"},
 		{"example.com.", HostPattern{Name: "example.com"}, ""},
+		{"Bücher.example", HostPattern{Name: "xn--bcher-kva.example"}, ""}, // as requests are matched: punycode
+		{"*.bücher.example:8443", HostPattern{Wildcard: true, Name: "xn--bcher-kva.example", Port: "8443"}, ""},
+		{"svc_a.internal", HostPattern{Name: "svc_a.internal"}, ""},
+		{"[::ffff:10.0.0.1]:80", HostPattern{Name: "10.0.0.1", Port: "80"}, ""},
+		{"*.10.0.0.1", HostPattern{}, "not an address"},
+		{"sup\u200dplier.example", HostPattern{}, "IDNA"},
+		{"127.1", HostPattern{}, "its last label is a number"},
+		{"[fe80::1%eth0]:80", HostPattern{}, "zone"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
@@ -98,11 +113,13 @@ func TestParseHostPattern(t *testing.T) {
 	}
 }
 
-func TestSameHost(t *testing.T) {
-	assert.True(t, SameHost("api.example.com", "443", "api.example.com:443"))
-	assert.True(t, SameHost("API.example.com:443", "443", "api.example.com:443"))
-	assert.False(t, SameHost("evil.example.com", "443", "api.example.com:443"))
-	assert.False(t, SameHost("api.example.com:8443", "443", "api.example.com:443"))
+// matchString parses a request host as the proxy does, then matches it: nil when it has no canonical form.
+func matchString(t *table, hostport, defaultPort string) *Route {
+	h, err := hostname.Parse(hostport, defaultPort)
+	if err != nil {
+		return nil
+	}
+	return t.match(h)
 }
 
 // Route keys are (host, port) pairs: an IPv6 route with a port never matches another address whose last
@@ -112,28 +129,32 @@ func TestIPv6RouteKeysAreNotAmbiguous(t *testing.T) {
 	require.NoError(t, err)
 	r := &Route{Name: "v6", Hosts: []HostPattern{p}}
 	tbl := newTable([]*Route{r})
-	assert.Same(t, r, tbl.match("[2001:db8::1]:8443", "443"))
-	assert.Same(t, r, tbl.match("[2001:DB8:0::1]:8443", "443"), "the same address written otherwise")
-	assert.Nil(t, tbl.match("[2001:db8::1:8443]", "80"), "another host")
-	assert.Nil(t, tbl.match("[2001:db8::1:8443]:443", "443"), "another host")
-	assert.Nil(t, tbl.match("[2001:db8::1]:443", "443"), "another port")
+	assert.Same(t, r, matchString(tbl, "[2001:db8::1]:8443", "443"))
+	assert.Same(t, r, matchString(tbl, "[2001:DB8:0::1]:8443", "443"), "the same address written otherwise")
+	assert.Nil(t, matchString(tbl, "[2001:db8::1:8443]", "80"), "another host")
+	assert.Nil(t, matchString(tbl, "[2001:db8::1:8443]:443", "443"), "another host")
+	assert.Nil(t, matchString(tbl, "[2001:db8::1]:443", "443"), "another port")
 
 	any, err := ParseHostPattern("2001:db8::1:8443")
 	require.NoError(t, err)
 	other := &Route{Name: "other", Hosts: []HostPattern{any}}
 	tbl = newTable([]*Route{r, other})
-	assert.Same(t, other, tbl.match("[2001:db8::1:8443]", "80"))
-	assert.Same(t, r, tbl.match("[2001:db8::1]:8443", "443"))
+	assert.Same(t, other, matchString(tbl, "[2001:db8::1:8443]", "80"))
+	assert.Same(t, r, matchString(tbl, "[2001:db8::1]:8443", "443"))
 }
 
-// Matching a host written canonically (the usual case) copies nothing; other spellings still match.
-func TestMatchOnAnAddressDoesNotAllocate(t *testing.T) {
-	tab := newTable([]*Route{{Name: "v4", Hosts: mustHosts(t, "127.0.0.1:8080")}, {Name: "v6", Hosts: mustHosts(t, "[2001:db8::1]:443")}})
-	assert.Equal(t, "v4", tab.match("127.0.0.1:8080", "80").Name)
-	assert.Equal(t, "v6", tab.match("[2001:DB8:0::1]", "443").Name)
-	assert.Equal(t, "v6", tab.match("[2001:db8::1]:443", "80").Name)
-	assert.Zero(t, testing.AllocsPerRun(100, func() { tab.match("127.0.0.1:8080", "80") }))
-	assert.Zero(t, testing.AllocsPerRun(100, func() { tab.match("[2001:db8::1]:443", "80") }))
+// Matching a parsed host copies nothing.
+func TestMatchDoesNotAllocate(t *testing.T) {
+	tab := newTable([]*Route{{Name: "v4", Hosts: mustHosts(t, "127.0.0.1:8080")}, {Name: "v6", Hosts: mustHosts(t, "[2001:db8::1]:443")},
+		{Name: "wild", Hosts: mustHosts(t, "*.example.com")}})
+	assert.Equal(t, "v4", matchString(tab, "127.0.0.1:8080", "80").Name)
+	assert.Equal(t, "v6", matchString(tab, "[2001:DB8:0::1]", "443").Name)
+	assert.Equal(t, "v6", matchString(tab, "[2001:db8::1]:443", "80").Name)
+	for _, written := range []string{"127.0.0.1:8080", "[2001:db8::1]:443", "a.b.example.com"} {
+		h, err := hostname.Parse(written, "443")
+		require.NoError(t, err)
+		assert.Zero(t, testing.AllocsPerRun(100, func() { tab.match(h) }), written)
+	}
 }
 
 func mustHosts(t *testing.T, patterns ...string) []HostPattern {

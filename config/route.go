@@ -9,6 +9,7 @@ import (
 	"net/url"
 
 	"github.com/tokenproxy/tokenproxy/internal/hopbyhop"
+	"github.com/tokenproxy/tokenproxy/internal/hostname"
 	"github.com/tokenproxy/tokenproxy/secrets"
 	"github.com/tokenproxy/tokenproxy/tokensource"
 	"golang.org/x/net/http/httpguts"
@@ -214,5 +215,6 @@ func (r *Route) Authorize(h http.Header, tok *tokensource.Token) {
 
 // MatchesURL reports whether the URL's host is one of the route's hosts, as the proxy would match it.
 func (r *Route) MatchesURL(u *url.URL) bool {
-	return newTable([]*Route{r}).match(u.Host, DefaultPort(u.Scheme)) == r
+	h, err := hostname.Parse(u.Host, DefaultPort(u.Scheme))
+	return err == nil && newTable([]*Route{r}).match(h) == r
 }

@@ -176,9 +176,9 @@ routes:
 	assert.Equal(t, tokenURL+"/one", resolved.Routes[0].Token.TokenURL)
 	assert.Equal(t, tokenURL+"/two", resolved.Routes[1].Token.TokenURL)
 	assert.Same(t, cfg.Routes[2], resolved.Routes[2], "a route without issuer is shared, not copied")
-	assert.Same(t, resolved.Routes[1], resolved.Match("two.example", "443"), "the copy matches its own routes")
+	assert.Same(t, resolved.Routes[1], resolved.MatchString("two.example", "443"), "the copy matches its own routes")
 	assert.Empty(t, cfg.Routes[0].Token.TokenURL, "the loaded configuration is never changed")
-	assert.Same(t, cfg.Routes[0], cfg.Match("one.example", "443"))
+	assert.Same(t, cfg.Routes[0], cfg.MatchString("one.example", "443"))
 
 	cfg, err = Parse("routes.yaml", []byte(`
 routes:
