@@ -6,9 +6,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 
-	"github.com/tokenproxy/tokenproxy/config"
+	"github.com/tokenproxy/tokenproxy/internal/hostname"
 )
 
 // serveConnect answers a CONNECT: a route host is intercepted (decrypted with a leaf of the CA, its
@@ -16,12 +17,18 @@ import (
 func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	snap := s.snap.Load()
-	host := r.Host // the CONNECT target, host:port
-	if _, _, err := net.SplitHostPort(host); err != nil {
-		host = net.JoinHostPort(host, "443")
+	x := &exchange{snap: snap, start: start, method: http.MethodConnect, host: r.Host}
+	// The CONNECT target in its one canonical form: what is matched is what is dialled or intercepted.
+	target, err := hostname.Parse(r.Host, "443")
+	if err != nil {
+		s.refuseConnect(w, x, http.StatusBadRequest, fmt.Sprintf("tokenproxy: the CONNECT target %s cannot be reached: %v\n",
+			strconv.Quote(r.Host), err))
+		return
 	}
-	route := snap.cfg.Match(host, "443")
-	x := &exchange{snap: snap, route: route, start: start, method: http.MethodConnect, host: host}
+	host := target.String()
+	x.host = host
+	route := snap.cfg.Match(target)
+	x.route = route
 	client, denied := s.admission(x, r)
 	if denied != nil {
 		s.answer(w, x, denied, true)
@@ -42,7 +49,7 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request) {
 		if !ok {
 			return
 		}
-		t := &tunnel{host: host, conn: conn, route: route.Name, opened: start}
+		t := &tunnel{host: target, conn: conn, route: route.Name, opened: start}
 		if client != nil {
 			t.client, t.username, t.password = client.Name, client.Username, client.Password
 		}
@@ -133,7 +140,7 @@ func (c *prefixConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // tunnel is an intercepted connection: the CONNECT target its requests must stay on.
 type tunnel struct {
-	host   string // host:port as in the CONNECT line
+	host   hostname.Host // the CONNECT target
 	conn   *trackedConn
 	client string // the client the clients rules let in; empty without rules
 	// username and password are the client's credentials when the CONNECT was let in: its requests are
@@ -141,8 +148,4 @@ type tunnel struct {
 	username, password string
 	route              string    // the route the CONNECT target matched
 	opened             time.Time // when the CONNECT arrived
-}
-
-func (t *tunnel) matches(req *http.Request) bool {
-	return config.SameHost(req.URL.Host, config.DefaultPort(req.URL.Scheme), t.host)
 }

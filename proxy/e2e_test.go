@@ -153,7 +153,7 @@ func TestHostMismatchInsideTunnelIsRejected(t *testing.T) {
 		resp, err := http.ReadResponse(br, nil)
 		require.NoError(t, err)
 		body, _ := io.ReadAll(resp.Body)
-		assert.Equal(t, http.StatusBadRequest, resp.StatusCode, host)
+		assert.Equal(t, http.StatusMisdirectedRequest, resp.StatusCode, host)
 		assert.Equal(t, "policy", resp.Header.Get("X-Tokenproxy-Error"))
 		assert.Contains(t, string(body), "was opened (CONNECT) for supplier.test:443")
 	}

@@ -44,7 +44,7 @@ func TestAbsoluteFormRequestForAnotherHostInsideTunnelIsRefused(t *testing.T) {
 	require.NoError(t, err)
 	resp, err := http.ReadResponse(br, nil)
 	require.NoError(t, err)
-	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+	assert.Equal(t, http.StatusMisdirectedRequest, resp.StatusCode)
 	assert.Empty(t, up.requests())
 }
 

@@ -288,10 +288,11 @@ func TestMalformedRequests(t *testing.T) {
 	t.Run("a route host with a trailing dot and in capitals", func(t *testing.T) {
 		withFault(t, defaultRoutes, harnessOptions{}, func(t *testing.T, h *harness) {
 			up := newUpstream(t, nil, false, nil)
-			h.route("supplier.test.:80", up)
+			h.route("supplier.test:80", up) // the one canonical form is what is dialled
 			resp, _ := raw(t, h, "GET http://SUPPLIER.test./x HTTP/1.1\r\nHost: SUPPLIER.test.\r\n\r\n")
 			assert.Equal(t, http.StatusOK, resp.StatusCode)
 			assert.Equal(t, "Bearer "+testTokenPrefix+"1", up.last(t).Header.Get("Authorization"), "the same host, the same route")
+			assert.Equal(t, "supplier.test", up.last(t).Host, "and the same host in Host")
 		})
 	})
 	t.Run("the IP address of a route host", func(t *testing.T) {

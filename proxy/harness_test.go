@@ -26,6 +26,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/tokenproxy/tokenproxy/config"
+	"github.com/tokenproxy/tokenproxy/internal/hostname"
 	"github.com/tokenproxy/tokenproxy/internal/testkit"
 	"github.com/tokenproxy/tokenproxy/mitm"
 	"github.com/tokenproxy/tokenproxy/tokensource"
@@ -258,9 +259,14 @@ func (h *harness) mapHost(hostport, addr string) {
 }
 
 // dial is the proxy's dialer: test host names go to loopback, anything else fails without touching the network.
+// The proxy must only ever dial a host in its canonical form (what it matched).
 func (h *harness) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if c, err := hostname.Parse(addr, ""); err != nil || c.String() != addr {
+		h.t.Errorf("the proxy dialled %q, which is not a canonical host:port", addr)
+		return nil, fmt.Errorf("dial %s: not canonical", addr)
+	}
 	h.hostsMu.Lock()
-	target, ok := h.hosts[strings.ToLower(addr)] // DNS names are case-insensitive
+	target, ok := h.hosts[addr]
 	h.hostsMu.Unlock()
 	if !ok {
 		if host, _, _ := net.SplitHostPort(addr); host != "127.0.0.1" {

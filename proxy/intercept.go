@@ -21,10 +21,9 @@ import (
 func (s *Server) intercept(conn *trackedConn, buffered []byte, t *tunnel, snap *snapshot) {
 	conn.setKind(ConnIntercepted)
 	conn.followIdle(false) // the connection's own server manages its deadlines from here
-	name, _ := splitHost(t.host)
-	leaf, err := snap.leaves.For(name)
+	leaf, err := snap.leaves.For(t.host.Name())
 	if err != nil {
-		s.log.Error("cannot make a certificate for an intercepted host", "host", t.host, "error", err)
+		s.log.Error("cannot make a certificate for an intercepted host", "host", t.host.String(), "error", err)
 		_ = conn.Close()
 		return
 	}
@@ -81,7 +80,7 @@ func (s *Server) serveIntercepted(w http.ResponseWriter, r *http.Request) {
 		r.URL.Host = r.Host
 	}
 	if r.URL.Host == "" { // HTTP/1.0 without Host
-		r.URL.Host = t.host
+		r.URL.Host = t.host.Authority()
 	}
 	if r.ProtoMajor != 1 { // HTTP/2 serves requests side by side: no per-connection answer slot
 		s.gp.ServeHTTP(w, r)
@@ -108,11 +107,11 @@ func (s *Server) handshakeFailed(conn net.Conn, t *tunnel, snap *snapshot, err e
 	switch {
 	case errors.As(err, &rhe) && rhe.Conn != nil:
 		// Plain HTTP inside a CONNECT would carry the route's token unencrypted.
-		s.log.Warn("request refused: plain http inside an intercepted tunnel", "host", t.host)
+		s.log.Warn("request refused: plain http inside an intercepted tunnel", "host", t.host.String())
 		s.metrics.Request(t.route, http.StatusBadRequest, time.Since(t.opened))
 		s.metrics.Error(t.route, StepPolicy)
 		_ = conn.SetDeadline(time.Now().Add(time.Second))
-		body := fmt.Sprintf("tokenproxy: the connection opened (CONNECT) for %s must speak TLS; send https:// requests through it\n", t.host)
+		body := fmt.Sprintf("tokenproxy: the connection opened (CONNECT) for %s must speak TLS; send https:// requests through it\n", t.host.String())
 		_, _ = io.WriteString(rhe.Conn, "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"+
 			"X-Tokenproxy-Error: policy\r\nConnection: close\r\n"+fmt.Sprintf("Content-Length: %d\r\n\r\n", len(body))+body)
 	case errors.As(err, &oe) && (oe.Op == "remote error" || oe.Op == "local error" && strings.Contains(oe.Err.Error(), "bad record MAC")):
@@ -120,7 +119,7 @@ func (s *Server) handshakeFailed(conn net.Conn, t *tunnel, snap *snapshot, err e
 		// clients say so in an alert; OpenSSL ones (curl, Python) send the alert before encrypting, which
 		// reads here as a bad record MAC.
 		s.log.Warn("the app refused tokenproxy's certificate: it does not trust the interception CA",
-			"host", t.host, "ca_cert", snap.cfg.MITM.CertFile, "error", err,
+			"host", t.host.String(), "ca_cert", snap.cfg.MITM.CertFile, "error", err,
 			"hint", "make the app trust "+snap.cfg.MITM.CertFile+" (bundle.pem beside it where the app's setting replaces "+
 				"the default roots, truststore.p12 for Java; see README: Point your client at it)")
 	default:
@@ -128,7 +127,7 @@ func (s *Server) handshakeFailed(conn net.Conn, t *tunnel, snap *snapshot, err e
 		if errors.Is(err, io.EOF) {
 			level = slog.LevelDebug // the app went away without a word
 		}
-		s.log.Log(context.Background(), level, "TLS handshake with the app failed", "host", t.host, "error", err)
+		s.log.Log(context.Background(), level, "TLS handshake with the app failed", "host", t.host.String(), "error", err)
 	}
 }
 
@@ -164,12 +163,3 @@ func (l *oneConnListener) Close() error {
 }
 
 func (l *oneConnListener) Addr() net.Addr { return l.conn.LocalAddr() }
-
-// splitHost splits host:port into a lower-case name without a trailing dot, and the port.
-func splitHost(hostport string) (name, port string) {
-	name, port, err := net.SplitHostPort(hostport)
-	if err != nil {
-		name = hostport
-	}
-	return strings.TrimSuffix(strings.ToLower(name), "."), port
-}

@@ -24,7 +24,7 @@ type exchange struct {
 	route  *config.Route
 	start  time.Time
 	method string
-	host   string
+	host   string // canonical (hostname.Host.Authority): the same value is matched, dialled and logged
 	path   string
 	tunnel *tunnel // the intercepted connection it arrived on; nil for a plain request
 	client string  // the name of the client the clients rules let in; empty without rules
@@ -62,29 +62,32 @@ func (s *Server) onRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Requ
 	}
 	// goproxy's own header removal is off (KeepHeader); this and hopbyhop.Remove below do its work.
 	req.RequestURI = ""
-	if t := tunnelFrom(req.Context()); t != nil {
+	t := tunnelFrom(req.Context())
+	if t != nil {
 		x.tunnel = t
 		x.answerTo = t.conn.answer
-		// Inside an intercepted connection the request names its host: any other host than the CONNECT's
-		// would receive this route's token.
-		if !t.matches(req) {
-			s.log.Warn("request refused: host differs from its tunnel", "tunnel", t.host, "host", req.URL.Host)
-			return req, s.refuse(req, x, http.StatusBadRequest, fmt.Sprintf(
-				"tokenproxy: this connection was opened (CONNECT) for %s; a request for %s cannot use it\n", t.host, req.URL.Host))
-		}
-		x.route = x.snap.cfg.Match(t.host, "443")
 	} else {
 		x.clientConn = connFrom(req.Context())
 		if x.clientConn != nil {
 			x.answerTo = x.clientConn.answer
 		}
-		x.route = x.snap.cfg.Match(req.URL.Host, config.DefaultPort(req.URL.Scheme))
 	}
+	host, refused := s.targetOf(req, x)
+	if refused != nil {
+		return req, refused
+	}
+	x.route = x.snap.cfg.Match(host)
 	if _, denied := s.admission(x, req); denied != nil {
 		return req, s.respond(x, denied)
 	}
 	if x.route == nil && x.snap.cfg.RejectUnmatched {
-		return req, s.refuse(req, x, http.StatusForbidden, unmatchedMessage(req.URL.Host))
+		return req, s.refuse(req, x, http.StatusForbidden, unmatchedMessage(x.host))
+	}
+	if x.route != nil && (req.Method == http.MethodTrace || req.Method == "TRACK") {
+		// A supplier that echoes the request would show the app the route's token.
+		resp := s.refuse(req, x, http.StatusMethodNotAllowed, fmt.Sprintf(
+			"tokenproxy: %s is not forwarded to a route's host: the supplier's echo would carry route %q's token\n", req.Method, x.route.Name))
+		return req, resp
 	}
 	// Connection names the hop-by-hop headers; goproxy deletes it before RoundTrip, so strip them here.
 	hopbyhop.Remove(req.Header)
