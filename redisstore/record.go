@@ -31,13 +31,6 @@ type record struct {
 	Source   string `json:"l,omitempty"`
 }
 
-// holdRecord is what Redis holds for the fleet's refusal hold: when it began, so that a reader can bound
-// it by the longest refusal backoff whatever its end says, and when it ends.
-type holdRecord struct {
-	Since int64 `json:"f"` // unix milliseconds
-	Until int64 `json:"u"`
-}
-
 // seal encrypts t's record, bound to key so a record copied to another key does not open.
 func (s *Store) seal(key string, t *tokensource.Token) (string, error) {
 	return s.sealJSON(key, record{Token: t.Value, Obtained: t.Obtained.UnixMilli(), Expiry: t.Expiry.UnixMilli(),
@@ -55,39 +48,6 @@ func (s *Store) open(key, sealed string) (*tokensource.Token, error) {
 	t := tokensource.NewToken(r.Token, time.UnixMilli(r.Obtained), time.UnixMilli(r.Expiry))
 	t.Scope, t.LifetimeSource = r.Scope, r.Source
 	return t, nil
-}
-
-// sealHold encrypts a refusal hold from since to until, bound to key as token records are.
-func (s *Store) sealHold(key string, since, until time.Time) (string, error) {
-	return s.sealJSON(key, holdRecord{Since: since.UnixMilli(), Until: until.UnixMilli()})
-}
-
-// openHold returns until when the hold sealed at key holds refusals back, as seen at now: never longer than
-// the longest refusal backoff after it began, nor after now; zero once it is over. A hold that begins more
-// than that backoff after now is an error: no replica of the fleet can have begun it yet.
-func (s *Store) openHold(key, sealed string, now time.Time) (time.Time, error) {
-	var h holdRecord
-	if err := s.openJSON(key, sealed, &h); err != nil {
-		return time.Time{}, err
-	}
-	since, until := time.UnixMilli(h.Since), time.UnixMilli(h.Until)
-	if since.After(now.Add(tokensource.RefusalBackoffMax)) {
-		return time.Time{}, fmt.Errorf("the hold begins more than %s from now (a clock ahead of this one)", tokensource.RefusalBackoffMax)
-	}
-	until = minTime(until, since.Add(tokensource.RefusalBackoffMax), now.Add(tokensource.RefusalBackoffMax))
-	if !now.Before(until) {
-		return time.Time{}, nil
-	}
-	return until, nil
-}
-
-func minTime(first time.Time, rest ...time.Time) time.Time {
-	for _, t := range rest {
-		if t.Before(first) {
-			first = t
-		}
-	}
-	return first
 }
 
 // sealJSON encrypts v's JSON with a version byte and a random nonce, with key as additional data.

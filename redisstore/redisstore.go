@@ -1,8 +1,9 @@
 // Package redisstore is a tokensource.Store in Redis, so a fleet of sidecars shares one token per set of
-// credentials. Keys are HMACs of the credentials under the secret key, values are tokens sealed with
-// AES-256-GCM under it; every call is bounded by a short timeout, and whatever Redis does (down, slow,
-// full, a record tampered with or from another version) the store answers from its own memory: Redis
-// misbehaving never fails a request, and a record that does not open is a miss, never a token.
+// credentials. Keys are HMACs of the credentials under the secret key, values are tokens (and the fleet's
+// refusal holds, hold.go) sealed with AES-256-GCM under it; every call is bounded by a short timeout, and
+// whatever Redis does (down, slow, full, a record tampered with or from another version) the store answers
+// from its own memory: Redis misbehaving never fails a request, and a record that does not open is a miss,
+// never a token.
 package redisstore
 
 import (
@@ -276,62 +277,6 @@ func (sl *slot) Claim(ctx context.Context, have *tokensource.Token) (*tokensourc
 		}
 	}
 }
-
-// HoldRefusals records for the fleet that refusals fetch nothing before until, sealed as a token record is
-// and bound to this slot's key; a hold is never written for longer than the longest refusal backoff.
-func (sl *slot) HoldRefusals(ctx context.Context, until time.Time) {
-	now := sl.s.now()
-	until = minTime(until, now.Add(tokensource.RefusalBackoffMax))
-	ttl := until.Sub(now)
-	if ttl <= 0 {
-		return
-	}
-	sealed, err := sl.s.sealHold(sl.holdKey(), now, until)
-	if err != nil {
-		return
-	}
-	call, cancel := sl.s.call(ctx)
-	defer cancel()
-	_ = sl.s.result("hold", sl.s.client.Set(call, sl.holdKey(), sealed, ttl).Err())
-}
-
-// RefusalsHeld returns when the fleet lets refusals fetch again, at most the longest refusal backoff from
-// now; zero when it does now, or when Redis cannot say (the replica's own refusal backoff still applies).
-// A value that does not open (written by anyone but a replica with the secret key, altered, or copied from
-// another key) is no hold: it is counted, and logged once until a readable one is found again.
-func (sl *slot) RefusalsHeld(ctx context.Context) time.Time {
-	call, cancel := sl.s.call(ctx)
-	defer cancel()
-	key := sl.holdKey()
-	sealed, err := sl.s.client.Get(call, key).Result()
-	switch {
-	case errors.Is(err, redis.Nil):
-		sl.s.healthyAgain()
-		sl.s.metrics.StoreOperation("held", "miss")
-		sl.holdUnreadable.Store(false)
-		return time.Time{}
-	case err != nil:
-		_ = sl.s.result("held", err)
-		return time.Time{}
-	}
-	sl.s.healthyAgain()
-	until, err := sl.s.openHold(key, sealed, sl.s.now())
-	if err != nil {
-		sl.s.metrics.StoreOperation("held", "unreadable")
-		if !sl.holdUnreadable.Swap(true) {
-			sl.s.log.Warn("a refusal hold in the shared store does not open; treated as absent, 401s are replayed",
-				"key", key, "error", err)
-		}
-		return time.Time{}
-	}
-	sl.s.metrics.StoreOperation("held", "ok")
-	sl.holdUnreadable.Store(false)
-	return until
-}
-
-// holdKey is where the fleet's refusal hold of this slot is: not the ":refused" key of the plain numbers
-// earlier versions wrote, so that in a rolling upgrade neither version reads the other's holds as a fault.
-func (sl *slot) holdKey() string { return sl.redisKey + ":refusal-hold" }
 
 // newer returns a token in Redis other than have, keeping it as this replica's copy, or nil.
 func (sl *slot) newer(ctx context.Context, have *tokensource.Token) *tokensource.Token {
