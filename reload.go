@@ -17,7 +17,8 @@ import (
 
 // reloader puts a new configuration in service on SIGHUP, and when any file the configuration was read from
 // changes content (routes.yaml, secret, key, certificate and CA files; a Kubernetes ..data symlink swap
-// included). A configuration that does not load or resolve is refused and the one in service stays.
+// included) and has settled. A configuration that does not load or resolve is refused and the one in
+// service stays.
 type reloader struct {
 	cf            configFlags
 	srv           *proxy.Server
@@ -31,7 +32,11 @@ type reloader struct {
 	// or not a file changes; retryWait doubles with each such refusal.
 	retryAt   time.Time
 	retryWait time.Duration
-	now       func() time.Time // nil: time.Now
+	// settling is set while a change waits for the next poll; read is every file that poll must read the
+	// same (its path and digest), routes.yaml and the files it names, as the last poll read them.
+	settling bool
+	read     []config.Source
+	now      func() time.Time // nil: time.Now
 }
 
 // Discovery retries after a reload failed to reach an issuer: 5 s, doubling up to a minute.
@@ -61,23 +66,58 @@ func (r *reloader) run(ctx context.Context, tick <-chan time.Time, hup <-chan os
 	}
 }
 
-// poll reloads when a file of the configuration changed. A refused attempt is tried again only once its
-// own files change, not at every poll.
+// poll puts a changed configuration in service once it has settled: every file it reads (routes.yaml and
+// the files it names) must read the same at two polls in a row, so that a file being written in place is
+// not served in part unless its writer pauses for longer than a poll interval. A change is thus served, or
+// refused, at the second poll that sees it. A refused attempt is tried again only once its own files
+// change, not at every poll.
 func (r *reloader) poll(ctx context.Context) {
 	watched := r.sources
 	if r.failed != nil {
 		watched = r.failed
 	}
+	retry := !r.retryAt.IsZero() && !r.clock().Before(r.retryAt)
+	if !r.settling && !retry && !config.Changed(watched) {
+		return
+	}
+	loaded, err := r.cf.load()
+	read := sourcesRead(loaded, err)
 	switch {
-	case config.Changed(watched):
-		r.reload(ctx, "files changed")
-	case !r.retryAt.IsZero() && !r.clock().Before(r.retryAt):
-		r.reload(ctx, "retrying issuer discovery")
+	case config.SameSources(read, watched):
+		// Back to what was last put in service or refused: no change waits, and only an issuer retry is due.
+		r.settling, r.read = false, nil
+		if retry {
+			r.apply(ctx, "retrying issuer discovery", loaded, err)
+		}
+	case !r.settling || !config.SameSources(read, r.read):
+		r.settling, r.read = true, read
+		r.log.Debug("configuration files changed; they are loaded once they read the same at the next poll")
+	default:
+		r.settling, r.read = false, nil
+		r.apply(ctx, "files changed", loaded, err)
 	}
 }
 
+// sourcesRead is every file a load read, with its content's digest, whether or not it succeeded.
+func sourcesRead(loaded *config.Config, err error) []config.Source {
+	var ce *config.Error
+	switch {
+	case err == nil:
+		return loaded.Sources
+	case errors.As(err, &ce):
+		return ce.Sources
+	}
+	return nil
+}
+
+// reload loads the configuration now and puts it in service (SIGHUP: the operator says the files are ready).
 func (r *reloader) reload(ctx context.Context, reason string) {
 	loaded, err := r.cf.load()
+	r.apply(ctx, reason, loaded, err)
+}
+
+// apply puts what a load returned in service, or refuses it.
+func (r *reloader) apply(ctx context.Context, reason string, loaded *config.Config, err error) {
 	if err != nil {
 		var ce *config.Error
 		if errors.As(err, &ce) {

@@ -48,6 +48,16 @@ func (r *reloader) reloads(t *testing.T, result string) float64 {
 	return counterValue(t, r.metrics, "tokenproxy_config_reloads_total", result)
 }
 
+// pollChange polls twice after files changed: the first poll only reads them (checked here), the second
+// finds them the same and loads them.
+func (r *reloader) pollChange(t *testing.T) {
+	t.Helper()
+	before := r.reloads(t, "success") + r.reloads(t, "failure")
+	r.poll(context.Background())
+	require.Equal(t, before, r.reloads(t, "success")+r.reloads(t, "failure"), "the first poll to see a change loads nothing")
+	r.poll(context.Background())
+}
+
 // The reloader driven poll by poll: a refused file is tried once, not at every poll, and again when it
 // changes.
 func TestAReloaderTriesARefusedFileOncePerChange(t *testing.T) {
@@ -81,18 +91,19 @@ func TestAReloaderTriesARefusedFileOncePerChange(t *testing.T) {
 	assert.Equal(t, 1.0, reloads("failure"), "five polls, one attempt: the file did not change again")
 
 	require.NoError(t, os.WriteFile(path, []byte(good+"    scop: x\n"), 0o600))
-	poll()
+	r.pollChange(t)
 	assert.Equal(t, 2.0, reloads("failure"), "changed, still broken: tried again")
 
 	require.NoError(t, os.WriteFile(path, []byte(good+"    scope: x\n"), 0o600))
-	poll()
+	r.pollChange(t)
 	poll()
 	assert.Equal(t, 1.0, reloads("success"))
 	assert.Equal(t, "x", srv.Config().Routes[0].Token.Scope)
 
 	assert.Nil(t, r.failed)
 
-	// Wired to its channels: a signal reloads even when nothing changed; a tick polls.
+	// Wired to its channels: a signal reloads at once, even when nothing changed; a tick polls, and a
+	// change is loaded at the second.
 	tick, hup := make(chan time.Time), make(chan os.Signal)
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -103,6 +114,7 @@ func TestAReloaderTriesARefusedFileOncePerChange(t *testing.T) {
 	hup <- os.Interrupt
 	require.Eventually(t, func() bool { return reloads("success") == 2 }, 10*time.Second, time.Millisecond)
 	require.NoError(t, os.WriteFile(path, []byte(good), 0o600))
+	tick <- time.Now()
 	tick <- time.Now()
 	require.Eventually(t, func() bool { return reloads("success") == 3 }, 10*time.Second, time.Millisecond)
 	cancel()
@@ -143,13 +155,13 @@ func TestAReloadCannotDropTheClientsOfAPublicListener(t *testing.T) {
 	srv := r.srv
 
 	require.NoError(t, os.WriteFile(path, []byte("listen: 127.0.0.1:3128\n"+routes), 0o600))
-	r.poll(context.Background())
+	r.pollChange(t)
 	assert.Equal(t, 1.0, r.reloads(t, "failure"))
 	assert.Len(t, srv.Config().Clients, 1, "the rules stay in service")
 	assert.Contains(t, logs.String(), "tokenproxy listens on 0.0.0.0:3128, beyond loopback, until a restart: the new configuration needs clients")
 
 	require.NoError(t, os.WriteFile(path, []byte(routes), 0o600))
-	r.poll(context.Background())
+	r.pollChange(t)
 	assert.Equal(t, 2.0, r.reloads(t, "failure"), "nor by leaving listen out")
 }
 
@@ -196,13 +208,13 @@ func TestReloadsAndIssuerDiscovery(t *testing.T) {
 	up.Store(false)
 	before := discoveries.Load()
 	require.NoError(t, os.WriteFile(path, []byte("routes:\n"+route("a", "two")), 0o600))
-	r.poll(ctx)
+	r.pollChange(t)
 	assert.Equal(t, 1.0, reloads("success"), "a scope change needs no discovery of the unchanged issuer")
 	assert.Equal(t, before, discoveries.Load())
 	assert.Equal(t, "two", srv.Config().Routes[0].Token.Scope)
 
 	require.NoError(t, os.WriteFile(path, []byte("routes:\n"+route("a", "two")+route("b", "x")), 0o600))
-	r.poll(ctx)
+	r.pollChange(t)
 	assert.Equal(t, 1.0, reloads("failure"), "route b's issuer is out of reach")
 	r.poll(ctx)
 	assert.Equal(t, 1.0, reloads("failure"), "not asked again before the backoff")
@@ -241,12 +253,12 @@ func TestTheSecretKeyFileIsASource(t *testing.T) {
 	newKey, err := secrets.NewKey()
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(keyFile, []byte(newKey), 0o600))
-	r.poll(context.Background())
+	r.pollChange(t)
 	assert.Equal(t, 1.0, reloads("success"), "the key file came back")
 }
 
 // Each file the configuration was read from is watched: the interception CA, a client certificate and its
-// key, and a private-key-jwt key. Changing one reloads at the next poll, with the new content in service
+// key, and a private-key-jwt key. Changing one reloads at the second poll, with the new content in service
 // when that poll returns; a poll with nothing changed loads nothing.
 func TestEveryFileOfTheConfigurationIsWatched(t *testing.T) {
 	dir := t.TempDir()
@@ -273,7 +285,7 @@ routes:
 	reloads := 0.0
 	pollReloads := func(what string) {
 		t.Helper()
-		r.poll(ctx)
+		r.pollChange(t)
 		reloads++
 		require.Equal(t, reloads, r.reloads(t, "success"), what)
 	}
@@ -298,7 +310,7 @@ routes:
 	key, err := os.ReadFile(filepath.Join(dir, "other.key"))
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "client.key"), key, 0o600))
-	r.poll(ctx)
+	r.pollChange(t)
 	assert.Equal(t, 1.0, r.reloads(t, "failure"), "the key file alone is watched")
 
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "client.crt"), must(os.ReadFile(filepath.Join(dir, "other.crt"))), 0o600))
@@ -323,4 +335,143 @@ func TestStoreOfComparesTheEffectiveKeyPrefix(t *testing.T) {
 	assert.NotEqual(t, storeOf(&config.Config{Store: &config.Store{URL: "redis://r:6379"}}),
 		storeOf(&config.Config{Store: &config.Store{URL: "redis://r:6379", KeyPrefix: "team-a:"}}))
 	assert.Empty(t, storeOf(&config.Config{}))
+}
+
+// A change is loaded only once every file it reads has read the same at two polls in a row. A file
+// written in place in steps, with a poll between them, is never served as it stood between them, even
+// when that is a valid configuration; a rename or a ConfigMap's ..data swap is served at the second poll
+// after it, like any other change. No refusal is logged for what a writer has not finished.
+func TestAReloadServesOnlyFilesThatHaveSettled(t *testing.T) {
+	const (
+		routeOne = "routes:\n  - {name: a, hosts: [a.example], tokenUrl: \"https://auth.example/t\", clientId: c, clientSecretFile: secret, scope: one}\n"
+		routeTwo = "routes:\n  - {name: a, hosts: [a.example], tokenUrl: \"https://auth.example/t\", clientId: c, clientSecretFile: secret, scope: two}\n"
+		reject   = "unmatched: reject\n"
+	)
+	// state names the configuration in service: old, new or, for anything else, what it is (no secret).
+	state := func(cfg *config.Config) string {
+		tok := cfg.Routes[0].Token
+		secret := map[string]string{"secret-one": "one", "secret-two": "two"}[tok.ClientSecret]
+		switch got := fmt.Sprintf("scope=%s secret=%s reject=%t", tok.Scope, secret, cfg.RejectUnmatched); got {
+		case "scope=one secret=one reject=true":
+			return "old"
+		case "scope=two secret=two reject=true":
+			return "new"
+		default:
+			return got
+		}
+	}
+	write := func(path, content string) { require.NoError(t, os.WriteFile(path, []byte(content), 0o600)) }
+	// inPlace writes content to path as an editor saving in place does: the same file, truncated, then
+	// written; each call of the returned step writes the next part, the last one closes the file.
+	inPlace := func(path string, parts ...string) []func() {
+		var f *os.File
+		steps := make([]func(), len(parts))
+		for i, p := range parts {
+			steps[i] = func() {
+				if i == 0 {
+					var err error
+					f, err = os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+					require.NoError(t, err)
+				}
+				_, err := f.WriteString(p)
+				require.NoError(t, err)
+				if i == len(parts)-1 {
+					require.NoError(t, f.Close())
+				}
+			}
+		}
+		return steps
+	}
+	// flat is routes.yaml and its secret file side by side.
+	flat := func(dir string) string {
+		write(filepath.Join(dir, "secret"), "secret-one\n")
+		write(filepath.Join(dir, "routes.yaml"), routeOne+reject)
+		return filepath.Join(dir, "routes.yaml")
+	}
+	// configMap is the layout the kubelet gives a ConfigMap or Secret volume: each file a symlink into
+	// ..data, itself a symlink to a timestamped directory.
+	configMap := func(dir string) string {
+		version := func(name, routes, secret string) {
+			require.NoError(t, os.Mkdir(filepath.Join(dir, name), 0o755))
+			write(filepath.Join(dir, name, "routes.yaml"), routes)
+			write(filepath.Join(dir, name, "secret"), secret)
+		}
+		version("..2026_01_01", routeOne+reject, "secret-one\n")
+		require.NoError(t, os.Symlink("..2026_01_01", filepath.Join(dir, "..data")))
+		for _, f := range []string{"routes.yaml", "secret"} {
+			require.NoError(t, os.Symlink(filepath.Join("..data", f), filepath.Join(dir, f)))
+		}
+		return filepath.Join(dir, "routes.yaml")
+	}
+
+	cases := []struct {
+		name  string
+		setup func(dir string) string // the files in service; returns routes.yaml's path
+		// steps change the files, with one poll after each: none of them may be served before the last.
+		steps func(dir string) []func()
+	}{{
+		name:  "routes.yaml written in place, its last line after a poll",
+		setup: flat,
+		steps: func(dir string) []func() {
+			return append([]func(){func() { write(filepath.Join(dir, "secret"), "secret-two\n") }},
+				inPlace(filepath.Join(dir, "routes.yaml"), routeTwo, reject)...)
+		},
+	}, {
+		name:  "routes.yaml truncated, then written",
+		setup: flat,
+		steps: func(dir string) []func() {
+			return append([]func(){func() { write(filepath.Join(dir, "secret"), "secret-two\n") }},
+				inPlace(filepath.Join(dir, "routes.yaml"), "", routeTwo+reject)...)
+		},
+	}, {
+		name:  "the secret file routes.yaml names, written in place in two steps",
+		setup: flat,
+		steps: func(dir string) []func() {
+			return append([]func(){func() { write(filepath.Join(dir, "routes.yaml"), routeTwo+reject) }},
+				inPlace(filepath.Join(dir, "secret"), "secret-t", "wo\n")...)
+		},
+	}, {
+		name:  "routes.yaml renamed into place",
+		setup: flat,
+		steps: func(dir string) []func() {
+			return []func(){func() {
+				write(filepath.Join(dir, "secret.tmp"), "secret-two\n")
+				write(filepath.Join(dir, "routes.yaml.tmp"), routeTwo+reject)
+				require.NoError(t, os.Rename(filepath.Join(dir, "secret.tmp"), filepath.Join(dir, "secret")))
+				require.NoError(t, os.Rename(filepath.Join(dir, "routes.yaml.tmp"), filepath.Join(dir, "routes.yaml")))
+			}}
+		},
+	}, {
+		name:  "a ConfigMap's ..data swapped",
+		setup: configMap,
+		steps: func(dir string) []func() {
+			return []func(){func() {
+				require.NoError(t, os.Mkdir(filepath.Join(dir, "..2026_01_02"), 0o755))
+				write(filepath.Join(dir, "..2026_01_02", "routes.yaml"), routeTwo+reject)
+				write(filepath.Join(dir, "..2026_01_02", "secret"), "secret-two\n")
+				require.NoError(t, os.Symlink("..2026_01_02", filepath.Join(dir, "..data_tmp")))
+				require.NoError(t, os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")))
+				require.NoError(t, os.RemoveAll(filepath.Join(dir, "..2026_01_01")))
+			}}
+		},
+	}}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			r := newTestReloader(t, c.setup(dir), "", nil)
+			require.Equal(t, "old", state(r.srv.Config()))
+			ctx := context.Background()
+			for i, step := range c.steps(dir) {
+				step()
+				r.poll(ctx)
+				require.Equal(t, "old", state(r.srv.Config()), "after step %d and a poll", i+1)
+			}
+			r.poll(ctx)
+			assert.Equal(t, "new", state(r.srv.Config()), "the second poll after the last step")
+			assert.Equal(t, 1.0, r.reloads(t, "success"))
+			assert.Zero(t, r.reloads(t, "failure"), "nothing refused on the way")
+			r.poll(ctx)
+			assert.Equal(t, 1.0, r.reloads(t, "success"), "and loaded once")
+		})
+	}
 }

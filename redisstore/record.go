@@ -33,8 +33,26 @@ type record struct {
 
 // seal encrypts t's record, bound to key so a record copied to another key does not open.
 func (s *Store) seal(key string, t *tokensource.Token) (string, error) {
-	plain, err := json.Marshal(record{Token: t.Value, Obtained: t.Obtained.UnixMilli(), Expiry: t.Expiry.UnixMilli(),
+	return s.sealJSON(key, record{Token: t.Value, Obtained: t.Obtained.UnixMilli(), Expiry: t.Expiry.UnixMilli(),
 		Scope: t.Scope, Source: t.LifetimeSource})
+}
+
+func (s *Store) open(key, sealed string) (*tokensource.Token, error) {
+	var r record
+	if err := s.openJSON(key, sealed, &r); err != nil {
+		return nil, err
+	}
+	if r.Token == "" {
+		return nil, errors.New("no token in the record")
+	}
+	t := tokensource.NewToken(r.Token, time.UnixMilli(r.Obtained), time.UnixMilli(r.Expiry))
+	t.Scope, t.LifetimeSource = r.Scope, r.Source
+	return t, nil
+}
+
+// sealJSON encrypts v's JSON with a version byte and a random nonce, with key as additional data.
+func (s *Store) sealJSON(key string, v any) (string, error) {
+	plain, err := json.Marshal(v)
 	if err != nil {
 		return "", err
 	}
@@ -46,20 +64,18 @@ func (s *Store) seal(key string, t *tokensource.Token) (string, error) {
 	return string(s.aead.Seal(out, out[1:], plain, []byte(key))), nil
 }
 
-func (s *Store) open(key, sealed string) (*tokensource.Token, error) {
+// openJSON decrypts what sealJSON sealed at key into v.
+func (s *Store) openJSON(key, sealed string, v any) error {
 	n := s.aead.NonceSize()
 	if len(sealed) < 1+n || sealed[0] != recordVersion {
-		return nil, fmt.Errorf("not a version %d record", recordVersion)
+		return fmt.Errorf("not a version %d record", recordVersion)
 	}
 	plain, err := s.aead.Open(nil, []byte(sealed[1:1+n]), []byte(sealed[1+n:]), []byte(key))
 	if err != nil {
-		return nil, errors.New("sealed under another key, or altered")
+		return errors.New("sealed under another key, or altered")
 	}
-	var r record
-	if err := json.Unmarshal(plain, &r); err != nil || r.Token == "" {
-		return nil, errors.New("no token in the record")
+	if err := json.Unmarshal(plain, v); err != nil {
+		return errors.New("not a record of this kind")
 	}
-	t := tokensource.NewToken(r.Token, time.UnixMilli(r.Obtained), time.UnixMilli(r.Expiry))
-	t.Scope, t.LifetimeSource = r.Scope, r.Source
-	return t, nil
+	return nil
 }

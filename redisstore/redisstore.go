@@ -1,8 +1,9 @@
 // Package redisstore is a tokensource.Store in Redis, so a fleet of sidecars shares one token per set of
-// credentials. Keys are HMACs of the credentials under the secret key, values are tokens sealed with
-// AES-256-GCM under it; every call is bounded by a short timeout, and whatever Redis does (down, slow,
-// full, a record tampered with or from another version) the store answers from its own memory: Redis
-// misbehaving never fails a request, and a record that does not open is a miss, never a token.
+// credentials. Keys are HMACs of the credentials under the secret key, values are tokens (and the fleet's
+// refusal holds, hold.go) sealed with AES-256-GCM under it; every call is bounded by a short timeout, and
+// whatever Redis does (down, slow, full, a record tampered with or from another version) the store answers
+// from its own memory: Redis misbehaving never fails a request, and a record that does not open is a miss,
+// never a token.
 package redisstore
 
 import (
@@ -138,6 +139,8 @@ type slot struct {
 	s        *Store
 	redisKey string
 	held     atomic.Pointer[held]
+	// holdUnreadable is set while the refusal hold in Redis does not open, so that it is logged once.
+	holdUnreadable atomic.Bool
 }
 
 // held is a token with the sealed record it came from or went to, so a refusal deletes exactly it.
@@ -273,32 +276,6 @@ func (sl *slot) Claim(ctx context.Context, have *tokensource.Token) (*tokensourc
 		case <-time.After(claimPoll):
 		}
 	}
-}
-
-// HoldRefusals records for the fleet that refusals fetch nothing before until.
-func (sl *slot) HoldRefusals(ctx context.Context, until time.Time) {
-	ttl := until.Sub(sl.s.now())
-	if ttl <= 0 {
-		return
-	}
-	call, cancel := sl.s.call(ctx)
-	defer cancel()
-	_ = sl.s.result("hold", sl.s.client.Set(call, sl.redisKey+":refused", until.UnixMilli(), ttl).Err())
-}
-
-// RefusalsHeld returns when the fleet lets refusals fetch again; zero when it does now, or when Redis
-// cannot say (the replica's own refusal backoff still applies).
-func (sl *slot) RefusalsHeld(ctx context.Context) time.Time {
-	call, cancel := sl.s.call(ctx)
-	defer cancel()
-	ms, err := sl.s.client.Get(call, sl.redisKey+":refused").Int64()
-	if errors.Is(err, redis.Nil) {
-		return time.Time{}
-	}
-	if sl.s.result("held", err) != nil {
-		return time.Time{}
-	}
-	return time.UnixMilli(ms)
 }
 
 // newer returns a token in Redis other than have, keeping it as this replica's copy, or nil.

@@ -13,6 +13,9 @@ const (
 	BackoffMin    = time.Second
 	BackoffMax    = time.Minute
 	RetryAfterMax = time.Hour
+	// RefusalBackoffMax is the longest refusal backoff; a hold read from a shared store ends no later than
+	// this after it began, nor after the moment it is read.
+	RefusalBackoffMax = BackoffMax
 )
 
 // backoff remembers a failing endpoint: how often it failed in a row, its last error, and when to ask again.
@@ -128,7 +131,7 @@ func (r *refusals) backingOff(now time.Time) time.Time {
 // refusalDelay is 1 s for the first refusal backoff, doubling up to 1 min.
 func refusalDelay(streak int) time.Duration {
 	if streak > 7 {
-		return BackoffMax
+		return RefusalBackoffMax
 	}
-	return min(BackoffMin<<(streak-1), BackoffMax)
+	return min(BackoffMin<<(streak-1), RefusalBackoffMax)
 }

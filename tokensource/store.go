@@ -35,6 +35,8 @@ type Slot interface {
 	// supplier refuses whatever the endpoint issues.
 	HoldRefusals(ctx context.Context, until time.Time)
 	// RefusalsHeld returns when refusals may fetch again, as any user of the store said; zero when they may.
+	// A shared store vouches for what it returns: a value it cannot tell a user of the store wrote is zero,
+	// and no hold ends later than RefusalBackoffMax after it began, nor after now.
 	RefusalsHeld(ctx context.Context) time.Time
 }
 
