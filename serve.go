@@ -101,6 +101,7 @@ func runServe(args []string, _ io.Reader, _, stderr io.Writer) int {
 			return 1
 		}
 		adminAddr = aln.Addr().String()
+		srv.ListensAlsoOn(aln.Addr())
 		adm = admin.New(srv, metrics, log)
 		metrics.ConfigLoaded(time.Now())
 		go func() {

@@ -153,6 +153,7 @@ type harnessOptions struct {
 	clientIdleTimeout     time.Duration
 	tokenTimeout          time.Duration
 	quiet                 bool // log warnings and errors only: load tests keep no line per request
+	systemDialer          bool // dial as in production (IP literals and localhost only), not the test name map
 }
 
 const defaultRoutes = `
@@ -203,7 +204,11 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		level = slog.LevelWarn
 	}
 	log := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: level}))
-	h.srv, err = New(cfg, Options{Logger: log, Metrics: h.metrics, DialContext: h.dial, RootCAs: h.upPool, Clock: h.clock,
+	dial := h.dial
+	if o.systemDialer {
+		dial = nil
+	}
+	h.srv, err = New(cfg, Options{Logger: log, Metrics: h.metrics, DialContext: dial, RootCAs: h.upPool, Clock: h.clock,
 		ResponseHeaderTimeout: o.responseHeaderTimeout, ReadHeaderTimeout: o.readHeaderTimeout, TokenTimeout: o.tokenTimeout,
 		ClientIdleTimeout: o.clientIdleTimeout})
 	require.NoError(t, err)

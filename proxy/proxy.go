@@ -65,6 +65,7 @@ type Server struct {
 	swapMu   sync.Mutex // one Swap at a time
 	cache    *tokensource.Cache
 	upstream *http.Transport
+	guard    *dialGuard
 	gp       *goproxy.ProxyHttpServer
 
 	http      *http.Server
@@ -93,9 +94,6 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	if opts.ClientIdleTimeout == 0 {
 		opts.ClientIdleTimeout = ClientIdleTimeout
 	}
-	if opts.DialContext == nil {
-		opts.DialContext = (&net.Dialer{Timeout: DialTimeout, KeepAlive: 30 * time.Second}).DialContext
-	}
 	s := &Server{
 		opts:    opts,
 		log:     opts.Logger,
@@ -103,6 +101,9 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 		cache: tokensource.NewCache(tokensource.CacheOptions{Clock: opts.Clock, Logger: opts.Logger, Metrics: opts.Metrics,
 			Store: opts.TokenStore}),
 	}
+	// Every dial, upstream or tunnel, goes through the guard (nil DialContext: the system's dialer).
+	s.guard = newDialGuard(s, opts.DialContext)
+	s.opts.DialContext = s.guard.DialContext
 	snap, err := s.newSnapshot(cfg, nil)
 	if err != nil {
 		return nil, err
@@ -111,7 +112,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	s.snap.Store(snap)
 	s.upstream = &http.Transport{
 		Proxy:                 nil, // never HTTP_PROXY: in a pod it points at this very proxy
-		DialContext:           opts.DialContext,
+		DialContext:           s.opts.DialContext,
 		TLSClientConfig:       &tls.Config{RootCAs: opts.RootCAs, MinVersion: tls.VersionTLS12},
 		TLSHandshakeTimeout:   TLSHandshakeTimeout,
 		ResponseHeaderTimeout: opts.ResponseHeaderTimeout,
@@ -189,6 +190,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // Serve accepts proxy connections on l until Shutdown.
 func (s *Server) Serve(l net.Listener) error {
+	s.guard.addOwn(l.Addr())
 	s.listening.Store(true)
 	err := s.http.Serve(trackingListener{Listener: l, t: s.conns})
 	if errors.Is(err, http.ErrServerClosed) {
@@ -196,6 +198,10 @@ func (s *Server) Serve(l net.Listener) error {
 	}
 	return err
 }
+
+// ListensAlsoOn tells the proxy of another listener of this process (the admin endpoints): a gateway
+// never connects its clients there.
+func (s *Server) ListensAlsoOn(a net.Addr) { s.guard.addOwn(a) }
 
 // Draining reports whether a drain has begun (StartDrain or Shutdown).
 func (s *Server) Draining() bool { return s.draining.Load() }

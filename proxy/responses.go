@@ -39,6 +39,11 @@ func (s *Server) tokenFailure(req *http.Request, x *exchange, err error) *http.R
 }
 
 func (s *Server) upstreamFailure(req *http.Request, x *exchange, err error) *http.Response {
+	if errors.Is(err, errForbiddenAddress) {
+		x.step, x.err = StepPolicy, err
+		return refusal(req, http.StatusForbidden, fmt.Sprintf("tokenproxy: %s was not reached: %v. This proxy listens "+
+			"beyond loopback, so it reaches such addresses only for hosts a route names\n", x.host, err))
+	}
 	x.step, x.err = StepUpstream, err
 	status := http.StatusBadGateway
 	var ne net.Error
