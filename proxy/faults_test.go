@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net"
@@ -223,19 +222,6 @@ func TestFaultsOfTheUpstream(t *testing.T) {
 
 // Malformed and tricky requests: each gets a clear answer, and none carries a token where it should not.
 func TestMalformedRequests(t *testing.T) {
-	raw := func(t *testing.T, h *harness, request string) (*http.Response, string) {
-		t.Helper()
-		c, err := net.Dial("tcp", h.proxyURL.Host)
-		require.NoError(t, err)
-		defer c.Close()
-		require.NoError(t, c.SetDeadline(time.Now().Add(10*time.Second)))
-		_, err = io.WriteString(c, request)
-		require.NoError(t, err)
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		require.NoError(t, err)
-		body, _ := io.ReadAll(resp.Body)
-		return resp, string(body)
-	}
 	for _, tt := range []struct {
 		name, request string
 		status        int
@@ -252,7 +238,7 @@ func TestMalformedRequests(t *testing.T) {
 				up := newUpstream(t, nil, false, nil)
 				h.route("supplier.test:80", up)
 				h.route("evil.test:80", up)
-				resp, body := raw(t, h, tt.request)
+				resp, body := h.rawRequest(t, tt.request)
 				assert.Equal(t, tt.status, resp.StatusCode)
 				assert.Contains(t, body, tt.body)
 				assert.Empty(t, up.requests(), "nothing went upstream")
@@ -266,7 +252,7 @@ func TestMalformedRequests(t *testing.T) {
 		withFault(t, defaultRoutes, harnessOptions{}, func(t *testing.T, h *harness) {
 			up := newUpstream(t, nil, false, nil)
 			h.route("supplier.test:80", up)
-			resp, _ := raw(t, h, "POST http://supplier.test/ HTTP/1.1\r\nHost: supplier.test\r\nContent-Length: 50\r\n"+
+			resp, _ := h.rawRequest(t, "POST http://supplier.test/ HTTP/1.1\r\nHost: supplier.test\r\nContent-Length: 50\r\n"+
 				"Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
 			assert.Equal(t, http.StatusOK, resp.StatusCode)
 			got := up.last(t)
@@ -279,7 +265,7 @@ func TestMalformedRequests(t *testing.T) {
 			up, evil := newUpstream(t, nil, false, nil), newUpstream(t, nil, false, nil)
 			h.route("supplier.test:80", up)
 			h.route("evil.test:80", evil)
-			resp, _ := raw(t, h, "GET http://supplier.test/ HTTP/1.1\r\nHost: evil.test\r\n\r\n")
+			resp, _ := h.rawRequest(t, "GET http://supplier.test/ HTTP/1.1\r\nHost: evil.test\r\n\r\n")
 			assert.Equal(t, http.StatusOK, resp.StatusCode)
 			assert.Equal(t, "supplier.test", up.last(t).Host, "the URL decides, never the header")
 			assert.Empty(t, evil.requests())
@@ -289,7 +275,7 @@ func TestMalformedRequests(t *testing.T) {
 		withFault(t, defaultRoutes, harnessOptions{}, func(t *testing.T, h *harness) {
 			up := newUpstream(t, nil, false, nil)
 			h.route("supplier.test:80", up) // the one canonical form is what is dialled
-			resp, _ := raw(t, h, "GET http://SUPPLIER.test./x HTTP/1.1\r\nHost: SUPPLIER.test.\r\n\r\n")
+			resp, _ := h.rawRequest(t, "GET http://SUPPLIER.test./x HTTP/1.1\r\nHost: SUPPLIER.test.\r\n\r\n")
 			assert.Equal(t, http.StatusOK, resp.StatusCode)
 			assert.Equal(t, "Bearer "+testTokenPrefix+"1", up.last(t).Header.Get("Authorization"), "the same host, the same route")
 			assert.Equal(t, "supplier.test", up.last(t).Host, "and the same host in Host")
@@ -299,7 +285,7 @@ func TestMalformedRequests(t *testing.T) {
 		withFault(t, defaultRoutes, harnessOptions{}, func(t *testing.T, h *harness) {
 			up := newUpstream(t, nil, false, nil)
 			h.route("supplier.test:80", up)
-			resp, _ := raw(t, h, fmt.Sprintf("GET http://%s/ HTTP/1.1\r\nHost: %s\r\n\r\n", up.Listener.Addr(), up.Listener.Addr()))
+			resp, _ := h.rawRequest(t, fmt.Sprintf("GET http://%s/ HTTP/1.1\r\nHost: %s\r\n\r\n", up.Listener.Addr(), up.Listener.Addr()))
 			assert.Equal(t, http.StatusOK, resp.StatusCode)
 			assert.Empty(t, up.last(t).Header.Get("Authorization"), "routes match names as written: an address is another host")
 		})
