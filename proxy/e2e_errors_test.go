@@ -208,7 +208,7 @@ func TestEchoedCredentialsNeverReachTheAppOrTheLog(t *testing.T) {
 	h.tokens.failBody.Store(&echo)
 	resp, body := h.get(nil, "http://fresh.test/", nil)
 	assert.Equal(t, http.StatusBadGateway, resp.StatusCode)
-	assert.Contains(t, body, "cause: answered 401 invalid_client (secret [redacted] and key [redacted] refused)")
+	assert.Contains(t, body, "cause: answered 401 invalid_client (secret *** and key *** refused)")
 	assert.NotContains(t, body, testClientSecret)
 	assert.NotContains(t, body, "supplier-api-key-31")
 	assert.NotContains(t, h.logs.String(), "supplier-api-key-31") // the harness checks the secret itself at cleanup
@@ -223,7 +223,7 @@ func TestEchoedCredentialsNeverReachTheAppOrTheLog(t *testing.T) {
 	h2.route("fresh.test:80", newUpstream(t, nil, false, nil))
 	resp, body = h2.get(nil, "http://fresh.test/", nil)
 	assert.Equal(t, http.StatusBadGateway, resp.StatusCode)
-	assert.Contains(t, body, "access_token=[redacted]&token_type=bearer")
+	assert.Contains(t, body, "form fields access_token, token_type (values not shown)")
 	for _, piece := range []string{"issued-token", "ab%2B", "ab+/"} {
 		assert.NotContains(t, body, piece)
 		assert.NotContains(t, h2.logs.String(), piece)
