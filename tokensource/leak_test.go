@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"unicode"
+
+	"github.com/stretchr/testify/assert"
 )
 
 // The oracle of the leak tests, written apart from the code it checks: it names the credential and the
@@ -78,6 +80,27 @@ func (ix leakIndex) assertNoLeak(t testing.TB, where, text string) {
 	if what := ix.leak(text); what != "" {
 		t.Errorf("%s shows the %s", where, what)
 	}
+}
+
+// assertContains checks that text contains want; it prints text only when the oracle found no
+// credential in it, and otherwise names the form found.
+func (ix leakIndex) assertContains(t testing.TB, text, want string, msg ...any) bool {
+	t.Helper()
+	if what := ix.leak(text); what != "" {
+		t.Errorf("the text that should contain %q shows the %s %v", want, what, msg)
+		return false
+	}
+	return assert.Contains(t, text, want, msg...)
+}
+
+// assertEqual is assertContains for the whole text.
+func (ix leakIndex) assertEqual(t testing.TB, want, text string, msg ...any) bool {
+	t.Helper()
+	if what := ix.leak(text); what != "" {
+		t.Errorf("the text that should be %q shows the %s %v", want, what, msg)
+		return false
+	}
+	return assert.Equal(t, want, text, msg...)
 }
 
 var percentEscape = regexp.MustCompile(`%[0-9a-fA-F]{2}`)

@@ -166,7 +166,7 @@ func TestAnEndpointsEchoShowsNoCredential(t *testing.T) {
 			leaks := echoLeakIndex(got)
 			assertShowsNoCredential(t, leaks, e)
 			for _, want := range tt.want {
-				assert.Contains(t, e.Error(), want)
+				leaks.assertContains(t, e.Error(), want)
 			}
 		})
 	}
@@ -222,8 +222,9 @@ func TestANetworkErrorQuotingTheEndpointShowsNoCredential(t *testing.T) {
 	e, ok := AsError(err)
 	require.True(t, ok)
 	assert.Equal(t, KindNetwork, e.Kind)
-	assert.Contains(t, e.Cause(), "malformed MIME header", "Go's words stay")
-	assertShowsNoCredential(t, echoLeakIndex(got), e)
+	leaks := echoLeakIndex(got)
+	assertShowsNoCredential(t, leaks, e)
+	leaks.assertContains(t, e.Cause(), "malformed MIME header", "Go's words stay")
 }
 
 func writeRaw(w *bufio.ReadWriter, s string) {
@@ -256,4 +257,23 @@ func TestHarmlessAnswersComeThrough(t *testing.T) {
 		require.True(t, ok)
 		assert.Equal(t, tt.want, e.Cause())
 	}
+}
+
+// The endpoint's words joined to tokenproxy's own can spell a credential neither shows alone (here the
+// description's last seven characters and the parenthesis that closes it): the whole message is checked.
+func TestTheWholeMessageIsChecked(t *testing.T) {
+	const joined = "Xq7-wz4)" // a secret that ends in the character Cause writes after a description
+	ts := newTokenServer(t, func(_ int64, w http.ResponseWriter) {
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = w.Write([]byte(`{"error":"invalid_client","error_description":"bad Xq7-wz4"}`))
+	})
+	f, err := NewFetcher(Config{TokenURL: ts.URL, ClientID: echoClientID, ClientSecret: joined}, Options{})
+	require.NoError(t, err)
+	_, err = f.Fetch(context.Background())
+	e, ok := AsError(err)
+	require.True(t, ok)
+	leaks := newLeakIndex(credential{"client secret", joined, true})
+	leaks.assertEqual(t, "bad Xq7-wz4", e.Description, "seven characters alone are no run of the secret")
+	assertShowsNoCredential(t, leaks, e)
+	leaks.assertEqual(t, "answered 400 invalid_client (bad ***", e.Cause())
 }
