@@ -167,7 +167,7 @@ func (f *Fetcher) remember(style AuthStyle) {
 func rejectsClient(err error) bool {
 	e, ok := AsError(err)
 	return ok && e.Kind == KindStatus && (e.StatusCode == http.StatusBadRequest || e.StatusCode == http.StatusUnauthorized) &&
-		(e.Code == "invalid_client" || e.Code == "")
+		(e.Code == "invalid_client" || e.Code == "" && !e.CodeUnregistered)
 }
 
 func (f *Fetcher) fetch(ctx context.Context, style AuthStyle) (*Token, error) {
