@@ -39,7 +39,11 @@ type filter struct {
 }
 
 func newFilter(secrets []secret) *filter {
-	f := &filter{runs: map[uint64]struct{}{}, skel: map[uint64]struct{}{}}
+	size := 0
+	for _, s := range secrets {
+		size += 12 * len(s.value) // hex, and two alphabets at three alignments of base64
+	}
+	f := &filter{runs: make(map[uint64]struct{}, size), skel: make(map[uint64]struct{}, size)}
 	for _, s := range secrets {
 		v := s.value
 		if v == "" {
@@ -76,12 +80,18 @@ func (f *filter) add(form string, raw bool) {
 		}
 	}
 	for i := 0; i+minRun <= len(skel); i++ {
-		f.skel[pack(string(skel[i:]))] = struct{}{}
+		f.skel[packBytes(skel[i:])] = struct{}{}
 	}
 }
 
 // pack is the first minRun bytes of s as one number.
-func pack(s string) uint64 { return binary.LittleEndian.Uint64([]byte(s[:minRun])) }
+func pack(s string) uint64 {
+	var b [minRun]byte
+	copy(b[:], s)
+	return binary.LittleEndian.Uint64(b[:])
+}
+
+func packBytes(b []byte) uint64 { return binary.LittleEndian.Uint64(b[:minRun]) }
 
 // find marks the bytes of normalised text t that belong to a credential; found is false when none do.
 func (f *filter) find(t string) (marks []bool, found bool) {
@@ -109,7 +119,7 @@ func (f *filter) find(t string) (marks []bool, found bool) {
 		}
 	}
 	for i := 0; i+minRun <= len(skel); i++ {
-		if _, ok := f.skel[pack(string(skel[i:]))]; ok {
+		if _, ok := f.skel[packBytes(skel[i:])]; ok {
 			mark(at[i], at[i+minRun-1]+1) // with what stood between them
 		}
 	}
