@@ -16,7 +16,8 @@ import (
 
 // expand fills an answer template with forms of what the request carried, so that the fuzzer works with
 // the credentials of this very request: {S} the secret, {SU} upper-cased, {SH} hex, {SB} base64, {SP}
-// percent-encoded, {SF} fullwidth, {SZ} split by zero-width spaces, {SE} HTML entities, {SJ} JSON
+// percent-encoded, {SF} fullwidth, {SZ} split by zero-width spaces, {ST} each character in an HTML tag,
+// {SE} HTML entities, {SJ} JSON
 // escapes, {SC} cut short, {B} the request body in base64, {A} the Authorization header, {C} the client
 // assertion, {T} the token issued before, {K} the gateway key, {R} the route key. A name ending in '_'
 // (such as {SH_}) is the form split by spaces every 9 characters, too short to be taken for a token, so
@@ -35,6 +36,7 @@ func expand(template, secretValue string, sent sentRequest, authorization string
 			return string(r)
 		}),
 		"SZ": mapRunes(secretValue, func(r rune) string { return string(r) + "\u200b" }),
+		"ST": mapRunes(secretValue, func(r rune) string { return "<i>" + string(r) + "</i>" }),
 		"SE": mapRunes(secretValue, func(r rune) string { return fmt.Sprintf("&#%d;", r) }),
 		"SJ": mapRunes(secretValue, func(r rune) string { return fmt.Sprintf(`\\u%04x`, r) }),
 		"SC": secretValue[:len(secretValue)*3/4],

@@ -29,8 +29,8 @@ type secret struct {
 
 // filter finds a route's credentials in normalised text: every run of minRun characters of any form of
 // any credential (as normalised text would show it, in hex, and in base64 of either alphabet at each of
-// the three alignments), case-insensitively, and again with all but letters and digits left out, so that
-// spaces, dots or invisible characters put between a credential's characters do not hide it. A nil
+// the three alignments), case-insensitively, and again with all but letters and digits (and HTML tags)
+// left out, so that spaces, dots or tags put between a credential's characters do not hide it. A nil
 // filter knows no credentials.
 type filter struct {
 	runs  map[uint64]struct{} // minRun characters of a form, lower-cased
@@ -73,16 +73,46 @@ func (f *filter) add(form string, raw bool) {
 	} else if raw && len(lower) >= minShort {
 		f.short = append(f.short, lower)
 	}
-	skel := make([]byte, 0, len(lower))
-	for i := 0; i < len(lower); i++ {
-		if isAlnum(lower[i]) {
-			skel = append(skel, lower[i])
-		}
-	}
+	skel, _ := skeleton(lower)
 	for i := 0; i+minRun <= len(skel); i++ {
 		f.skel[packBytes(skel[i:])] = struct{}{}
 	}
 }
+
+// skeleton returns the letters and digits of s outside HTML tags (which a page would not show, so they
+// cannot split a credential for a reader of one), and where each is in s.
+func skeleton(s string) (skel []byte, at []int) {
+	skel, at = make([]byte, 0, len(s)), make([]int, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		if end := tagEnd(s, i); end > i {
+			i = end
+			continue
+		}
+		if isAlnum(s[i]) {
+			skel, at = append(skel, s[i]), append(at, i)
+		}
+	}
+	return skel, at
+}
+
+// tagEnd returns where the HTML tag or comment starting at s[i] ends ('>'), or i when none starts there.
+func tagEnd(s string, i int) int {
+	if s[i] != '<' || i+1 >= len(s) || !(isAlnum(s[i+1]) || strings.IndexByte("/!?", s[i+1]) >= 0) {
+		return i
+	}
+	for j := i + 1; j < len(s) && j < i+maxTag; j++ {
+		switch s[j] {
+		case '>':
+			return j
+		case '<':
+			return i
+		}
+	}
+	return i
+}
+
+// maxTag bounds how long an HTML tag can be.
+const maxTag = 256
 
 // pack is the first minRun bytes of s as one number.
 func pack(s string) uint64 {
@@ -111,13 +141,7 @@ func (f *filter) find(t string) (marks []bool, found bool) {
 			mark(i, i+minRun)
 		}
 	}
-	var at []int // where each letter and digit of t is
-	var skel []byte
-	for i := 0; i < len(lower); i++ {
-		if isAlnum(lower[i]) {
-			at, skel = append(at, i), append(skel, lower[i])
-		}
-	}
+	skel, at := skeleton(lower)
 	for i := 0; i+minRun <= len(skel); i++ {
 		if _, ok := f.skel[packBytes(skel[i:])]; ok {
 			mark(at[i], at[i+minRun-1]+1) // with what stood between them

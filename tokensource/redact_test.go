@@ -120,6 +120,8 @@ func TestAnEndpointsEchoShowsNoCredential(t *testing.T) {
 			[]string{"invalid_client (secret *** is wrong)"}},
 		{"Cyrillic look-alikes, spaced", "", "", errorJSON("error", "invalid_client", "error_description", "secret "+cyrillic),
 			[]string{"invalid_client (secret ***)"}},
+		{"HTML tags between its characters", "", "", errorJSON("error", "invalid_client", "error_description", "secret <b>"+strings.Join(strings.Split(echoSecret, ""), "</b><i>")+"</i> is wrong"),
+			[]string{"invalid_client (secret <b>***</i> is wrong)"}},
 		{"JSON escapes as text", "", "", errorJSON("error", "invalid_client", "error_description", "secret "+jsonEscaped),
 			[]string{"invalid_client (secret ***)"}},
 		{"error_uri with a token", "", "", errorJSON("error", "invalid_client", "error_description", "Client authentication failed",
