@@ -71,7 +71,7 @@ type sealedTexts struct{ error, cause, hint string }
 // seal fixes the error's texts once its fields are final, each passed through the route's credentials as
 // a whole.
 func (e *Error) seal(f *filter) {
-	e.sealed = nil
+	e.sealed = nil // rendered from the fields, not from an earlier seal
 	e.sealed = &sealedTexts{error: f.guard(e.Error()), cause: f.guard(e.Cause()), hint: f.guard(e.Hint())}
 }
 

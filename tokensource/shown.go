@@ -125,11 +125,10 @@ func dropOpaque(t string, strict bool, keep []string) string {
 
 // plainWord reports a word of letters only, capitalised or not, or in capitals.
 func plainWord(w string) bool {
-	lower, upper := 0, 0
+	upper := 0
 	for i := 0; i < len(w); i++ {
 		switch c := w[i]; {
 		case c >= 'a' && c <= 'z':
-			lower++
 		case c >= 'A' && c <= 'Z':
 			upper++
 		default:
@@ -274,15 +273,19 @@ func (f *filter) shownBody(body []byte) string {
 // keysText lists shown key names and counts the hidden ones.
 func keysText(shown []string, hidden int) string {
 	list := strings.Join(shown, ", ")
+	why := " (not identifier-like)"
+	if len(shown) == maxKeys {
+		why = ""
+	}
 	switch {
 	case hidden == 0 && list == "":
 		return "none"
 	case hidden == 0:
 		return list
 	case list == "":
-		return fmt.Sprintf("%d not shown (not identifier-like)", hidden)
+		return fmt.Sprintf("%d not shown%s", hidden, why)
 	}
-	return fmt.Sprintf("%s and %d more not shown (not identifier-like)", list, hidden)
+	return fmt.Sprintf("%s and %d more not shown%s", list, hidden, why)
 }
 
 // formBody is a body of form fields: name=value pairs joined by '&'.
