@@ -73,18 +73,21 @@ func (f *filter) add(form string, raw bool) {
 	} else if raw && len(lower) >= minShort {
 		f.short = append(f.short, lower)
 	}
-	skel, _ := skeleton(lower)
-	for i := 0; i+minRun <= len(skel); i++ {
-		f.skel[packBytes(skel[i:])] = struct{}{}
+	for _, page := range []bool{false, true} {
+		skel, _ := skeleton(lower, page)
+		for i := 0; i+minRun <= len(skel); i++ {
+			f.skel[packBytes(skel[i:])] = struct{}{}
+		}
 	}
 }
 
-// skeleton returns the letters and digits of s outside HTML tags (which a page would not show, so they
-// cannot split a credential for a reader of one), and where each is in s.
-func skeleton(s string) (skel []byte, at []int) {
+// skeleton returns the letters and digits of s, and where each is in s; with page, those outside HTML
+// tags only, as a page shows s (so tags cannot split a credential for a reader of one). Text is read both
+// ways: "s<3cr>et" is a credential in plain text, "s<b></b>3cret" in a page.
+func skeleton(s string, page bool) (skel []byte, at []int) {
 	skel, at = make([]byte, 0, len(s)), make([]int, 0, len(s))
 	for i := 0; i < len(s); i++ {
-		if end := tagEnd(s, i); end > i {
+		if end := tagEnd(s, i); page && end > i {
 			i = end
 			continue
 		}
@@ -141,10 +144,12 @@ func (f *filter) find(t string) (marks []bool, found bool) {
 			mark(i, i+minRun)
 		}
 	}
-	skel, at := skeleton(lower)
-	for i := 0; i+minRun <= len(skel); i++ {
-		if _, ok := f.skel[packBytes(skel[i:])]; ok {
-			mark(at[i], at[i+minRun-1]+1) // with what stood between them
+	for _, page := range []bool{false, true} {
+		skel, at := skeleton(lower, page)
+		for i := 0; i+minRun <= len(skel); i++ {
+			if _, ok := f.skel[packBytes(skel[i:])]; ok {
+				mark(at[i], at[i+minRun-1]+1) // with what stood between them
+			}
 		}
 	}
 	for _, s := range f.short {

@@ -51,12 +51,14 @@ func TestNormalizeSecretKeepsASCIIBesideForeignLetters(t *testing.T) {
 func TestTheRunsOfACredentialAreFoundInEveryForm(t *testing.T) {
 	f := newFilter([]secret{{"Secret-Value-42", true}, {"body=x&client_secret=abc", false}})
 	for name, text := range map[string]string{
-		"a run of 8":          "value: ret-Valu",
-		"case":                "SECRET-VALUE-42",
-		"spaced out":          "s e c r e t v a l",
-		"hex":                 "5365637265742d56616c7565",
-		"base64 shifted by 1": "ZWNyZXQtVmFsdWUtNDI",
-		"the body in base64":  "Ym9keT14JmNsaWVudF9zZWNyZXQ9YWJj",
+		"a run of 8":                         "value: ret-Valu",
+		"case":                               "SECRET-VALUE-42",
+		"spaced out":                         "s e c r e t v a l",
+		"inside what a page takes for a tag": "Sec ret <Val ue 42>",
+		"split by tags":                      "Se<b>cr</b>et<i>-Val</i>ue",
+		"hex":                                "5365637265742d56616c7565",
+		"base64 shifted by 1":                "ZWNyZXQtVmFsdWUtNDI",
+		"the body in base64":                 "Ym9keT14JmNsaWVudF9zZWNyZXQ9YWJj",
 	} {
 		assert.False(t, f.clean(text), name)
 	}
