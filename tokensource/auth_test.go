@@ -209,6 +209,7 @@ func TestAuthStyleAuto(t *testing.T) {
 		{"body after bare 400", AuthBody, 400, ``, []int64{2, 3}, AuthBody, true},
 		{"5xx never flips", "", 503, `{"error":"temporarily_unavailable"}`, []int64{1, 2}, "", false},
 		{"other OAuth errors never flip", AuthBody, 400, `{"error":"invalid_scope"}`, []int64{1, 2}, "", false},
+		{"an unregistered code never flips", AuthBody, 401, `{"error":"unauthorized"}`, []int64{1, 2}, "", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -54,7 +54,8 @@ func tokenEndpointFrom(ctx context.Context, client *http.Client, docURL, issuer 
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return "", err
+		// Go quotes what a broken server sent: shown by the rules of a token endpoint's answer.
+		return "", errors.New((*filter)(nil).text(err.Error(), maxDescription, false, req.URL.Host, req.URL.Hostname()))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -71,7 +72,11 @@ func tokenEndpointFrom(ctx context.Context, client *http.Client, docURL, issuer 
 		return "", errors.New("not a JSON metadata document")
 	}
 	if meta.Issuer != "" && strings.TrimSuffix(meta.Issuer, "/") != strings.TrimSuffix(issuer, "/") {
-		return "", fmt.Errorf("names issuer %s, not %s", DisplayURL(meta.Issuer), DisplayURL(issuer))
+		named := (*filter)(nil).shownURI(meta.Issuer)
+		if named == "" {
+			named = "another one"
+		}
+		return "", fmt.Errorf("names issuer %s, not %s", named, DisplayURL(issuer))
 	}
 	if mtls && meta.MTLSAliases.TokenEndpoint != "" {
 		return meta.MTLSAliases.TokenEndpoint, nil

@@ -24,19 +24,34 @@ const (
 	KindTooLarge Kind = "too-large"
 )
 
-// Error is a failed token request. It never holds the client secret or a token.
+// Error is a failed token request. Of what the token endpoint answered it holds only what is safe to show
+// by construction (see shown.go): never the client secret, a token, or any other credential of the route,
+// in any encoding.
 type Error struct {
 	Kind     Kind
 	TokenURL string // without query or user info
 	// StatusCode is the HTTP status of the answer; 0 for KindNetwork.
 	StatusCode int
-	// Code, Description and URI are the RFC 6749 §5.2 error fields, when the answer has them.
-	Code, Description, URI string
-	// Snippet is the start of a body that is not JSON, with long opaque runs redacted.
-	Snippet string
-	// TokenPath and Keys explain KindNoToken: the keys found where the path stopped, never their values.
-	TokenPath string
-	Keys      []string
+	// Code is the RFC 6749 §5.2 error code when it is a registered one; CodeUnregistered is set when the
+	// answer had another, which is not shown.
+	Code             string
+	CodeUnregistered bool
+	// Description is the answer's error_description with every credential and anything that could be a
+	// token removed; URI its error_uri as scheme, host and path.
+	Description, URI string
+	// Snippet says what a 2xx body that is not JSON holds (a form's field names, or the start of its text
+	// without anything that could be a token); ContentType and BodyBytes describe it.
+	Snippet     string
+	ContentType string
+	BodyBytes   int
+	// TokenPath and Keys explain KindNoToken: the names of the keys found where the path stopped that read
+	// as identifiers, never their values; HiddenKeys counts the others.
+	TokenPath  string
+	Keys       []string
+	HiddenKeys int
+	// Reason is what went wrong for KindNetwork, in words safe to show; Err keeps the error itself for
+	// errors.Is and errors.As, and its text is never shown.
+	Reason string
 	// Timeout is set when a network error was a timeout.
 	Timeout bool
 	// RetryAfter is the endpoint's Retry-After, when it sent one.
@@ -46,35 +61,63 @@ type Error struct {
 	AuthStyle AuthStyle
 	Sent      AuthStyle
 	Err       error
+
+	// sealed holds the texts as the fetcher fixed them, checked against the route's credentials.
+	sealed *sealedTexts
+}
+
+type sealedTexts struct{ error, cause, hint string }
+
+// seal fixes the error's texts once its fields are final, each passed through the route's credentials as
+// a whole.
+func (e *Error) seal(f *filter) {
+	e.sealed = nil // rendered from the fields, not from an earlier seal
+	e.sealed = &sealedTexts{error: f.guard(e.Error()), cause: f.guard(e.Cause()), hint: f.guard(e.Hint())}
 }
 
 func (e *Error) Error() string {
+	if e.sealed != nil {
+		return e.sealed.error
+	}
 	return "tokensource: token endpoint " + e.TokenURL + ": " + e.Cause()
 }
 
 // Cause says what went wrong, without the token endpoint: "answered 401 invalid_client (...)".
 func (e *Error) Cause() string {
+	if e.sealed != nil {
+		return e.sealed.cause
+	}
 	var b strings.Builder
 	switch e.Kind {
 	case KindNetwork:
-		fmt.Fprintf(&b, "request failed: %v", e.Err)
+		reason := e.Reason
+		if reason == "" {
+			reason = "the connection failed"
+		}
+		fmt.Fprintf(&b, "request failed: %s", reason)
 	case KindStatus:
 		fmt.Fprintf(&b, "answered %d", e.StatusCode)
 		if e.Code != "" {
 			fmt.Fprintf(&b, " %s", e.Code)
+		} else if e.CodeUnregistered {
+			fmt.Fprintf(&b, " %s", UnregisteredCode)
 		}
 		if e.Description != "" {
 			fmt.Fprintf(&b, " (%s)", e.Description)
 		}
+		if e.URI != "" {
+			fmt.Fprintf(&b, " see %s", e.URI)
+		}
 	case KindNotJSON:
-		fmt.Fprintf(&b, "answered %d with a body that is not a JSON object: %q", e.StatusCode, e.Snippet)
+		fmt.Fprintf(&b, "answered %d with a body that is not a JSON object: %s (%s, %d bytes)", e.StatusCode,
+			e.Snippet, e.ContentType, e.BodyBytes)
 	case KindNoToken:
 		fmt.Fprintf(&b, "answered %d but tokenPath %q found no token; keys present: %s",
-			e.StatusCode, e.TokenPath, strings.Join(e.Keys, ", "))
+			e.StatusCode, e.TokenPath, keysText(e.Keys, e.HiddenKeys))
 	case KindTooLarge:
 		fmt.Fprintf(&b, "answered %d with a body over %d bytes", e.StatusCode, MaxResponseBytes)
 	default:
-		fmt.Fprintf(&b, "%v", e.Err)
+		b.WriteString("failed")
 	}
 	return b.String()
 }
@@ -94,6 +137,9 @@ func (e *Error) Style() AuthStyle {
 
 // Hint is one sentence telling the operator what to check; empty when there is nothing specific.
 func (e *Error) Hint() string {
+	if e.sealed != nil {
+		return e.sealed.hint
+	}
 	switch {
 	case e.Code == "invalid_client" || e.StatusCode == 401:
 		switch e.AuthStyle {
@@ -116,7 +162,7 @@ func (e *Error) Hint() string {
 	case e.Code == "invalid_request" || e.StatusCode == 400 || e.StatusCode == 415:
 		return "check requestStyle (form or json) and authStyle"
 	case e.Kind == KindNoToken:
-		return fmt.Sprintf("check tokenPath; keys present: %s", strings.Join(e.Keys, ", "))
+		return "check tokenPath; keys present: " + keysText(e.Keys, e.HiddenKeys)
 	case e.Kind == KindNotJSON:
 		return "check tokenUrl: it does not look like a token endpoint"
 	case e.Kind == KindNetwork && e.Timeout:

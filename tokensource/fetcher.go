@@ -18,15 +18,17 @@ import (
 
 // Fetcher makes token requests for one Config.
 type Fetcher struct {
-	route  string
-	cfg    Config
-	redact *redactor // the route's credentials, hunted for in what the endpoint answers
-	key    string
-	client *http.Client
-	clock  Clock
-	log    *slog.Logger
+	route   string
+	cfg     Config
+	secrets []secret // the route's credentials, never shown from what the endpoint answers
+	key     string
+	client  *http.Client
+	clock   Clock
+	log     *slog.Logger
 	// detected is the style authStyle auto settled on; nil until one worked.
 	detected atomic.Pointer[AuthStyle]
+	// issued is the last token the endpoint issued, a credential too if a later answer echoes it.
+	issued atomic.Pointer[string]
 }
 
 // Options are the parts of a Fetcher that tests and the proxy replace; zero values are production defaults.
@@ -74,7 +76,7 @@ func NewFetcher(cfg Config, opts Options) (*Fetcher, error) {
 			return nil
 		},
 	}
-	return &Fetcher{route: opts.Route, cfg: cfg, redact: newRedactor(credentialsOf(cfg)), key: cfg.key(), client: client,
+	return &Fetcher{route: opts.Route, cfg: cfg, secrets: credentialsOf(cfg), key: cfg.key(), client: client,
 		clock: opts.Clock, log: opts.Logger}, nil
 }
 
@@ -165,41 +167,79 @@ func (f *Fetcher) remember(style AuthStyle) {
 func rejectsClient(err error) bool {
 	e, ok := AsError(err)
 	return ok && e.Kind == KindStatus && (e.StatusCode == http.StatusBadRequest || e.StatusCode == http.StatusUnauthorized) &&
-		(e.Code == "invalid_client" || e.Code == "")
+		(e.Code == "invalid_client" || e.Code == "" && !e.CodeUnregistered)
 }
 
 func (f *Fetcher) fetch(ctx context.Context, style AuthStyle) (*Token, error) {
-	tok, err := f.request(ctx, style)
+	req, sent, err := newRequest(ctx, f.cfg, style, f.clock.Now())
+	if err != nil {
+		return nil, err
+	}
+	creds := f.filter(sent)
+	a, err := f.exchange(req, creds)
+	if err != nil {
+		return f.settle(nil, err, style, creds)
+	}
+	tok, err := f.read(a, creds)
+	return f.settle(tok, err, style, creds)
+}
+
+// settle completes a fetch's outcome: an *Error learns the styles and has its texts sealed against every
+// credential the request carried; a token is remembered as one.
+func (f *Fetcher) settle(tok *Token, err error, style AuthStyle, creds func() *filter) (*Token, error) {
 	if e, ok := err.(*Error); ok {
 		e.AuthStyle, e.Sent = f.cfg.AuthStyle, style
+		e.seal(creds())
+	}
+	if tok != nil {
+		value := tok.Value
+		f.issued.Store(&value)
 	}
 	return tok, err
 }
 
-func (f *Fetcher) request(ctx context.Context, style AuthStyle) (*Token, error) {
-	req, assertion, err := newRequest(ctx, f.cfg, style, f.clock.Now())
-	if err != nil {
-		return nil, err
+// filter returns, made on first use, the filter of every credential a request carried: the route's, the
+// request's body (in its encodings) and client assertion, and the last token issued.
+func (f *Fetcher) filter(sent sentRequest) func() *filter {
+	var made *filter
+	return func() *filter {
+		if made == nil {
+			all := append(append([]secret(nil), f.secrets...), secret{sent.body, false}, secret{sent.assertion, true})
+			if t := f.issued.Load(); t != nil {
+				all = append(all, secret{*t, true})
+			}
+			made = newFilter(all)
+		}
+		return made
 	}
+}
+
+// exchange sends the token request and reads the answer.
+func (f *Fetcher) exchange(req *http.Request, creds func() *filter) (answer, error) {
 	resp, err := f.client.Do(req)
 	if err != nil {
-		return nil, f.networkError(err)
+		return answer{}, f.networkError(err, creds())
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBytes+1))
 	if err != nil {
-		return nil, f.networkError(err)
+		return answer{}, f.networkError(err, creds())
 	}
 	if len(body) > MaxResponseBytes {
-		return nil, &Error{Kind: KindTooLarge, TokenURL: DisplayURL(f.cfg.TokenURL), StatusCode: resp.StatusCode}
+		return answer{}, &Error{Kind: KindTooLarge, TokenURL: DisplayURL(f.cfg.TokenURL), StatusCode: resp.StatusCode}
 	}
-	redact := f.redact.with(assertion)
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		e := parseErrorAnswer(f.cfg, resp.StatusCode, body, redact)
-		e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), f.clock.Now())
+	return answer{status: resp.StatusCode, contentType: resp.Header.Get("Content-Type"),
+		retryAfter: resp.Header.Get("Retry-After"), body: body}, nil
+}
+
+// read turns an answer into a token or an *Error.
+func (f *Fetcher) read(a answer, creds func() *filter) (*Token, error) {
+	if a.status < 200 || a.status > 299 {
+		e := parseErrorAnswer(f.cfg, a, creds())
+		e.RetryAfter = retryAfter(a.retryAfter, f.clock.Now())
 		return nil, e
 	}
-	return parseAnswer(f.cfg, resp.StatusCode, body, f.clock.Now(), redact)
+	return parseAnswer(f.cfg, a, f.clock.Now(), creds())
 }
 
 // retryAfter reads Retry-After as seconds or an HTTP date; 0 when absent or unreadable.
@@ -216,7 +256,7 @@ func retryAfter(v string, now time.Time) time.Duration {
 	return 0
 }
 
-func (f *Fetcher) networkError(err error) *Error {
+func (f *Fetcher) networkError(err error, creds *filter) *Error {
 	// *url.Error repeats the URL with its query; keep only the cause.
 	var ue *url.Error
 	if errors.As(err, &ue) {
@@ -224,5 +264,12 @@ func (f *Fetcher) networkError(err error) *Error {
 	}
 	var ne net.Error
 	timeout := errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded)
-	return &Error{Kind: KindNetwork, TokenURL: DisplayURL(f.cfg.TokenURL), Timeout: timeout, Err: err}
+	// Go's errors quote what a broken endpoint sent (a malformed status line or header, a redirect's host,
+	// a certificate's names): the same rules as for a description, the endpoint's own host kept whole.
+	var keep []string
+	if u, perr := url.Parse(f.cfg.TokenURL); perr == nil && u.Hostname() != "" {
+		keep = append(keep, u.Host, u.Hostname())
+	}
+	return &Error{Kind: KindNetwork, TokenURL: DisplayURL(f.cfg.TokenURL), Timeout: timeout, Err: err,
+		Reason: creds.text(err.Error(), maxDescription, false, keep...)}
 }

@@ -93,6 +93,8 @@ func TestDiscovery(t *testing.T) {
 			false, "https://idp.example/token", false},
 		{"another issuer is not believed", map[string]string{"/tenant/.well-known/openid-configuration": `{"issuer":"https://evil.example","token_endpoint":"https://evil.example/token"}`},
 			false, "openid-configuration: names issuer https://evil.example, not ", true},
+		{"another issuer, shown by the rules of an answer", map[string]string{"/tenant/.well-known/openid-configuration": `{"issuer":"https://evil.example/t/eyJhbGciOiJIUzI1NiJ9.x?token=abc","token_endpoint":"https://evil.example/token"}`},
+			false, "openid-configuration: names issuer https://evil.example/t/***, not ", true},
 		{"neither", map[string]string{}, false, "oauth-authorization-server/tenant: answered 404; ", true},
 		{"no token endpoint", map[string]string{"/tenant/.well-known/openid-configuration": `{"issuer":"ISSUER"}`}, false, "openid-configuration: has no token_endpoint", true},
 	}
@@ -120,6 +122,26 @@ func TestDiscovery(t *testing.T) {
 			assert.Equal(t, tt.want, got)
 		})
 	}
+}
+
+// A metadata server's broken answer reaches the error through Go's message, which quotes it: a token in it
+// is not shown.
+func TestDiscoveryQuotesNothingTokenLikeOfABrokenAnswer(t *testing.T) {
+	const token = "eyJhbGciOiJIUzI1NiJ9eyJzdWIiOiIxIn0sig"
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_, _ = buf.WriteString("HTTP/1.1 " + token + " OK\r\n\r\n")
+		_ = buf.Flush()
+	}))
+	defer ts.Close()
+	_, err := Discover(context.Background(), ts.URL+"/tenant", false, Options{})
+	require.Error(t, err)
+	leaks := newLeakIndex(credential{"token", token, true})
+	leaks.assertContains(t, err.Error(), "malformed HTTP status code")
 }
 
 // blockingServer answers tokens tok-N; while gate is set, it waits for it before answering.

@@ -14,9 +14,15 @@ import (
 // assertionType is the client_assertion_type of RFC 7523 §2.2.
 const assertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
-// newRequest builds the token request in the given authStyle and the config's requestStyle; assertion is
-// the client assertion it carries, if any.
-func newRequest(ctx context.Context, c Config, style AuthStyle, now time.Time) (req *http.Request, assertion string, err error) {
+// sentRequest is what a token request carried beyond the route's settings, never to be shown from an answer.
+type sentRequest struct {
+	body      string
+	assertion string // the client assertion, if any
+}
+
+// newRequest builds the token request in the given authStyle and the config's requestStyle.
+func newRequest(ctx context.Context, c Config, style AuthStyle, now time.Time) (req *http.Request, sent sentRequest, err error) {
+	var assertion string
 	fields := []field{{"grant_type", c.GrantType}}
 	if c.Scope != "" {
 		fields = append(fields, field{"scope", c.Scope})
@@ -29,7 +35,7 @@ func newRequest(ctx context.Context, c Config, style AuthStyle, now time.Time) (
 	case AuthPrivateKeyJWT, AuthClientSecretJWT:
 		assertion, err = clientAssertion(c, style, now)
 		if err != nil {
-			return nil, "", err
+			return nil, sentRequest{}, err
 		}
 		fields = append(fields, field{"client_id", c.ClientID},
 			field{"client_assertion_type", assertionType}, field{"client_assertion", assertion})
@@ -52,7 +58,7 @@ func newRequest(ctx context.Context, c Config, style AuthStyle, now time.Time) (
 			obj[f.name] = f.value
 		}
 		if body, err = json.Marshal(obj); err != nil {
-			return nil, "", fmt.Errorf("tokensource: encoding the token request: %w", err)
+			return nil, sentRequest{}, fmt.Errorf("tokensource: encoding the token request: %w", err)
 		}
 		contentType = "application/json"
 	default:
@@ -66,7 +72,7 @@ func newRequest(ctx context.Context, c Config, style AuthStyle, now time.Time) (
 
 	req, err = http.NewRequestWithContext(ctx, http.MethodPost, c.TokenURL, bytes.NewReader(body))
 	if err != nil {
-		return nil, "", fmt.Errorf("tokensource: tokenUrl %s: %w", DisplayURL(c.TokenURL), err)
+		return nil, sentRequest{}, fmt.Errorf("tokensource: tokenUrl %s: %w", DisplayURL(c.TokenURL), err)
 	}
 	for k, v := range c.TokenHeaders {
 		req.Header.Set(k, v)
@@ -80,7 +86,7 @@ func newRequest(ctx context.Context, c Config, style AuthStyle, now time.Time) (
 		// RFC 6749 §2.3.1: each part is form-url-encoded before Basic encoding.
 		req.SetBasicAuth(url.QueryEscape(c.ClientID), url.QueryEscape(c.ClientSecret))
 	}
-	return req, assertion, nil
+	return req, sentRequest{body: string(body), assertion: assertion}, nil
 }
 
 type field struct{ name, value string }

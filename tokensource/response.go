@@ -8,34 +8,60 @@ import (
 	"time"
 )
 
-// parseAnswer turns a 2xx token answer into a token, or an *Error saying why it holds none.
-func parseAnswer(c Config, status int, body []byte, now time.Time, r *redactor) (*Token, error) {
-	obj, ok := decodeObject(body)
+// answer is what a token endpoint sent back.
+type answer struct {
+	status                  int
+	contentType, retryAfter string
+	body                    []byte
+}
+
+// parseAnswer turns a 2xx token answer into a token, or an *Error saying why it holds none. f is the
+// route's credentials, for what of the answer an error shows.
+func parseAnswer(c Config, a answer, now time.Time, f *filter) (*Token, error) {
+	obj, ok := decodeObject(a.body)
 	if !ok {
-		return nil, &Error{Kind: KindNotJSON, TokenURL: DisplayURL(c.TokenURL), StatusCode: status, Snippet: snippet(body, r)}
+		return nil, &Error{Kind: KindNotJSON, TokenURL: DisplayURL(c.TokenURL), StatusCode: a.status,
+			Snippet: f.shownBody(a.body), ContentType: shownType(a.contentType), BodyBytes: len(a.body)}
 	}
 	parent, value, keys := lookup(obj, strings.Split(c.TokenPath, "."))
 	token, _ := value.(string)
 	if token == "" {
-		return nil, &Error{Kind: KindNoToken, TokenURL: DisplayURL(c.TokenURL), StatusCode: status,
-			TokenPath: c.TokenPath, Keys: keys}
+		e := &Error{Kind: KindNoToken, TokenURL: DisplayURL(c.TokenURL), StatusCode: a.status, TokenPath: c.TokenPath}
+		e.Keys, e.HiddenKeys = f.shownKeys(keys)
+		return nil, e
 	}
 	lifetime, source := lifetimeOf(c, obj, parent, token, now)
 	scope, _ := obj["scope"].(string)
 	t := NewToken(token, now, now.Add(lifetime))
-	t.LifetimeSource, t.Scope, t.Status = source, scope, status
+	t.LifetimeSource, t.Scope, t.Status = source, shownScope(scope, f, token), a.status
 	return t, nil
 }
 
-// parseErrorAnswer reads the RFC 6749 §5.2 fields of a non-2xx answer, when it has them, with the route's
-// credentials redacted from whatever the endpoint wrote there.
-func parseErrorAnswer(c Config, status int, body []byte, r *redactor) *Error {
-	e := &Error{Kind: KindStatus, TokenURL: DisplayURL(c.TokenURL), StatusCode: status}
-	if obj, ok := decodeObject(body); ok {
-		code, _ := obj["error"].(string)
-		description, _ := obj["error_description"].(string)
-		uri, _ := obj["error_uri"].(string)
-		e.Code, e.Description, e.URI = r.redact(code), r.redact(description), r.redact(uri)
+// shownScope is the granted scope as check shows it, normalised, or marker when it holds a credential or
+// the token itself. Scope values are often long URIs (api://…/.default), so runs of token characters stay.
+func shownScope(scope string, f *filter, token string) string {
+	if scope == "" {
+		return ""
+	}
+	n, ok := normalize(scope)
+	if !ok || len(n) > maxDescription || !f.clean(n) || !newFilter([]secret{{token, true}}).clean(n) {
+		return marker
+	}
+	return n
+}
+
+// parseErrorAnswer reads the RFC 6749 §5.2 fields of a non-2xx answer, when it has them, keeping only what
+// is safe to show.
+func parseErrorAnswer(c Config, a answer, f *filter) *Error {
+	e := &Error{Kind: KindStatus, TokenURL: DisplayURL(c.TokenURL), StatusCode: a.status}
+	if obj, ok := decodeObject(a.body); ok {
+		e.Code, e.CodeUnregistered = shownCode(obj["error"])
+		if d, ok := obj["error_description"].(string); ok {
+			e.Description = f.text(d, maxDescription, false)
+		}
+		if u, ok := obj["error_uri"].(string); ok {
+			e.URI = f.shownURI(u)
+		}
 	}
 	return e
 }

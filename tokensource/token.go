@@ -12,7 +12,7 @@ type Token struct {
 	Value    string
 	Obtained time.Time
 	Expiry   time.Time
-	Scope    string // the scope the endpoint says it granted, if it says
+	Scope    string // the scope the endpoint says it granted, if it says; *** when it shows a credential
 	// LifetimeSource says where the lifetime came from (expires_in, expiresPath, jwt exp, default, ...).
 	LifetimeSource string
 	Status         int // HTTP status of the answer
