@@ -62,23 +62,23 @@ func (x *exchange) linkBody(req *http.Request) {
 }
 
 func (b *clientBody) Read(p []byte) (int, error) {
-	b.mu.Lock()
-	if now := time.Now(); now.Sub(b.pushed) >= b.pushEvery() {
-		b.pushLocked(now)
+	// Once the body is whole the deadline is never moved again, though readers do read on (Go's transport
+	// looks for bytes beyond Content-Length): on HTTP/1 net/http then reads the connection to notice the
+	// app leaving, and a deadline moved onto that read would cancel the request when it fires.
+	if b.whole.Load() == 0 {
+		b.mu.Lock()
+		if now := time.Now(); now.Sub(b.pushed) >= b.pushEvery() {
+			b.pushLocked(now)
+		}
+		b.mu.Unlock()
 	}
-	b.mu.Unlock()
 	n, err := b.ReadCloser.Read(p)
 	if b.sent != nil {
 		b.sent.Add(int64(n))
 	}
 	switch {
 	case err == io.EOF:
-		b.whole.Store(time.Now().UnixNano())
-		// Cleared at once: on HTTP/1 net/http reads on after the body to notice the app leaving, and a
-		// deadline left there would cancel the request when it fires.
-		b.mu.Lock()
-		b.setLocked(time.Time{})
-		b.mu.Unlock()
+		b.whole.Store(time.Now().UnixNano()) // net/http clears an HTTP/1 deadline itself as it reads on
 	case err != nil && errors.Is(err, os.ErrDeadlineExceeded):
 		b.stalled.Store(true)
 		err = fmt.Errorf("%w for %s: %w", errBodyStalled, b.timeout, err)

@@ -116,6 +116,35 @@ func TestAStalledRequestBodyEndsTheRequest(t *testing.T) {
 	})
 }
 
+// A body read to its end leaves no deadline behind, though Go's transport reads once more after it: net/http
+// reads on after the body to notice the app leaving, and a deadline there would cancel the request while
+// the upstream takes its time to answer.
+func TestAWholeBodyLeavesNoDeadline(t *testing.T) {
+	const bodyTimeout = 200 * time.Millisecond
+	h := newHarness(t, harnessOptions{requestBodyTimeout: bodyTimeout})
+	up := newUpstream(t, nil, false, func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(3 * bodyTimeout) // the upstream's own pace, after the whole body arrived
+		_, _ = io.WriteString(w, "late")
+	})
+	h.route("other.test:80", up)
+	body, feed := io.Pipe()
+	go func() {
+		_, _ = io.WriteString(feed, "a whole ")
+		time.Sleep(bodyTimeout / 2) // the app's pace: the last bytes come after the deadline was last moved
+		_, _ = io.WriteString(feed, "body")
+		feed.Close()
+	}()
+	req, err := http.NewRequest(http.MethodPost, "http://other.test/", body)
+	require.NoError(t, err)
+	req.ContentLength = int64(len("a whole body"))
+	resp, err := h.client(nil).Do(req)
+	require.NoError(t, err)
+	answer, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode, string(answer))
+	assert.Equal(t, "late", string(answer))
+}
+
 // A gateway refuses an app it does not know with 407 or 403 at once, without reading a byte of its body,
 // and closes its connection: the body timeout (left at its 30 s here) is not what ends it.
 func TestAGatewayRefusesUnknownAppsWithoutReadingTheirBodies(t *testing.T) {
@@ -190,10 +219,17 @@ func TestAPanicInTheUpstreamTransportReplacesIt(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	broken := h.srv.up.transport()
 
-	x := &exchange{snap: h.srv.snap.Load(), start: time.Now(), method: http.MethodGet, host: "supplier.test", rtTransport: broken}
-	answer := h.srv.respond(x, &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: panickingBody{}})
+	// A real round trip on the transport in service, whose answer's body then fails inside.
+	x := &exchange{snap: h.srv.snap.Load(), start: time.Now(), method: http.MethodGet, host: "supplier.test"}
+	req, err := http.NewRequest(http.MethodGet, up.URL+"/during", nil)
+	require.NoError(t, err)
+	upResp, err := h.srv.up.roundTrip(req, x)
+	require.NoError(t, err)
+	upResp.Body.Close()
+	upResp.Body = panickingBody{}
+	answer := h.srv.respond(x, upResp)
 	var out bytes.Buffer
-	_, err := io.Copy(&out, answer.Body)
+	_, err = io.Copy(&out, answer.Body)
 	assert.ErrorContains(t, err, "the upstream transport failed")
 	assert.ErrorContains(t, answer.Body.Close(), "the upstream transport failed")
 	assert.NotSame(t, broken, h.srv.up.transport(), "replaced")
@@ -201,5 +237,5 @@ func TestAPanicInTheUpstreamTransportReplacesIt(t *testing.T) {
 
 	resp, _ = h.get(nil, "http://supplier.test/after", nil)
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
-	assert.Len(t, up.requests(), 2)
+	assert.Len(t, up.requests(), 3)
 }

@@ -73,7 +73,7 @@ func (u *transports) done(x *exchange) {
 	if x.rtNext != nil {
 		x.rtNext.rtPrev = x.rtPrev
 	}
-	x.rtPrev, x.rtNext, x.rtTransport = nil, nil, nil
+	x.rtPrev, x.rtNext = nil, nil // rtTransport stays: a panic out of the answer's body names the transport to replace
 	u.mu.Unlock()
 }
 
