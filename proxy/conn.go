@@ -57,8 +57,8 @@ func (l trackingListener) Accept() (net.Conn, error) {
 		tc.kind.Store(ConnPlain)
 		total, perAddress := l.limits()
 		if reason := l.t.add(tc, total, perAddress); reason != "" {
+			l.refused(reason, tc.from) // counted before the app can see its connection end
 			_ = c.Close()
-			l.refused(reason, tc.from)
 			continue
 		}
 		l.t.metrics.ConnectionOpened(ConnPlain)

@@ -54,13 +54,13 @@ clients:
 		first = append(first, c)
 	}
 	assert.False(t, served(dial("127.0.0.1")), "a fourth connection from one address is over its limit")
-	assert.Equal(t, 1.0, h.metrics.get("refused per-address"))
+	waitUntil(t, "counted", func() bool { return h.metrics.get("refused per-address") == 1 })
 	second := []net.Conn{dial("127.0.0.2"), dial("127.0.0.2")}
 	for _, c := range second {
 		require.True(t, served(c), "another address has connections of its own")
 	}
 	assert.False(t, served(dial("127.0.0.3")), "a sixth connection is over the total")
-	assert.Equal(t, 1.0, h.metrics.get("refused total"))
+	waitUntil(t, "counted", func() bool { return h.metrics.get("refused total") == 1 })
 	assert.Contains(t, h.logs.String(), "connection refused: over the connection limit")
 
 	require.NoError(t, first[0].Close())
