@@ -131,7 +131,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	// goproxy is the request engine for plain requests and for the requests inside intercepted
 	// connections; CONNECT never reaches it (see connect.go).
 	gp := goproxy.NewProxyHttpServer()
-	gp.Tr = s.up.transport() // never used for a request (RoundTrip sends them), but goproxy's default must not be
+	gp.Tr = s.up.transport() // goproxy's own default reads HTTP_PROXY; this one sends nothing (RoundTrip does)
 	gp.ConnectDial = nil
 	gp.KeepAcceptEncoding = true
 	// onRequest removes the proxy and hop-by-hop headers itself, so goproxy need not (its removal also
