@@ -17,7 +17,8 @@ import (
 
 // Source is what the admin endpoints read from the proxy.
 type Source interface {
-	// Ready reports whether the proxy serves: configuration loaded, listening, not draining.
+	// Ready reports whether the proxy serves: configuration loaded, listening, not draining, requests to
+	// upstreams completing.
 	Ready() bool
 	// Status describes the routes in service, with no secret and no token.
 	Status() []proxy.RouteStatus
@@ -49,7 +50,8 @@ func New(src Source, m *Metrics, log *slog.Logger) *Server {
 
 // Handler routes the admin endpoints:
 //   - /healthz: 200 while the process runs;
-//   - /readyz: 200 when the proxy serves, 503 before it listens and from the first moment of a drain;
+//   - /readyz: 200 when the proxy serves, 503 before it listens, from the first moment of a drain, and while
+//     requests to upstreams have stopped completing;
 //   - /metrics: Prometheus text format;
 //   - /routes: where tokens are kept, the routes in service and their tokens' state, as JSON.
 func (a *Server) Handler() http.Handler {
@@ -59,7 +61,7 @@ func (a *Server) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !a.src.Ready() {
-			text(w, http.StatusServiceUnavailable, "not ready: starting or draining\n")
+			text(w, http.StatusServiceUnavailable, "not ready: starting, draining, or requests to upstreams stopped completing (the log says which)\n")
 			return
 		}
 		text(w, http.StatusOK, "ready\n")

@@ -26,6 +26,7 @@ type Metrics struct {
 	replays       *prometheus.CounterVec
 	refusals      *prometheus.CounterVec
 	connections   *prometheus.GaugeVec
+	refusedConns  *prometheus.CounterVec
 	denials       *prometheus.CounterVec
 	reloads       *prometheus.CounterVec
 	lastReload    prometheus.Gauge
@@ -76,6 +77,10 @@ func NewMetrics(info buildinfo.Info) *Metrics {
 			Name: "tokenproxy_connections",
 			Help: "Client connections open now, by kind: plain, intercepted, tunnel.",
 		}, []string{"kind"}),
+		refusedConns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenproxy_connections_refused_total",
+			Help: "Client connections closed as they arrived, over a gateway's connection limits, by reason: total, per-address.",
+		}, []string{"reason"}),
 		denials: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokenproxy_client_denials_total",
 			Help: "Requests refused by the clients rules, by reason: address, credentials, route.",
@@ -101,11 +106,14 @@ func NewMetrics(info buildinfo.Info) *Metrics {
 	for _, kind := range []proxy.ConnKind{proxy.ConnPlain, proxy.ConnIntercepted, proxy.ConnTunnel} {
 		m.connections.WithLabelValues(string(kind))
 	}
+	for _, reason := range []string{"total", "per-address"} {
+		m.refusedConns.WithLabelValues(reason)
+	}
 	for _, result := range []string{"success", "failure"} {
 		m.reloads.WithLabelValues(result)
 	}
 	m.reg.MustRegister(m.requests, m.duration, m.errors, m.fetches, m.fetchDuration, m.lookups, m.replays, m.refusals,
-		m.connections, m.denials, m.reloads, m.lastReload, m.storeOps, build,
+		m.connections, m.refusedConns, m.denials, m.reloads, m.lastReload, m.storeOps, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -161,6 +169,9 @@ func (m *Metrics) Denied(reason string) { m.denials.WithLabelValues(reason).Inc(
 func (m *Metrics) ConnectionOpened(kind proxy.ConnKind) {
 	m.connections.WithLabelValues(string(kind)).Inc()
 }
+
+// ConnectionRefused implements proxy.Metrics.
+func (m *Metrics) ConnectionRefused(reason string) { m.refusedConns.WithLabelValues(reason).Inc() }
 
 // ConnectionClosed implements proxy.Metrics.
 func (m *Metrics) ConnectionClosed(kind proxy.ConnKind) {

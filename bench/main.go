@@ -27,6 +27,7 @@ type options struct {
 	keepAlive    int // connections held open for the memory figures
 	churned      int // connections opened and closed for the memory figures
 	allocsN      int
+	stallStreams int // answers the apps that read nothing hold open
 	peers        bool
 	fleet        fleetOptions
 	only         map[string]bool
@@ -36,7 +37,7 @@ type options struct {
 
 func (o options) want(part string) bool { return len(o.only) == 0 || o.only[part] }
 
-var parts = []string{"speed", "rate", "memory", "allocs", "economy", "fleet"}
+var parts = []string{"speed", "rate", "memory", "stall", "allocs", "economy", "fleet"}
 
 func main() {
 	if role := os.Getenv(roleEnv); role != "" {
@@ -58,6 +59,7 @@ func main() {
 	flag.IntVar(&o.keepAlive, "keepalive", 1000, "memory: kept-alive connections held open")
 	flag.IntVar(&o.churned, "churn", 10000, "memory: connections of each kind opened and closed")
 	flag.IntVar(&o.allocsN, "allocs-requests", 20000, "allocations: requests per benchmark")
+	flag.IntVar(&o.stallStreams, "stall-streams", 250, "stall: answers held open by apps that read nothing, of each kind")
 	flag.BoolVar(&o.peers, "peers", true, "measure squid, tinyproxy and haproxy when installed")
 	flag.StringVar(&only, "only", "", "comma-separated parts to run: "+strings.Join(parts, ", ")+" (default all)")
 	flag.StringVar(&o.out, "out", "", "also write the report to this file")
@@ -136,6 +138,12 @@ func measure(o options) (*report, error) {
 	if o.want("memory") {
 		progress("memory")
 		if err := memory(f, rep, o.keepAlive, o.churned); err != nil {
+			return nil, err
+		}
+	}
+	if o.want("stall") {
+		progress("apps that read nothing")
+		if err := stall(f, rep, o.stallStreams); err != nil {
 			return nil, err
 		}
 	}

@@ -69,6 +69,16 @@ func runRole(role string) int {
 				err = listen(http.HandlerFunc(upstreamHandler), &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}})
 			}
 		}
+	case "h2upstream":
+		// Two TLS ports that speak HTTP/2, for the stall part: the supplier of 5 MiB answers and another one.
+		var cert tls.Certificate
+		if cert, err = tls.LoadX509KeyPair(os.Getenv("BENCH_CERT"), os.Getenv("BENCH_KEY")); err == nil {
+			for range 2 {
+				if err = listen(http.HandlerFunc(stallHandler), &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}); err != nil {
+					break
+				}
+			}
+		}
 	case "minimal":
 		err = listen(minproxy.New(64), nil)
 	default:

@@ -39,6 +39,8 @@ type Config struct {
 	Clients []*Client
 	// Store shares tokens with other replicas; nil keeps them in the process.
 	Store *Store
+	// Limits bound the client connections of a gateway; zero values are the proxy's defaults.
+	Limits Limits
 	// Sources are the files this configuration was read from, with their content when read, so a reload
 	// can tell whether any of them changed.
 	Sources []Source
@@ -272,6 +274,7 @@ func (l *loader) load(root *yaml.Node) *Config {
 		},
 		"mitm":   func(v *yaml.Node, p string) { cfg.MITM = l.mitm(v, p) },
 		"store":  func(v *yaml.Node, p string) { cfg.Store = l.store(v, p) },
+		"limits": func(v *yaml.Node, p string) { cfg.Limits = l.limits(v, p) },
 		"routes": func(v *yaml.Node, p string) { routesNode = v },
 	})
 	l.require(root, "", seen, "routes")

@@ -70,6 +70,17 @@ routes:
 	assert.True(t, cfg.Routes[1].Cache, "cache defaults to true")
 }
 
+func TestLimits(t *testing.T) {
+	cfg, err := Parse("routes.yaml", []byte("limits:\n  maxConnections: 2000\n  maxConnectionsPerAddress: 64\nroutes:"+validRoute),
+		LoadOptions{LookupEnv: env(map[string]string{"SECRET": "x"})})
+	require.NoError(t, err)
+	assert.Equal(t, Limits{MaxConnections: 2000, MaxConnectionsPerAddress: 64}, cfg.Limits)
+	cfg, err = Parse("routes.yaml", []byte("limits: {maxConnectionsPerAddress: 10}\nroutes:"+validRoute),
+		LoadOptions{LookupEnv: env(map[string]string{"SECRET": "x"})})
+	require.NoError(t, err)
+	assert.Equal(t, Limits{MaxConnectionsPerAddress: 10}, cfg.Limits, "an unset limit is zero: the proxy's default")
+}
+
 func TestParseConfigDefaults(t *testing.T) {
 	cfg, err := Parse("routes.yaml", []byte("routes:"+validRoute), LoadOptions{LookupEnv: env(map[string]string{"SECRET": "x"})})
 	require.NoError(t, err)
@@ -77,6 +88,7 @@ func TestParseConfigDefaults(t *testing.T) {
 	assert.False(t, cfg.RejectUnmatched)
 	assert.True(t, cfg.Routes[0].Cache)
 	assert.False(t, cfg.Routes[0].UpstreamTLS)
+	assert.Zero(t, cfg.Limits)
 }
 
 func TestParseConfigErrors(t *testing.T) {
@@ -134,6 +146,13 @@ func TestParseConfigErrors(t *testing.T) {
 		{"syntax", "routes:\n  - name: [\n", []string{"routes.yaml:2: did not find expected node content"}},
 		{"bad listen", "listen: nowhere\nroutes:" + validRoute, []string{`routes.yaml:1: listen: "nowhere" is not host:port`}},
 		{"key twice", "routes:" + validRoute + "    clientId: other\n", []string{"routes.yaml:7: routes[0].clientId: given twice (first on line 5)"}},
+		{"bad limits", "limits:\n  maxConnections: 0\n  maxConnectionsPerAddres: 5\nroutes:" + validRoute,
+			[]string{`routes.yaml:2: limits.maxConnections: "0" is not a whole number of at least 1`,
+				"routes.yaml:3: limits.maxConnectionsPerAddres: unknown key; did you mean maxConnectionsPerAddress?"}},
+		{"limits per address above the total", "limits: {maxConnections: 100, maxConnectionsPerAddress: 500}\nroutes:" + validRoute,
+			[]string{"routes.yaml:1: limits.maxConnectionsPerAddress: 500 is more than maxConnections (100)"}},
+		{"limits not a number", "limits: {maxConnections: many}\nroutes:" + validRoute,
+			[]string{`routes.yaml:1: limits.maxConnections: "many" is not a whole number of at least 1`}},
 		{"empty values", "routes:" + strings.NewReplacer("name: orders", `name: ""`, "clientId: buyer", "clientId: ''", "${SECRET}", "${EMPTY}").Replace(validRoute),
 			[]string{"routes.yaml:2: routes[0].name: must not be empty", "routes.yaml:5: routes[0].clientId: must not be empty",
 				"routes.yaml:6: routes[0].clientSecret: EMPTY is set but empty"}},

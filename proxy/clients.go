@@ -110,8 +110,9 @@ func (s *Server) deny(x *exchange, r *http.Request, client *config.Client, reaso
 			body = fmt.Sprintf("tokenproxy: client %q may use only the routes its entry lists, and %s matches no route\n", client.Name, x.host)
 		}
 	}
-	closing := x.tunnel != nil && (reason == deniedCredentials || reason == deniedAddress)
-	if closing {
+	// Who the app is was not established: its connection closes (and respond reads no byte of its body).
+	closing := reason == deniedCredentials || reason == deniedAddress
+	if closing && x.tunnel != nil {
 		// The client the CONNECT identified is gone or changed (a reload changed the rules). Clients are
 		// judged at the CONNECT, so close the connection: the app's next request opens a new one.
 		body = "tokenproxy: the clients rules changed since this connection was opened, so it is closed; " +

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,32 +17,69 @@ type connTracker struct {
 	metrics Metrics
 	mu      sync.Mutex
 	conns   map[*trackedConn]struct{}
+	from    map[netip.Addr]int        // open connections by source address
 	servers map[*http.Server]struct{} // one per intercepted connection
 	closing bool                      // closeAll has run: no new intercepted server may start
 }
 
 func newConnTracker(idle time.Duration, m Metrics) *connTracker {
-	return &connTracker{idle: idle, metrics: m, conns: map[*trackedConn]struct{}{}, servers: map[*http.Server]struct{}{}}
+	return &connTracker{idle: idle, metrics: m, conns: map[*trackedConn]struct{}{}, from: map[netip.Addr]int{},
+		servers: map[*http.Server]struct{}{}}
 }
 
-// trackingListener wraps each accepted connection in a trackedConn.
+// trackingListener wraps each accepted connection in a trackedConn, and closes at once those over the
+// connection limits.
 type trackingListener struct {
 	net.Listener
 	t *connTracker
+	// limits are the most connections open at once, in all and from one address; 0 is no limit.
+	limits func() (total, perAddress int)
+	// refused is told of a connection closed over a limit.
+	refused func(reason string, from netip.Addr)
 }
 
+// Why a connection was closed as it arrived, as counted in tokenproxy_connections_refused_total.
+const (
+	refusedTotal      = "total"
+	refusedPerAddress = "per-address"
+)
+
 func (l trackingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		tc := &trackedConn{Conn: c, idleDeadline: idleDeadline{idle: l.t.idle}, t: l.t, closed: make(chan struct{})}
+		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+			tc.from = ap.Addr().Unmap()
+		}
+		tc.kind.Store(ConnPlain)
+		total, perAddress := l.limits()
+		if reason := l.t.add(tc, total, perAddress); reason != "" {
+			l.refused(reason, tc.from) // counted before the app can see its connection end
+			_ = c.Close()
+			continue
+		}
+		l.t.metrics.ConnectionOpened(ConnPlain)
+		return tc, nil
 	}
-	tc := &trackedConn{Conn: c, idleDeadline: idleDeadline{idle: l.t.idle}, t: l.t, closed: make(chan struct{})}
-	tc.kind.Store(ConnPlain)
-	l.t.mu.Lock()
-	l.t.conns[tc] = struct{}{}
-	l.t.mu.Unlock()
-	l.t.metrics.ConnectionOpened(ConnPlain)
-	return tc, nil
+}
+
+// add tracks a new connection, unless it is over a limit: then it returns which.
+func (t *connTracker) add(tc *trackedConn, total, perAddress int) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case total > 0 && len(t.conns) >= total:
+		return refusedTotal
+	case perAddress > 0 && t.from[tc.from] >= perAddress:
+		return refusedPerAddress
+	}
+	t.conns[tc] = struct{}{}
+	t.from[tc.from]++
+	tc.counted = true
+	return ""
 }
 
 type connKey struct{}
@@ -119,6 +157,8 @@ type trackedConn struct {
 	idleDeadline
 	lastWrite atomic.Int64 // unix nanos of the last write deadline set by progress
 	t         *connTracker
+	from      netip.Addr   // the source address
+	counted   bool         // counted in the tracker's connections by address
 	kind      atomic.Value // ConnKind
 	once      sync.Once
 	closed    chan struct{} // closed by Close
@@ -183,6 +223,11 @@ func (c *trackedConn) Close() error {
 	c.once.Do(func() {
 		c.t.mu.Lock()
 		delete(c.t.conns, c)
+		if c.counted {
+			if c.t.from[c.from]--; c.t.from[c.from] <= 0 {
+				delete(c.t.from, c.from)
+			}
+		}
 		c.t.mu.Unlock()
 		c.t.metrics.ConnectionClosed(c.kind.Load().(ConnKind))
 		close(c.closed)

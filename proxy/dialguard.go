@@ -66,7 +66,7 @@ func (g *dialGuard) addOwn(a net.Addr) {
 // wherever it is: the operator named it.
 func (g *dialGuard) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	cfg := g.s.snap.Load().cfg
-	if !g.checked || !guarding(cfg) || cfg.MatchString(addr, "") != nil {
+	if !g.checked || !g.s.listensBeyondLoopback(cfg) || cfg.MatchString(addr, "") != nil {
 		return g.dial(ctx, network, addr)
 	}
 	return g.dial(context.WithValue(ctx, guardedKey{}, true), network, addr)
@@ -87,10 +87,11 @@ func (g *dialGuard) control(ctx context.Context, _, address string, _ syscall.Ra
 	return nil
 }
 
-// guarding reports whether a configuration listens beyond loopback: a gateway for other machines.
-func guarding(cfg *config.Config) bool {
+// listensBeyondLoopback reports whether the proxy serves other machines (a gateway): its listener, or the
+// configuration's listen address, is beyond loopback.
+func (s *Server) listensBeyondLoopback(cfg *config.Config) bool {
 	host, _, err := net.SplitHostPort(cfg.Listen)
-	return err != nil || !config.IsLoopback(host)
+	return s.gateway.Load() || err != nil || !config.IsLoopback(host)
 }
 
 func (g *dialGuard) forbidden(ap netip.AddrPort) bool {

@@ -143,7 +143,13 @@ type harness struct {
 	dir      string // routes.yaml and ca/ live here
 	clientMu sync.Mutex
 	clients  []*http.Transport // every client's transport, so a test can close their idle connections
+	// wedged holds every dial to a host mapped to wedgedAddr until it is closed, whatever the dial's context
+	// says: a dialer that stopped completing.
+	wedged chan struct{}
 }
+
+// wedgedAddr maps a test host to a dial that hangs until harness.wedged is closed.
+const wedgedAddr = "wedged"
 
 type harnessOptions struct {
 	yaml                  string // routes.yaml; {{TOKEN_URL}} and {{MITM}} are filled in
@@ -152,6 +158,8 @@ type harnessOptions struct {
 	readHeaderTimeout     time.Duration
 	clientIdleTimeout     time.Duration
 	tokenTimeout          time.Duration
+	requestBodyTimeout    time.Duration
+	upstreamStallTimeout  time.Duration
 	quiet                 bool // log warnings and errors only: load tests keep no line per request
 	systemDialer          bool // dial as in production (IP literals and localhost only), not the test name map
 }
@@ -182,7 +190,7 @@ routes:
 func newHarness(t *testing.T, o harnessOptions) *harness {
 	t.Helper()
 	dir := t.TempDir()
-	h := &harness{t: t, tokens: newTokenServer(t), hosts: map[string]string{}, logs: &testkit.LogBuffer{},
+	h := &harness{t: t, tokens: newTokenServer(t), hosts: map[string]string{}, logs: &testkit.LogBuffer{}, wedged: make(chan struct{}),
 		clock: testkit.NewClock(time.Unix(1_800_000_000, 0)), metrics: newRecorder(), dir: dir}
 	up := testkit.SelfSigned(t, "supplier.test", "secure.test", "tunnel.test", "fresh.test")
 	h.upCert, h.upPool = up.TLS, up.Pool()
@@ -210,7 +218,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	}
 	h.srv, err = New(cfg, Options{Logger: log, Metrics: h.metrics, DialContext: dial, RootCAs: h.upPool, Clock: h.clock,
 		ResponseHeaderTimeout: o.responseHeaderTimeout, ReadHeaderTimeout: o.readHeaderTimeout, TokenTimeout: o.tokenTimeout,
-		ClientIdleTimeout: o.clientIdleTimeout})
+		ClientIdleTimeout: o.clientIdleTimeout, RequestBodyTimeout: o.requestBodyTimeout, UpstreamStallTimeout: o.upstreamStallTimeout})
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -279,6 +287,10 @@ func (h *harness) dial(ctx context.Context, network, addr string) (net.Conn, err
 			return nil, fmt.Errorf("dial %s: no such test host", addr)
 		}
 		target = addr
+	}
+	if target == wedgedAddr {
+		<-h.wedged
+		return nil, fmt.Errorf("dial %s: wedged", addr)
 	}
 	var d net.Dialer
 	return d.DialContext(ctx, network, target)
@@ -396,11 +408,12 @@ func (r *recorder) get(key string) float64 {
 func (r *recorder) Request(route string, status int, _ time.Duration) {
 	r.add(fmt.Sprintf("requests %s %d", route, status), 1)
 }
-func (r *recorder) Error(route, kind string)    { r.add("errors "+route+" "+kind, 1) }
-func (r *recorder) Replay(route string)         { r.add("replays "+route, 1) }
-func (r *recorder) Denied(reason string)        { r.add("denied "+reason, 1) }
-func (r *recorder) ConnectionOpened(k ConnKind) { r.add("connections "+string(k), 1) }
-func (r *recorder) ConnectionClosed(k ConnKind) { r.add("connections "+string(k), -1) }
+func (r *recorder) Error(route, kind string)        { r.add("errors "+route+" "+kind, 1) }
+func (r *recorder) Replay(route string)             { r.add("replays "+route, 1) }
+func (r *recorder) Denied(reason string)            { r.add("denied "+reason, 1) }
+func (r *recorder) ConnectionOpened(k ConnKind)     { r.add("connections "+string(k), 1) }
+func (r *recorder) ConnectionRefused(reason string) { r.add("refused "+reason, 1) }
+func (r *recorder) ConnectionClosed(k ConnKind)     { r.add("connections "+string(k), -1) }
 func (r *recorder) TokenLookup(route string, via tokensource.Via) {
 	r.add("lookups "+route+" "+string(via), 1)
 }

@@ -46,7 +46,9 @@ func (s *Server) intercept(conn *trackedConn, buffered []byte, t *tunnel, snap *
 		ReadHeaderTimeout: s.opts.ReadHeaderTimeout,
 		IdleTimeout:       s.opts.ClientIdleTimeout,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-		BaseContext:       func(net.Listener) context.Context { return context.WithValue(context.Background(), tunnelKey{}, t) },
+		// Each stream can hold an upstream answer's window (UpstreamStreamWindow) while its app reads nothing.
+		HTTP2:       &http.HTTP2Config{MaxConcurrentStreams: MaxStreamsPerConn},
+		BaseContext: func(net.Listener) context.Context { return context.WithValue(context.Background(), tunnelKey{}, t) },
 		ConnState: func(_ net.Conn, state http.ConnState) {
 			if state == http.StateHijacked { // an upgrade (websocket): it lives while it carries bytes
 				conn.followIdle(true)
@@ -75,6 +77,9 @@ func (s *Server) serveIntercepted(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "tokenproxy: CONNECT inside an intercepted connection is not supported", http.StatusMethodNotAllowed)
 		return
 	}
+	if b := s.watchBody(w, r); b != nil {
+		defer b.end()
+	}
 	r.URL.Scheme = "https"
 	if r.URL.Host == "" { // origin-form, as apps send it; an absolute-form URL keeps its own host
 		r.URL.Host = r.Host
@@ -83,7 +88,9 @@ func (s *Server) serveIntercepted(w http.ResponseWriter, r *http.Request) {
 		r.URL.Host = t.host.Authority()
 	}
 	if r.ProtoMajor != 1 { // HTTP/2 serves requests side by side: no per-connection answer slot
-		s.gp.ServeHTTP(w, r)
+		sw := newStreamWriter(w, s.opts.ClientIdleTimeout)
+		defer sw.end()
+		s.gp.ServeHTTP(sw, r)
 		return
 	}
 	t.conn.answer = w

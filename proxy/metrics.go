@@ -18,6 +18,9 @@ type Metrics interface {
 	Replay(route string)
 	// Denied counts a request the clients rules refused: reason is address, credentials or route.
 	Denied(reason string)
+	// ConnectionRefused counts a client connection closed as it arrived, over a gateway's connection
+	// limits: reason is total or per-address.
+	ConnectionRefused(reason string)
 	// ConnectionOpened and ConnectionClosed track the client connections open now, by kind.
 	ConnectionOpened(kind ConnKind)
 	ConnectionClosed(kind ConnKind)
@@ -51,5 +54,6 @@ func (noMetrics) Request(string, int, time.Duration)         {}
 func (noMetrics) Error(string, string)                       {}
 func (noMetrics) Replay(string)                              {}
 func (noMetrics) Denied(string)                              {}
+func (noMetrics) ConnectionRefused(string)                   {}
 func (noMetrics) ConnectionOpened(ConnKind)                  {}
 func (noMetrics) ConnectionClosed(ConnKind)                  {}

@@ -6,7 +6,6 @@ package proxy
 import (
 	"context"
 	"crypto/rsa"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -41,6 +40,12 @@ type Options struct {
 	// ReadHeaderTimeout and ClientIdleTimeout bound slow and silent clients; zero is the default below.
 	ReadHeaderTimeout time.Duration
 	ClientIdleTimeout time.Duration
+	// RequestBodyTimeout is how long an app's request body may make no progress before the request and its
+	// connection end; zero is the default below.
+	RequestBodyTimeout time.Duration
+	// UpstreamStallTimeout is how long a round trip to an upstream may go unanswered, counted from when its
+	// request was whole, before readiness fails; zero is the sum of the upstream timeouts and 30 s.
+	UpstreamStallTimeout time.Duration
 	// TokenStore keeps tokens where other replicas find them (routes.yaml store:); nil keeps them in the
 	// process.
 	TokenStore tokensource.Store
@@ -53,28 +58,34 @@ const (
 	ResponseHeaderTimeout = 60 * time.Second
 	ReadHeaderTimeout     = 10 * time.Second
 	ClientIdleTimeout     = 5 * time.Minute
+	RequestBodyTimeout    = 30 * time.Second
 	IdleConnsPerHost      = 128
+	// MaxStreamsPerConn bounds the requests side by side on one intercepted HTTP/2 connection.
+	MaxStreamsPerConn = 100
 )
 
 // Server serves the proxy port with the configuration snapshot currently in service.
 type Server struct {
-	opts     Options
-	log      *slog.Logger
-	metrics  Metrics
-	snap     atomic.Pointer[snapshot]
-	swapMu   sync.Mutex // one Swap at a time
-	cache    *tokensource.Cache
-	upstream *http.Transport
-	guard    *dialGuard
-	gp       *goproxy.ProxyHttpServer
+	opts    Options
+	log     *slog.Logger
+	metrics Metrics
+	snap    atomic.Pointer[snapshot]
+	swapMu  sync.Mutex // one Swap at a time
+	cache   *tokensource.Cache
+	up      *transports
+	guard   *dialGuard
+	gp      *goproxy.ProxyHttpServer
 
 	http      *http.Server
 	conns     *connTracker
 	inflight  atomic.Int64 // requests not yet answered, including upgraded ones net/http no longer sees
 	listening atomic.Bool
-	draining  atomic.Bool
-	shutdown  sync.Once
-	drained   error // Shutdown's result
+	gateway   atomic.Bool // it listens beyond loopback
+	// lastRefusalLog is when a refused connection was last logged (unix nanos): a flood logs once in a while.
+	lastRefusalLog atomic.Int64
+	draining       atomic.Bool
+	shutdown       sync.Once
+	drained        error // Shutdown's result
 }
 
 // New builds a Server for cfg, which must be resolved (config.Resolve) when a route names an issuer.
@@ -94,6 +105,12 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	if opts.ClientIdleTimeout == 0 {
 		opts.ClientIdleTimeout = ClientIdleTimeout
 	}
+	if opts.RequestBodyTimeout == 0 {
+		opts.RequestBodyTimeout = RequestBodyTimeout
+	}
+	if opts.UpstreamStallTimeout == 0 {
+		opts.UpstreamStallTimeout = DialTimeout + TLSHandshakeTimeout + opts.ResponseHeaderTimeout + 30*time.Second
+	}
 	s := &Server{
 		opts:    opts,
 		log:     opts.Logger,
@@ -110,25 +127,12 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	}
 	s.cache.Retain(snap.fetcherList())
 	s.snap.Store(snap)
-	s.upstream = &http.Transport{
-		Proxy:                 nil, // never HTTP_PROXY: in a pod it points at this very proxy
-		DialContext:           s.opts.DialContext,
-		TLSClientConfig:       &tls.Config{RootCAs: opts.RootCAs, MinVersion: tls.VersionTLS12},
-		TLSHandshakeTimeout:   TLSHandshakeTimeout,
-		ResponseHeaderTimeout: opts.ResponseHeaderTimeout,
-		ExpectContinueTimeout: time.Second,
-		MaxIdleConns:          4 * IdleConnsPerHost,
-		MaxIdleConnsPerHost:   IdleConnsPerHost,
-		IdleConnTimeout:       90 * time.Second,
-		DisableCompression:    true, // pass the app's Accept-Encoding and the encoded answer through
-		// HTTP/2 with suppliers that offer it: with our own dialer and TLS settings Go asks for it only so.
-		ForceAttemptHTTP2: true,
-	}
+	s.up = newTransports(s.upstreamTransport, opts.UpstreamStallTimeout)
 
 	// goproxy is the request engine for plain requests and for the requests inside intercepted
 	// connections; CONNECT never reaches it (see connect.go).
 	gp := goproxy.NewProxyHttpServer()
-	gp.Tr = s.upstream
+	gp.Tr = s.up.transport() // goproxy's own default reads HTTP_PROXY; this one sends nothing (RoundTrip does)
 	gp.ConnectDial = nil
 	gp.KeepAcceptEncoding = true
 	// onRequest removes the proxy and hop-by-hop headers itself, so goproxy need not (its removal also
@@ -178,6 +182,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveConnect(w, r)
 		return
 	}
+	if b := s.watchBody(w, r); b != nil {
+		defer b.end()
+	}
 	c := connFrom(r.Context())
 	if c == nil || r.ProtoMajor != 1 {
 		s.gp.ServeHTTP(w, r)
@@ -192,7 +199,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) Serve(l net.Listener) error {
 	s.guard.addOwn(l.Addr())
 	s.listening.Store(true)
-	err := s.http.Serve(trackingListener{Listener: l, t: s.conns})
+	s.gateway.Store(!isLoopbackAddr(l.Addr()))
+	err := s.http.Serve(trackingListener{Listener: l, t: s.conns, limits: s.connLimits, refused: s.connRefused})
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
@@ -244,7 +252,7 @@ func (s *Server) drain(ctx context.Context) error {
 		}
 	}
 	s.conns.closeAll()
-	s.upstream.CloseIdleConnections()
+	s.up.transport().CloseIdleConnections()
 	s.cache.Close()
 	if ctx.Err() != nil {
 		_ = s.http.Close()

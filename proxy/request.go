@@ -2,13 +2,11 @@ package proxy
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptrace"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -46,6 +44,12 @@ type exchange struct {
 	// answerTo is the app's ResponseWriter on HTTP/1 connections; nil on HTTP/2 (see respond).
 	answerTo http.ResponseWriter
 	answer   answerBody // the body of the exchange's answer, kept here to save an allocation
+	// body is the app's request body, nil without one.
+	body *clientBody
+	// The upstream round trip: when it began, on which transport, and its place among those in flight.
+	rtStart        time.Time
+	rtTransport    *http.Transport
+	rtPrev, rtNext *exchange
 }
 
 // onRequest finds the route of a plain or intercepted request, refuses what must not pass, and leaves the
@@ -56,6 +60,7 @@ func (s *Server) onRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Requ
 	s.inflight.Add(1)
 	ctx.UserData = x
 	ctx.RoundTripper = s
+	x.linkBody(req)
 	if req.URL.User != nil {
 		// Go's transport would turn user info into an Authorization header of its own, beside the route's.
 		return req, s.refuse(req, x, http.StatusBadRequest, "tokenproxy: a URL with user info (user:password@host) is not forwarded\n")
@@ -91,9 +96,6 @@ func (s *Server) onRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Requ
 	}
 	// Connection names the hop-by-hop headers; goproxy deletes it before RoundTrip, so strip them here.
 	hopbyhop.Remove(req.Header)
-	if req.Body != nil && req.Body != http.NoBody {
-		req.Body = &countingBody{ReadCloser: req.Body, n: &x.sent}
-	}
 	return req, nil
 }
 
@@ -132,7 +134,7 @@ func (s *Server) RoundTrip(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Resp
 func (s *Server) forward(req *http.Request, x *exchange) (resp *http.Response, failed bool) {
 	r := x.route
 	if r == nil {
-		resp, err := s.upstream.RoundTrip(req)
+		resp, err := s.up.roundTrip(req, x)
 		if err != nil {
 			return s.upstreamFailure(req, x, err), true
 		}
@@ -142,6 +144,9 @@ func (s *Server) forward(req *http.Request, x *exchange) (resp *http.Response, f
 		req.URL.Scheme = "https"
 	}
 	body, err := keepForReplay(req, r)
+	if x.body != nil && x.body.stalled.Load() {
+		return s.bodyStalled(req, x, err), true
+	}
 	if err != nil {
 		x.step, x.err = StepPolicy, err
 		return refusal(req, http.StatusBadRequest, "tokenproxy: "+err.Error()+"; nothing was sent upstream\n"), true
@@ -155,7 +160,7 @@ func (s *Server) forward(req *http.Request, x *exchange) (resp *http.Response, f
 	// on a new one) did send it. The trace lives in the exchange; a replay's clone keeps its context.
 	x.trace.WroteHeaders = x.wroteHeaders
 	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &x.trace))
-	resp, err = s.upstream.RoundTrip(req)
+	resp, err = s.up.roundTrip(req, x)
 	if err != nil {
 		return s.upstreamFailure(req, x, err), true
 	}
@@ -177,7 +182,7 @@ func (s *Server) forward(req *http.Request, x *exchange) (resp *http.Response, f
 	_ = resp.Body.Close()
 	x.replayed = true
 	s.metrics.Replay(r.Name)
-	resp, err = s.upstream.RoundTrip(retry)
+	resp, err = s.up.roundTrip(retry, x)
 	if err != nil {
 		return s.upstreamFailure(retry, x, err), true
 	}
@@ -209,6 +214,12 @@ func (s *Server) token(ctx context.Context, x *exchange) (*tokensource.Token, to
 // respond makes resp the exchange's answer, once per exchange: its body counts the bytes given to the app,
 // and closing it ends the exchange (logged, counted).
 func (s *Server) respond(x *exchange, resp *http.Response) *http.Response {
+	if x.step != "" && x.answerTo != nil && x.body != nil && x.body.cutOff() {
+		// tokenproxy answers before the app's HTTP/1 body is whole: no byte more of it is read (net/http
+		// would read it before answering, for as long as the app likes), and the connection closes.
+		resp.Header.Set("Connection", "close")
+		resp.Close = true
+	}
 	x.status = resp.StatusCode
 	x.answer = answerBody{ReadCloser: resp.Body, s: s, x: x}
 	resp.Body = &x.answer
@@ -228,52 +239,6 @@ func (s *Server) respond(x *exchange, resp *http.Response) *http.Response {
 func (s *Server) refuse(req *http.Request, x *exchange, status int, body string) *http.Response {
 	x.step = StepPolicy
 	return s.respond(x, refusal(req, status, body))
-}
-
-// answerBody is the body of an exchange's answer; the exchange ends when it is closed.
-type answerBody struct {
-	io.ReadCloser
-	s         *Server
-	x         *exchange
-	once      sync.Once
-	alsoClose net.Conn // closed with the body: the app's side of an upgraded connection
-}
-
-func (b *answerBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	b.x.received.Add(int64(n))
-	return n, err
-}
-
-func (b *answerBody) Close() error {
-	err := b.ReadCloser.Close()
-	b.once.Do(func() {
-		if b.alsoClose != nil {
-			_ = b.alsoClose.Close()
-		}
-		b.s.done(b.x)
-	})
-	return err
-}
-
-// Write lets a websocket (101) body stay writable through the wrapper.
-func (b *answerBody) Write(p []byte) (int, error) {
-	if w, ok := b.ReadCloser.(io.Writer); ok {
-		return w.Write(p)
-	}
-	return 0, errors.New("proxy: response body is not writable")
-}
-
-// countingBody counts the request body bytes the upstream read.
-type countingBody struct {
-	io.ReadCloser
-	n *atomic.Int64
-}
-
-func (b *countingBody) Read(p []byte) (int, error) {
-	n, err := b.ReadCloser.Read(p)
-	b.n.Add(int64(n))
-	return n, err
 }
 
 func routeName(r *config.Route) string {

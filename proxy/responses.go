@@ -39,6 +39,9 @@ func (s *Server) tokenFailure(req *http.Request, x *exchange, err error) *http.R
 }
 
 func (s *Server) upstreamFailure(req *http.Request, x *exchange, err error) *http.Response {
+	if x.body != nil && x.body.stalled.Load() {
+		return s.bodyStalled(req, x, err)
+	}
 	if errors.Is(err, errForbiddenAddress) {
 		x.step, x.err = StepPolicy, err
 		return refusal(req, http.StatusForbidden, fmt.Sprintf("tokenproxy: %s was not reached: %v. This proxy listens "+
@@ -55,6 +58,14 @@ func (s *Server) upstreamFailure(req *http.Request, x *exchange, err error) *htt
 		body = fmt.Sprintf("tokenproxy: the request to %s (no route) failed: %v\n", req.URL.Host, err)
 	}
 	return errorResponse(req, status, StepUpstream, x.route, body)
+}
+
+// bodyStalled answers a request whose body made no progress for the body timeout: the app's fault, so a
+// policy answer (408), whatever the upstream made of the request it got cut.
+func (s *Server) bodyStalled(req *http.Request, x *exchange, err error) *http.Response {
+	x.step, x.err = StepPolicy, err
+	return refusal(req, http.StatusRequestTimeout, fmt.Sprintf("tokenproxy: the request body made no progress for %s, "+
+		"so the request was cut off; the upstream got it incomplete or not at all\n", s.opts.RequestBodyTimeout))
 }
 
 // errorResponse is an answer of tokenproxy's own; step goes into X-Tokenproxy-Error.

@@ -117,7 +117,8 @@ func (s *Server) CertificatesCached() int {
 	return 0
 }
 
-// Ready reports whether the proxy serves: a configuration is loaded, it listens, and it is not draining.
+// Ready reports whether the proxy serves: a configuration is loaded, it listens, it is not draining, and
+// requests to upstreams complete (none has waited for its answer longer than the upstream timeouts allow).
 func (s *Server) Ready() bool {
-	return s.listening.Load() && !s.draining.Load()
+	return s.listening.Load() && !s.draining.Load() && !s.upstreamsStalled()
 }
