@@ -96,23 +96,28 @@ func TestAStalledRequestBodyEndsTheRequest(t *testing.T) {
 		assert.Empty(t, secure.requests(), "nothing went upstream")
 	})
 	t.Run("a slow body that keeps moving", func(t *testing.T) {
-		h, routed, _, _ := newSlow(t)
+		// A body timeout of its own, five times the app's pace, so a busy machine's late wake-ups cannot
+		// make the app look stalled.
+		const moving = time.Second
+		h := newHarness(t, harnessOptions{requestBodyTimeout: moving})
+		routed := newUpstream(t, nil, false, nil)
+		h.route("supplier.test:80", routed)
 		body, feed := io.Pipe()
 		go func() {
-			for range 5 {
+			for range 7 {
 				_, _ = io.WriteString(feed, "piece")
-				time.Sleep(bodyTimeout / 2) // the app's pace: 1.25 body timeouts in all, never one without a byte
+				time.Sleep(moving / 5) // the app's pace: 1.4 body timeouts in all, never one without a byte
 			}
 			feed.Close()
 		}()
 		req, err := http.NewRequest(http.MethodPost, "http://supplier.test/upload", body)
 		require.NoError(t, err)
-		req.ContentLength = 25
+		req.ContentLength = 35
 		resp, err := h.client(nil).Do(req)
 		require.NoError(t, err)
 		resp.Body.Close()
 		assert.Equal(t, http.StatusOK, resp.StatusCode)
-		assert.Equal(t, sha([]byte(strings.Repeat("piece", 5))), routed.last(t).BodySHA)
+		assert.Equal(t, sha([]byte(strings.Repeat("piece", 7))), routed.last(t).BodySHA)
 	})
 }
 
@@ -120,7 +125,7 @@ func TestAStalledRequestBodyEndsTheRequest(t *testing.T) {
 // reads on after the body to notice the app leaving, and a deadline there would cancel the request while
 // the upstream takes its time to answer.
 func TestAWholeBodyLeavesNoDeadline(t *testing.T) {
-	const bodyTimeout = 200 * time.Millisecond
+	const bodyTimeout = 500 * time.Millisecond
 	h := newHarness(t, harnessOptions{requestBodyTimeout: bodyTimeout})
 	up := newUpstream(t, nil, false, func(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(3 * bodyTimeout) // the upstream's own pace, after the whole body arrived
@@ -130,7 +135,7 @@ func TestAWholeBodyLeavesNoDeadline(t *testing.T) {
 	body, feed := io.Pipe()
 	go func() {
 		_, _ = io.WriteString(feed, "a whole ")
-		time.Sleep(bodyTimeout / 2) // the app's pace: the last bytes come after the deadline was last moved
+		time.Sleep(bodyTimeout / 5) // the app's pace (a fifth of the timeout, so a busy machine cannot make it a stall)
 		_, _ = io.WriteString(feed, "body")
 		feed.Close()
 	}()
