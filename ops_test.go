@@ -616,6 +616,17 @@ routes:
 	assert.Equal(t, typo+":7: routes[0].authstyle: unknown key; did you mean authStyle?\n"+
 		typo+":8: routes[0].scop: unknown key; did you mean scope?\n", errOut)
 
+	// params never replace a field tokenproxy sends, not even under -syntax-only.
+	override := writeFile(t, dir, "override.yaml", "routes:\n  - name: a\n    hosts: [a.example]\n    tokenUrl: https://auth.example/t\n"+
+		"    clientId: c\n    clientSecret: s\n    params: {client_secret: other, grant_type: password}\n")
+	for _, args := range [][]string{{"validate", "-config", override}, {"validate", "-config", override, "-syntax-only"}} {
+		code, out, errOut = runBinary(t, "", nil, args...)
+		assert.Equal(t, 2, code)
+		assert.Empty(t, out)
+		assert.Equal(t, override+":7: routes[0].params.client_secret: params may not set client_secret: tokenproxy sends it from clientSecret or clientSecretFile\n"+
+			override+":7: routes[0].params.grant_type: params may not set grant_type: tokenproxy sends it from grantType\n", errOut)
+	}
+
 	// Files it cannot read, and an empty CA name, are errors as at start-up; -syntax-only reads no file.
 	files := writeFile(t, dir, "files.yaml", "mitm:\n  caCert: ${CA_DIR}/ca.crt\n  caKey: ${CA_KEY}\n"+
 		"routes:\n  - name: a\n    hosts: [a.example]\n    tokenUrl: https://auth.example/t\n    clientId: c\n    clientSecretFile: missing-secret\n")

@@ -60,7 +60,7 @@ func (l *loader) route(n *yaml.Node, path string) *Route {
 		"expiresPath":    func(v *yaml.Node, p string) { tc.ExpiresPath = l.dotPath(v, p) },
 		"expiresAtPath":  func(v *yaml.Node, p string) { tc.ExpiresAtPath = l.dotPath(v, p) },
 		"defaultTTL":     func(v *yaml.Node, p string) { tc.DefaultTTL = l.duration(v, p) },
-		"params":         func(v *yaml.Node, p string) { tc.Params = l.stringMap(v, p) },
+		"params":         func(v *yaml.Node, p string) { tc.Params = l.params(v, p) },
 		"tokenHeaders":   func(v *yaml.Node, p string) { tc.TokenHeaders = l.headerMap(v, p) },
 		"headers":        func(v *yaml.Node, p string) { rt.Headers = l.headerMap(v, p) },
 		"header":         func(v *yaml.Node, p string) { rt.Header = l.headerName(v, p) },
@@ -176,6 +176,19 @@ func (l *loader) dotPath(v *yaml.Node, p string) string {
 		l.problem(v, p, "%q is not a dot path like access_token or data.token", s)
 	}
 	return s
+}
+
+// params reads extra token-request fields; a field tokenproxy sends itself is refused, or the request
+// would carry another secret, client or grant than the route's settings say.
+func (l *loader) params(v *yaml.Node, p string) map[string]string {
+	m := l.stringMap(v, p)
+	for i := 0; v.Kind == yaml.MappingNode && i+1 < len(v.Content); i += 2 {
+		k := v.Content[i]
+		if why, ok := tokensource.ReservedParam(k.Value); ok {
+			l.problem(k, p+"."+k.Value, "params may not set %s: %s", k.Value, why)
+		}
+	}
+	return m
 }
 
 // headerMap reads header names to values; the names must be valid and never hop-by-hop.
