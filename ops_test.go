@@ -616,6 +616,18 @@ routes:
 	assert.Equal(t, typo+":7: routes[0].authstyle: unknown key; did you mean authStyle?\n"+
 		typo+":8: routes[0].scop: unknown key; did you mean scope?\n", errOut)
 
+	// An API key from a variable set but empty is named, not sent empty.
+	apiKey := writeFile(t, dir, "apikey.yaml", "routes:\n  - name: a\n    hosts: [a.example]\n    tokenUrl: https://auth.example/t\n"+
+		"    clientId: c\n    clientSecret: s\n    headers: {X-Api-Key: \"${SUPPLIER_API_KEY}\"}\n    tokenHeaders: {X-Gateway-Key: \"${GATEWAY_KEY}\"}\n")
+	code, out, errOut = runBinary(t, "", []string{"SUPPLIER_API_KEY=", "GATEWAY_KEY="}, "validate", "-config", apiKey)
+	assert.Equal(t, 2, code)
+	assert.Empty(t, out)
+	assert.Equal(t, apiKey+":7: routes[0].headers.X-Api-Key: SUPPLIER_API_KEY is set but empty\n"+
+		apiKey+":8: routes[0].tokenHeaders.X-Gateway-Key: GATEWAY_KEY is set but empty\n", errOut)
+	code, out, errOut = runBinary(t, "", []string{"SUPPLIER_API_KEY=k", "GATEWAY_KEY=g"}, "validate", "-config", apiKey)
+	assert.Equal(t, 0, code, errOut)
+	assert.Equal(t, apiKey+": valid, 1 route\n", out)
+
 	// params never replace a field tokenproxy sends, not even under -syntax-only.
 	override := writeFile(t, dir, "override.yaml", "routes:\n  - name: a\n    hosts: [a.example]\n    tokenUrl: https://auth.example/t\n"+
 		"    clientId: c\n    clientSecret: s\n    params: {client_secret: other, grant_type: password}\n")

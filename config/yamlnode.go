@@ -206,7 +206,9 @@ func (r *nodeReader) list(n *yaml.Node, path string, each func(v string, item *y
 	}
 }
 
-// stringMap reads a mapping of strings to strings, with ${VAR} expanded in the values.
+// stringMap reads a mapping of strings to strings, with ${VAR} expanded in the values. A value that
+// refers to a variable set but empty is a problem: these values (API keys, token-request fields) go to a
+// supplier as they are, where an empty one would go unnoticed.
 func (r *nodeReader) stringMap(n *yaml.Node, path string) map[string]string {
 	m := map[string]string{}
 	if n.Kind != yaml.MappingNode {
@@ -214,8 +216,11 @@ func (r *nodeReader) stringMap(n *yaml.Node, path string) map[string]string {
 		return m
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k := n.Content[i].Value
-		m[k] = r.str(n.Content[i+1], path+"."+k)
+		k, v := n.Content[i].Value, n.Content[i+1]
+		m[k] = r.str(v, path+"."+k)
+		if empty := r.emptyVars(v); len(empty) > 0 {
+			r.problem(v, path+"."+k, "%s", setButEmpty(empty))
+		}
 	}
 	return m
 }
