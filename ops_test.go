@@ -616,6 +616,13 @@ routes:
 	assert.Equal(t, typo+":7: routes[0].authstyle: unknown key; did you mean authStyle?\n"+
 		typo+":8: routes[0].scop: unknown key; did you mean scope?\n", errOut)
 
+	// A mistyped required key is one line: the unknown key says what it should be.
+	requiredTypo := writeFile(t, dir, "requiredtypo.yaml", "routes:\n  - name: a\n    hosts: [a.example]\n    tokenUri: https://auth.example/t\n    clientld: c\n    clientSecret: s\n")
+	code, _, errOut = runBinary(t, "", nil, "validate", "-config", requiredTypo)
+	assert.Equal(t, 2, code)
+	assert.Equal(t, requiredTypo+":4: routes[0].tokenUri: unknown key; did you mean tokenUrl?\n"+
+		requiredTypo+":5: routes[0].clientld: unknown key; did you mean clientId?\n", errOut)
+
 	// An API key from a variable set but empty is named, not sent empty.
 	apiKey := writeFile(t, dir, "apikey.yaml", "routes:\n  - name: a\n    hosts: [a.example]\n    tokenUrl: https://auth.example/t\n"+
 		"    clientId: c\n    clientSecret: s\n    headers: {X-Api-Key: \"${SUPPLIER_API_KEY}\"}\n    tokenHeaders: {X-Gateway-Key: \"${GATEWAY_KEY}\"}\n")

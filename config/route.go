@@ -80,7 +80,7 @@ func (l *loader) route(n *yaml.Node, path string) *Route {
 	switch {
 	case seen["tokenUrl"] != nil && seen["issuer"] != nil:
 		l.problem(seen["issuer"], path+".issuer", "set tokenUrl or issuer, not both")
-	case seen["tokenUrl"] == nil && seen["issuer"] == nil:
+	case seen["tokenUrl"] == nil && seen["issuer"] == nil && !l.mistyped(n, "tokenUrl", "issuer"):
 		l.problem(n, path+".tokenUrl", "required key is missing (or set issuer)")
 	}
 
@@ -88,7 +88,7 @@ func (l *loader) route(n *yaml.Node, path string) *Route {
 	switch {
 	case secretNode != nil && secretFileNode != nil:
 		l.problem(secretFileNode, path+".clientSecretFile", "set clientSecret or clientSecretFile, not both")
-	case secretNode == nil && secretFileNode == nil && style.NeedsSecret():
+	case secretNode == nil && secretFileNode == nil && style.NeedsSecret() && !l.mistyped(n, "clientSecret", "clientSecretFile"):
 		l.problem(n, path+".clientSecret", "required key is missing (or set clientSecretFile)")
 	}
 	if secrets.IsEncrypted(tc.ClientSecret) && !l.syntaxOnly {
@@ -106,7 +106,9 @@ func (l *loader) route(n *yaml.Node, path string) *Route {
 	switch style {
 	case tokensource.AuthPrivateKeyJWT:
 		if keyNode == nil {
-			l.problem(n, path+".clientKeyFile", "required for authStyle private-key-jwt")
+			if !l.mistyped(n, "clientKeyFile") {
+				l.problem(n, path+".clientKeyFile", "required for authStyle private-key-jwt")
+			}
 		} else if keyPEM, ok := l.readFile(keyNode, path+".clientKeyFile", keyFile); ok {
 			if key, err := tokensource.ParsePrivateKey(keyPEM); err != nil {
 				l.problem(keyNode, path+".clientKeyFile", "%s: %v", keyFile, err)
@@ -116,7 +118,9 @@ func (l *loader) route(n *yaml.Node, path string) *Route {
 		}
 	case tokensource.AuthTLSClient:
 		if keyNode == nil || certNode == nil {
-			l.problem(n, path+".clientCertFile", "clientCertFile and clientKeyFile are required for authStyle tls-client-auth")
+			if !l.mistyped(n, "clientCertFile", "clientKeyFile") {
+				l.problem(n, path+".clientCertFile", "clientCertFile and clientKeyFile are required for authStyle tls-client-auth")
+			}
 			break
 		}
 		certPEM, ok1 := l.readFile(certNode, path+".clientCertFile", certFile)
