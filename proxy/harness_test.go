@@ -401,6 +401,7 @@ func (r *recorder) Replay(route string)         { r.add("replays "+route, 1) }
 func (r *recorder) Denied(reason string)        { r.add("denied "+reason, 1) }
 func (r *recorder) ConnectionOpened(k ConnKind) { r.add("connections "+string(k), 1) }
 func (r *recorder) ConnectionClosed(k ConnKind) { r.add("connections "+string(k), -1) }
+func (r *recorder) RoutesInService([]string)    {}
 func (r *recorder) TokenLookup(route string, via tokensource.Via) {
 	r.add("lookups "+route+" "+string(via), 1)
 }

@@ -110,6 +110,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	}
 	s.cache.Retain(snap.fetcherList())
 	s.snap.Store(snap)
+	s.metrics.RoutesInService(snap.routeNames())
 	s.upstream = &http.Transport{
 		Proxy:                 nil, // never HTTP_PROXY: in a pod it points at this very proxy
 		DialContext:           s.opts.DialContext,
@@ -169,6 +170,7 @@ func (s *Server) Swap(cfg *config.Config) error {
 	// The new credentials are in service before any request can run on them.
 	s.cache.Retain(next.fetcherList())
 	s.snap.Store(next)
+	s.metrics.RoutesInService(next.routeNames())
 	return nil
 }
 
