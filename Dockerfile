@@ -2,8 +2,9 @@
 #   docker build --build-arg VERSION=v0.4.0 --build-arg REVISION=$(git rev-parse HEAD) -t registry.example/tokenproxy:v0.4.0 .
 # (.dockerignore keeps .git out of the context, so the revision comes in as an argument.)
 FROM golang:1.26 AS build
-ARG VERSION=dev
-ARG REVISION=unknown
+# Without them the binary says it does not know its version or revision, and how to set them.
+ARG VERSION=
+ARG REVISION=
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download

@@ -17,6 +17,7 @@ import (
 	"github.com/tokenproxy/tokenproxy/config"
 	"github.com/tokenproxy/tokenproxy/internal/buildinfo"
 	"github.com/tokenproxy/tokenproxy/internal/logging"
+	"github.com/tokenproxy/tokenproxy/internal/runstate"
 	"github.com/tokenproxy/tokenproxy/mitm"
 	"github.com/tokenproxy/tokenproxy/redisstore"
 	"github.com/tokenproxy/tokenproxy/secrets"
@@ -130,7 +131,7 @@ func runHealth(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	if code := parseFlags(fs, args, stderr); code >= 0 {
 		return code
 	}
-	addr, err := config.ReadAdmin(*path, nil)
+	addr, err := adminAddress(*path)
 	if err != nil {
 		fmt.Fprintf(stderr, "tokenproxy health: %v\n", err)
 		return 1
@@ -150,6 +151,19 @@ func runHealth(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "%s", body)
 	return 0
+}
+
+// adminAddress is where the proxy serving the routes file path answers admin requests: the address it
+// recorded at start, since a reload that changed admin in the file does not move it; without a record
+// (none, or in a directory open to others), the file's.
+func adminAddress(path string) (string, error) {
+	if rec, ok, err := runstate.Read(path); err == nil && ok {
+		if rec.Admin == "" {
+			return "", fmt.Errorf("the tokenproxy serving %s started without admin endpoints; admin: host:port takes a restart", path)
+		}
+		return rec.Admin, nil
+	}
+	return config.ReadAdmin(path, nil)
 }
 
 // dialable turns a listen address into one to dial: an unspecified host (all interfaces) is this machine.
@@ -179,6 +193,12 @@ func runVersion(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, ", %s", info.Time)
 	}
 	fmt.Fprintf(stdout, ", %s)\n", info.GoVersion)
+	if unknown := info.Unknown(); len(unknown) > 0 { // on stderr: scripts read the line above
+		fmt.Fprintf(stderr, "tokenproxy version: this build does not know its %s (built with -buildvcs=false, or from sources without .git); set them when building:\n"+
+			"  go build -ldflags \"-X %s=v1.2.3 -X %s=$(git rev-parse HEAD)\" -o tokenproxy .\n"+
+			"  docker build --build-arg VERSION=v1.2.3 --build-arg REVISION=$(git rev-parse HEAD) .\n",
+			strings.Join(unknown, " or "), buildinfo.VersionSymbol, buildinfo.RevisionSymbol)
+	}
 	return 0
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tokenproxy/tokenproxy/internal/testkit"
 	"github.com/tokenproxy/tokenproxy/secrets"
 )
 
@@ -117,6 +119,7 @@ func TestCheckCommand(t *testing.T) {
 	assert.Equal(t, 1, code)
 	assert.Contains(t, out, "✘ request: GET "+supplier.URL+"/refuse answered 401")
 	assert.Contains(t, out, "hint: the supplier refused the token")
+	assert.NotContains(t, out, "note: a 2xx", "the note qualifies a request that passed")
 
 	// A URL of another host never gets the route's token.
 	code, out, _ = runBinary(t, "", nil, "check", "-config", config, "-route", "orders", "-url", tokens.URL+"/elsewhere?key=hidden")
@@ -140,6 +143,32 @@ func TestCheckCommand(t *testing.T) {
 	code, out, _ = runBinary(t, "", nil, "check", "-config", config, "-route", "nope")
 	assert.Equal(t, 1, code)
 	assert.Contains(t, out, `✘ route "nope" is not in `+config)
+}
+
+// check against a supplier whose CA this machine does not trust points at SSL_CERT_FILE, and SSL_CERT_FILE
+// naming that CA is indeed the fix.
+func TestCheckPointsAtSSLCertFileForAnUntrustedSupplier(t *testing.T) {
+	tokens, _, _ := checkServers(t)
+	ca := testkit.CA(t, "Private Supplier CA")
+	supplier := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	supplier.TLS = &tls.Config{Certificates: []tls.Certificate{*ca.Issue(t, "supplier.test").TLS}}
+	supplier.StartTLS()
+	defer supplier.Close()
+	config := checkConfig(t, tokens.URL, binSecret, supplier.Listener.Addr().String())
+	caFile := writeFile(t, t.TempDir(), "ca.pem", string(ca.PEM))
+	args := []string{"check", "-config", config, "-route", "orders", "-url", supplier.URL + "/v1/ping"}
+
+	code, out, _ := runBinary(t, "", []string{"SSL_CERT_DIR=" + t.TempDir()}, args...)
+	assert.Equal(t, 1, code)
+	assert.Contains(t, out, "✘ request: GET "+supplier.URL+"/v1/ping failed after ")
+	assert.Contains(t, out, `hint: the supplier's certificate is issued by "CN=Private Supplier CA", which this machine's roots do not include: `+
+		"if it is a private CA, add its certificate to the file SSL_CERT_FILE names")
+	assert.NotContains(t, out, "note: a 2xx")
+
+	code, out, _ = runBinary(t, "", []string{"SSL_CERT_FILE=" + caFile, "SSL_CERT_DIR=" + t.TempDir()}, args...)
+	assert.Equal(t, 0, code, out)
+	assert.Contains(t, out, "✔ request: GET "+supplier.URL+"/v1/ping answered 200")
+	assert.Contains(t, out, "note: a 2xx proves connection and token exchange")
 }
 
 func TestEncryptThenRunWithTheEncryptedSecret(t *testing.T) {

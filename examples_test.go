@@ -571,6 +571,7 @@ func TestComposeExample(t *testing.T) {
 			Command     []string
 			Volumes     []string
 			ReadOnly    bool `yaml:"read_only"`
+			Tmpfs       []string
 			Healthcheck struct {
 				Test []string
 			}
@@ -585,6 +586,7 @@ func TestComposeExample(t *testing.T) {
 		"distroless has no shell: the healthcheck is the binary")
 	assert.Equal(t, "service_healthy", app.DependsOn["tokenproxy"].Condition)
 	assert.True(t, tp.ReadOnly)
+	assert.Contains(t, tp.Tmpfs, "/tmp", "health finds the admin address the process serves under $TMPDIR")
 	assert.True(t, app.ReadOnly, "the app's root filesystem is read-only too")
 	assert.Equal(t, []string{"./config:/etc/tokenproxy:ro"}, tp.Volumes, "a directory, so reloads see edits")
 	for _, name := range []string{"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy"} {

@@ -67,7 +67,8 @@ func start(t *testing.T, config string, env ...string) *running {
 // startArgs starts the binary with args (and JSON logs) and waits until it listens.
 func startArgs(t *testing.T, args []string, env ...string) *running {
 	cmd := exec.Command(binary, append(args, "-log-format", "json")...)
-	cmd.Env = append(os.Environ(), env...)
+	// A TMPDIR of the test's own keeps the record health reads (internal/runstate) out of the machine's /tmp.
+	cmd.Env = append(append(os.Environ(), "TMPDIR="+t.TempDir()), env...)
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())

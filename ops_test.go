@@ -185,7 +185,7 @@ routes:
 	assert.Equal(t, 1.0, value(m, "tokenproxy_errors_total", "route", "broken", "kind", "token"))
 	assert.Equal(t, 1.0, value(m, "tokenproxy_requests_total", "route", "-", "code", "502"))
 	assert.Equal(t, 1.0, value(m, "tokenproxy_errors_total", "route", "-", "kind", "upstream"))
-	assert.Equal(t, -1.0, value(m, "tokenproxy_errors_total", "route", "supplier"), "no failure, no sample")
+	assert.Equal(t, 0.0, value(m, "tokenproxy_errors_total", "route", "supplier", "kind", "token"), "no failure: zero, ready for increase()")
 	assert.Equal(t, 1.0, value(m, "tokenproxy_token_fetches_total", "route", "supplier", "result", "ok"))
 	assert.Equal(t, 1.0, value(m, "tokenproxy_token_fetches_total", "route", "broken", "result", "status"))
 	assert.Equal(t, 1.0, value(m, "tokenproxy_token_fetch_duration_seconds", "route", "supplier"))
@@ -196,7 +196,7 @@ routes:
 	assert.Equal(t, -1.0, value(m, "tokenproxy_token_expiry_seconds", "route", "broken"), "no token, no sample")
 	assert.Equal(t, 0.0, value(m, "tokenproxy_token_backoff", "route", "supplier"))
 	assert.Equal(t, 1.0, value(m, "tokenproxy_token_backoff", "route", "broken"))
-	assert.Zero(t, value(m, "tokenproxy_replays_total", "route", "supplier")+1, "no replay happened")
+	assert.Equal(t, 0.0, value(m, "tokenproxy_replays_total", "route", "supplier"), "no replay happened")
 	assert.Equal(t, 0.0, value(m, "tokenproxy_connections", "kind", "intercepted"))
 	assert.Equal(t, 0.0, value(m, "tokenproxy_connections", "kind", "tunnel"))
 	require.Eventually(t, func() bool {
@@ -615,6 +615,36 @@ routes:
 	assert.Equal(t, 2, code)
 	assert.Equal(t, typo+":7: routes[0].authstyle: unknown key; did you mean authStyle?\n"+
 		typo+":8: routes[0].scop: unknown key; did you mean scope?\n", errOut)
+
+	// A mistyped required key is one line: the unknown key says what it should be.
+	requiredTypo := writeFile(t, dir, "requiredtypo.yaml", "routes:\n  - name: a\n    hosts: [a.example]\n    tokenUri: https://auth.example/t\n    clientld: c\n    clientSecret: s\n")
+	code, _, errOut = runBinary(t, "", nil, "validate", "-config", requiredTypo)
+	assert.Equal(t, 2, code)
+	assert.Equal(t, requiredTypo+":4: routes[0].tokenUri: unknown key; did you mean tokenUrl?\n"+
+		requiredTypo+":5: routes[0].clientld: unknown key; did you mean clientId?\n", errOut)
+
+	// An API key from a variable set but empty is named, not sent empty.
+	apiKey := writeFile(t, dir, "apikey.yaml", "routes:\n  - name: a\n    hosts: [a.example]\n    tokenUrl: https://auth.example/t\n"+
+		"    clientId: c\n    clientSecret: s\n    headers: {X-Api-Key: \"${SUPPLIER_API_KEY}\"}\n    tokenHeaders: {X-Gateway-Key: \"${GATEWAY_KEY}\"}\n")
+	code, out, errOut = runBinary(t, "", []string{"SUPPLIER_API_KEY=", "GATEWAY_KEY="}, "validate", "-config", apiKey)
+	assert.Equal(t, 2, code)
+	assert.Empty(t, out)
+	assert.Equal(t, apiKey+":7: routes[0].headers.X-Api-Key: SUPPLIER_API_KEY is set but empty\n"+
+		apiKey+":8: routes[0].tokenHeaders.X-Gateway-Key: GATEWAY_KEY is set but empty\n", errOut)
+	code, out, errOut = runBinary(t, "", []string{"SUPPLIER_API_KEY=k", "GATEWAY_KEY=g"}, "validate", "-config", apiKey)
+	assert.Equal(t, 0, code, errOut)
+	assert.Equal(t, apiKey+": valid, 1 route\n", out)
+
+	// params never replace a field tokenproxy sends, not even under -syntax-only.
+	override := writeFile(t, dir, "override.yaml", "routes:\n  - name: a\n    hosts: [a.example]\n    tokenUrl: https://auth.example/t\n"+
+		"    clientId: c\n    clientSecret: s\n    params: {client_secret: other, grant_type: password}\n")
+	for _, args := range [][]string{{"validate", "-config", override}, {"validate", "-config", override, "-syntax-only"}} {
+		code, out, errOut = runBinary(t, "", nil, args...)
+		assert.Equal(t, 2, code)
+		assert.Empty(t, out)
+		assert.Equal(t, override+":7: routes[0].params.client_secret: params may not set client_secret: tokenproxy sends it from clientSecret or clientSecretFile\n"+
+			override+":7: routes[0].params.grant_type: params may not set grant_type: tokenproxy sends it from grantType\n", errOut)
+	}
 
 	// Files it cannot read, and an empty CA name, are errors as at start-up; -syntax-only reads no file.
 	files := writeFile(t, dir, "files.yaml", "mitm:\n  caCert: ${CA_DIR}/ca.crt\n  caKey: ${CA_KEY}\n"+

@@ -28,6 +28,8 @@ type reloader struct {
 	store         string          // likewise: the store's URL and key prefix at start, "" for none
 	sources       []config.Source // of the configuration in service
 	failed        []config.Source // of the last refused attempt, until one succeeds
+	// adminUnrecorded is set when tokenproxy health has no record of the admin address and reads routes.yaml.
+	adminUnrecorded bool
 	// retryAt is when a reload refused because an issuer could not be reached is tried again, whether
 	// or not a file changes; retryWait doubles with each such refusal.
 	retryAt   time.Time
@@ -153,7 +155,11 @@ func (r *reloader) apply(ctx context.Context, reason string, loaded *config.Conf
 		r.log.Warn("listen cannot change without a restart; still listening on the old address", "listen", r.listen, "configured", cfg.Listen)
 	}
 	if cfg.Admin != r.admin {
-		r.log.Warn("admin cannot change without a restart; the admin endpoints stay where they were", "admin", r.admin, "configured", cfg.Admin)
+		msg := "admin cannot change without a restart; the admin endpoints stay where they were"
+		if r.adminUnrecorded {
+			msg += ", but tokenproxy health asks the new address: it could not be told the old one (no writable TMPDIR)"
+		}
+		r.log.Warn(msg, "admin", r.admin, "configured", cfg.Admin)
 	}
 	if storeOf(cfg) != r.store {
 		r.log.Warn("store cannot change without a restart; tokens stay where they were kept")

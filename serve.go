@@ -14,6 +14,7 @@ import (
 	"github.com/tokenproxy/tokenproxy/admin"
 	"github.com/tokenproxy/tokenproxy/internal/buildinfo"
 	"github.com/tokenproxy/tokenproxy/internal/logging"
+	"github.com/tokenproxy/tokenproxy/internal/runstate"
 	"github.com/tokenproxy/tokenproxy/proxy"
 	"github.com/tokenproxy/tokenproxy/redisstore"
 )
@@ -110,9 +111,17 @@ func runServe(args []string, _ io.Reader, _, stderr io.Writer) int {
 			}
 		}()
 	}
+	// tokenproxy health asks the admin address recorded here, which a reload that changes admin does not move.
+	removeRecord, recordErr := runstate.Write(*cf.path, adminAddr)
+	if recordErr != nil {
+		log.Debug("tokenproxy health will read the admin address from the routes file: cannot record it", "dir", runstate.Dir(), "error", recordErr)
+	} else {
+		defer removeRecord()
+	}
 	log.Info("listening", "addr", ln.Addr().String(), "admin", adminAddr, "config", cfg.File, "routes", len(cfg.Routes))
 
-	r := &reloader{cf: cf, srv: srv, metrics: metrics, log: log, listen: cfg.Listen, admin: cfg.Admin, store: storeOf(cfg), sources: loaded.Sources}
+	r := &reloader{cf: cf, srv: srv, metrics: metrics, log: log, listen: cfg.Listen, admin: cfg.Admin, store: storeOf(cfg), sources: loaded.Sources,
+		adminUnrecorded: recordErr != nil}
 	var tick <-chan time.Time // nil: never, only SIGHUP
 	if *every > 0 {
 		ticker := time.NewTicker(*every)

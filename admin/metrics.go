@@ -3,6 +3,7 @@ package admin
 import (
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,6 +32,11 @@ type Metrics struct {
 	reloads       *prometheus.CounterVec
 	lastReload    prometheus.Gauge
 	storeOps      *prometheus.CounterVec
+
+	routesMu sync.Mutex
+	// routes are the routes whose series may exist: those in service, and those a reload removed until a
+	// later reload finds none of their series (a request that ran on the old configuration may add one).
+	routes map[string]bool
 }
 
 var _ proxy.Metrics = (*Metrics)(nil)
@@ -38,7 +44,8 @@ var _ proxy.Metrics = (*Metrics)(nil)
 // NewMetrics returns a registry with tokenproxy's metrics, the Go runtime's and the process's.
 func NewMetrics(info buildinfo.Info) *Metrics {
 	m := &Metrics{
-		reg: prometheus.NewRegistry(),
+		reg:    prometheus.NewRegistry(),
+		routes: map[string]bool{},
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokenproxy_requests_total",
 			Help: "Requests answered to apps, by route (- when unmatched) and the status code the app got.",
@@ -112,6 +119,9 @@ func NewMetrics(info buildinfo.Info) *Metrics {
 	for _, result := range []string{"success", "failure"} {
 		m.reloads.WithLabelValues(result)
 	}
+	for _, kind := range []string{proxy.StepUpstream, proxy.StepPolicy} { // the answers to hosts of no route
+		m.errors.WithLabelValues(unmatched, kind)
+	}
 	m.reg.MustRegister(m.requests, m.duration, m.errors, m.fetches, m.fetchDuration, m.lookups, m.replays, m.refusals,
 		m.connections, m.refusedConns, m.denials, m.reloads, m.lastReload, m.storeOps, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -145,6 +155,42 @@ func (m *Metrics) ConfigReloaded(ok bool, at time.Time) {
 // ConfigLoaded sets the timestamp of the configuration in service.
 func (m *Metrics) ConfigLoaded(at time.Time) {
 	m.lastReload.Set(float64(at.UnixNano()) / 1e9)
+}
+
+// unmatched is the route label of requests to hosts of no route.
+const unmatched = "-"
+
+// RoutesInService implements proxy.Metrics: the series alerts watch with increase() (errors by kind,
+// replays, refusal backoffs) start at zero for every route in service, so the first event after a start
+// or a reload is an increase, and every series of a route no longer in service is dropped.
+func (m *Metrics) RoutesInService(routes []string) {
+	m.routesMu.Lock()
+	defer m.routesMu.Unlock()
+	inService := make(map[string]bool, len(routes))
+	for _, name := range routes {
+		inService[name] = true
+		for _, kind := range []string{proxy.StepToken, proxy.StepUpstream, proxy.StepPolicy} {
+			m.errors.WithLabelValues(name, kind)
+		}
+		m.replays.WithLabelValues(name)
+		m.refusals.WithLabelValues(name)
+	}
+	for name := range m.routes {
+		if inService[name] || name == unmatched {
+			continue
+		}
+		dropped := 0
+		for _, v := range []*prometheus.MetricVec{m.requests.MetricVec, m.duration.MetricVec, m.errors.MetricVec,
+			m.fetches.MetricVec, m.fetchDuration.MetricVec, m.lookups.MetricVec, m.replays.MetricVec, m.refusals.MetricVec} {
+			dropped += v.DeletePartialMatch(prometheus.Labels{"route": name})
+		}
+		if dropped == 0 {
+			delete(m.routes, name)
+		}
+	}
+	for name := range inService {
+		m.routes[name] = true
+	}
 }
 
 // Request implements proxy.Metrics.

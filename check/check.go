@@ -4,11 +4,13 @@ package check
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -43,7 +45,7 @@ func Run(ctx context.Context, w io.Writer, cfg *config.Config, o Options) bool {
 			return false
 		}
 	}
-	ok := true
+	ok, delivered := true, false
 	for _, r := range routes {
 		fmt.Fprintf(w, "route %s (%s)\n", r.Name, hostList(r))
 		tok := tokenStep(ctx, p, r, o)
@@ -64,11 +66,15 @@ func Run(ctx context.Context, w io.Writer, cfg *config.Config, o Options) bool {
 			}
 			continue
 		}
-		if !requestStep(ctx, p, r, tok, o) {
+		if requestStep(ctx, p, r, tok, o) {
+			delivered = true
+		} else {
 			ok = false
 		}
 	}
-	fmt.Fprintln(w, "note: a 2xx proves connection and token exchange, not that the supplier accepted the content.")
+	if delivered { // the note qualifies a request that passed; after a failure it would read as reassurance
+		fmt.Fprintln(w, "note: a 2xx proves connection and token exchange, not that the supplier accepted the content.")
+	}
 	return ok
 }
 
@@ -127,7 +133,7 @@ func requestStep(ctx context.Context, p printer, r *config.Route, tok *tokensour
 			err = ue.Unwrap()
 		}
 		p.fail("request: GET %s failed after %s: %v", req.URL.Redacted(), took, err)
-		p.line("  hint: the supplier could not be reached; check the URL, DNS and firewalls")
+		p.line("  hint: %s", unreachedHint(err))
 		return false
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
@@ -147,6 +153,55 @@ func requestStep(ctx context.Context, p printer, r *config.Route, tok *tokensour
 		p.line("  hint: the token is accepted but lacks rights here; check scope")
 	}
 	return false
+}
+
+// unreachedHint says what to look at when the request got no answer: a certificate tokenproxy does not
+// accept is a matter of trust or names, not of URLs, DNS and firewalls. Names from the certificate are
+// quoted, since the supplier chose them.
+func unreachedHint(err error) string {
+	var unknown x509.UnknownAuthorityError
+	var wrongHost x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	switch {
+	case errors.As(err, &unknown):
+		issuer := "an unknown authority"
+		if unknown.Cert != nil {
+			issuer = strconv.Quote(unknown.Cert.Issuer.String())
+		}
+		return "the supplier's certificate is issued by " + issuer + ", which this machine's roots do not include: " +
+			"if it is a private CA, add its certificate to the file SSL_CERT_FILE names (or a directory in SSL_CERT_DIR) " +
+			"for check and for the proxy, else ask the supplier which chain it serves"
+	case errors.As(err, &wrongHost):
+		return "the supplier's certificate is for " + certNames(wrongHost.Certificate) + ", not " + strconv.Quote(wrongHost.Host) +
+			": name the supplier in the URL (and in the route's hosts) by a name its certificate is for"
+	case errors.As(err, &invalid):
+		if invalid.Reason == x509.Expired {
+			return "a certificate of the supplier's chain has expired or is not valid yet: check this machine's clock, else ask the supplier to renew it"
+		}
+		return "the supplier's certificate chain is not valid for a TLS server here: ask the supplier which chain it serves"
+	}
+	return "the supplier could not be reached; check the URL, DNS and firewalls"
+}
+
+// certNames lists the names a certificate is valid for, quoted, at most five.
+func certNames(c *x509.Certificate) string {
+	if c == nil {
+		return "other names"
+	}
+	var names []string
+	for _, n := range c.DNSNames {
+		names = append(names, strconv.Quote(n))
+	}
+	for _, ip := range c.IPAddresses {
+		names = append(names, ip.String())
+	}
+	switch {
+	case len(names) == 0:
+		return "no name (" + strconv.Quote(c.Subject.CommonName) + " as a common name only)"
+	case len(names) > 5:
+		return strings.Join(names[:5], ", ") + fmt.Sprintf(" and %d more", len(names)-5)
+	}
+	return strings.Join(names, ", ")
 }
 
 func hostList(r *config.Route) string {

@@ -117,7 +117,7 @@ func (l *loader) client(n *yaml.Node, path string) *Client {
 		return c
 	}
 	l.require(n, path, seen, "name")
-	if seen["cidrs"] == nil && seen["proxyAuth"] == nil {
+	if seen["cidrs"] == nil && seen["proxyAuth"] == nil && !l.mistyped(n, "cidrs", "proxyAuth") {
 		l.problem(n, path, "set cidrs, proxyAuth or both: a client must be told apart from everyone else")
 	}
 	if routesNode != nil {
@@ -149,7 +149,7 @@ func (l *loader) proxyAuth(n *yaml.Node, path string) (user, password string) {
 	switch {
 	case pwNode != nil && pwFileNode != nil:
 		l.problem(pwFileNode, path+".passwordFile", "set password or passwordFile, not both")
-	case pwNode == nil && pwFileNode == nil:
+	case pwNode == nil && pwFileNode == nil && !l.mistyped(n, "password", "passwordFile"):
 		l.problem(n, path+".password", "required key is missing (or set passwordFile)")
 	}
 	return user, password

@@ -60,7 +60,7 @@ func (l *loader) route(n *yaml.Node, path string) *Route {
 		"expiresPath":    func(v *yaml.Node, p string) { tc.ExpiresPath = l.dotPath(v, p) },
 		"expiresAtPath":  func(v *yaml.Node, p string) { tc.ExpiresAtPath = l.dotPath(v, p) },
 		"defaultTTL":     func(v *yaml.Node, p string) { tc.DefaultTTL = l.duration(v, p) },
-		"params":         func(v *yaml.Node, p string) { tc.Params = l.stringMap(v, p) },
+		"params":         func(v *yaml.Node, p string) { tc.Params = l.params(v, p) },
 		"tokenHeaders":   func(v *yaml.Node, p string) { tc.TokenHeaders = l.headerMap(v, p) },
 		"headers":        func(v *yaml.Node, p string) { rt.Headers = l.headerMap(v, p) },
 		"header":         func(v *yaml.Node, p string) { rt.Header = l.headerName(v, p) },
@@ -80,7 +80,7 @@ func (l *loader) route(n *yaml.Node, path string) *Route {
 	switch {
 	case seen["tokenUrl"] != nil && seen["issuer"] != nil:
 		l.problem(seen["issuer"], path+".issuer", "set tokenUrl or issuer, not both")
-	case seen["tokenUrl"] == nil && seen["issuer"] == nil:
+	case seen["tokenUrl"] == nil && seen["issuer"] == nil && !l.mistyped(n, "tokenUrl", "issuer"):
 		l.problem(n, path+".tokenUrl", "required key is missing (or set issuer)")
 	}
 
@@ -88,7 +88,7 @@ func (l *loader) route(n *yaml.Node, path string) *Route {
 	switch {
 	case secretNode != nil && secretFileNode != nil:
 		l.problem(secretFileNode, path+".clientSecretFile", "set clientSecret or clientSecretFile, not both")
-	case secretNode == nil && secretFileNode == nil && style.NeedsSecret():
+	case secretNode == nil && secretFileNode == nil && style.NeedsSecret() && !l.mistyped(n, "clientSecret", "clientSecretFile"):
 		l.problem(n, path+".clientSecret", "required key is missing (or set clientSecretFile)")
 	}
 	if secrets.IsEncrypted(tc.ClientSecret) && !l.syntaxOnly {
@@ -106,7 +106,9 @@ func (l *loader) route(n *yaml.Node, path string) *Route {
 	switch style {
 	case tokensource.AuthPrivateKeyJWT:
 		if keyNode == nil {
-			l.problem(n, path+".clientKeyFile", "required for authStyle private-key-jwt")
+			if !l.mistyped(n, "clientKeyFile") {
+				l.problem(n, path+".clientKeyFile", "required for authStyle private-key-jwt")
+			}
 		} else if keyPEM, ok := l.readFile(keyNode, path+".clientKeyFile", keyFile); ok {
 			if key, err := tokensource.ParsePrivateKey(keyPEM); err != nil {
 				l.problem(keyNode, path+".clientKeyFile", "%s: %v", keyFile, err)
@@ -116,7 +118,9 @@ func (l *loader) route(n *yaml.Node, path string) *Route {
 		}
 	case tokensource.AuthTLSClient:
 		if keyNode == nil || certNode == nil {
-			l.problem(n, path+".clientCertFile", "clientCertFile and clientKeyFile are required for authStyle tls-client-auth")
+			if !l.mistyped(n, "clientCertFile", "clientKeyFile") {
+				l.problem(n, path+".clientCertFile", "clientCertFile and clientKeyFile are required for authStyle tls-client-auth")
+			}
 			break
 		}
 		certPEM, ok1 := l.readFile(certNode, path+".clientCertFile", certFile)
@@ -176,6 +180,19 @@ func (l *loader) dotPath(v *yaml.Node, p string) string {
 		l.problem(v, p, "%q is not a dot path like access_token or data.token", s)
 	}
 	return s
+}
+
+// params reads extra token-request fields; a field tokenproxy sends itself is refused, or the request
+// would carry another secret, client or grant than the route's settings say.
+func (l *loader) params(v *yaml.Node, p string) map[string]string {
+	m := l.stringMap(v, p)
+	for i := 0; v.Kind == yaml.MappingNode && i+1 < len(v.Content); i += 2 {
+		k := v.Content[i]
+		if why, ok := tokensource.ReservedParam(k.Value); ok {
+			l.problem(k, p+"."+k.Value, "params may not set %s: %s", k.Value, why)
+		}
+	}
+	return m
 }
 
 // headerMap reads header names to values; the names must be valid and never hop-by-hop.

@@ -234,3 +234,43 @@ routes:
 	a.Authorize(h, tok)
 	assert.Equal(t, []string{"Bearer tok-1"}, tok.HeaderValue("Bearer "), "an append to one request's header never reaches the shared value")
 }
+
+// params may not set a field tokenproxy sends itself: the route's client, secret, grant or scope would be
+// replaced in the token request, as would the fields of the grants to come.
+func TestParamsMayNotSetTheFieldsTokenproxySends(t *testing.T) {
+	reserved := map[string]string{
+		"grant_type":            "tokenproxy sends it from grantType",
+		"client_id":             "tokenproxy sends it from clientId",
+		"client_secret":         "tokenproxy sends it from clientSecret or clientSecretFile",
+		"client_assertion":      "tokenproxy sends it with authStyle private-key-jwt or client-secret-jwt",
+		"client_assertion_type": "tokenproxy sends it with authStyle private-key-jwt or client-secret-jwt",
+		"scope":                 "tokenproxy sends it from scope",
+		"assertion":             "it is reserved for the jwt-bearer grant (RFC 7523)",
+		"subject_token":         "it is reserved for the token-exchange grant (RFC 8693)",
+		"subject_token_type":    "it is reserved for the token-exchange grant (RFC 8693)",
+		"actor_token":           "it is reserved for the token-exchange grant (RFC 8693)",
+		"actor_token_type":      "it is reserved for the token-exchange grant (RFC 8693)",
+		"requested_token_type":  "it is reserved for the token-exchange grant (RFC 8693)",
+	}
+	for name, why := range reserved {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse("routes.yaml", []byte("routes:"+validRoute+"    params:\n      audience: a\n      "+name+": other-value\n"),
+				LoadOptions{LookupEnv: env(map[string]string{"SECRET": "s"})})
+			var ce *Error
+			require.ErrorAs(t, err, &ce)
+			assert.Equal(t, []string{"routes.yaml:9: routes[0].params." + name + ": params may not set " + name + ": " + why}, ce.Problems)
+			assert.NotContains(t, err.Error(), "other-value")
+		})
+	}
+
+	// audience and resource are no field of any style or grant tokenproxy sends: params is where they go.
+	cfg, err := Parse("routes.yaml", []byte("routes:"+validRoute+"    params: {audience: a, resource: r}\n"),
+		LoadOptions{LookupEnv: env(map[string]string{"SECRET": "s"})})
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"audience": "a", "resource": "r"}, cfg.Routes[0].Token.Params)
+
+	// A field in other capitals is no field a supplier is owed either.
+	_, err = Parse("routes.yaml", []byte("routes:"+validRoute+"    params: {Client_Secret: c}\n"),
+		LoadOptions{LookupEnv: env(map[string]string{"SECRET": "s"})})
+	assert.EqualError(t, err, "routes.yaml:7: routes[0].params.Client_Secret: params may not set Client_Secret: tokenproxy sends it from clientSecret or clientSecretFile")
+}

@@ -20,6 +20,9 @@ type nodeReader struct {
 	lookup   func(string) (string, bool) // environment, for ${VAR}
 	// syntaxOnly leaves ${VAR} unexpanded and values that hold one unchecked (validate -syntax-only).
 	syntaxOnly bool
+	// guessed holds, per mapping, the keys its unknown keys were taken to mean: a required key missing
+	// because it was mistyped is reported once, as the unknown key that suggests it.
+	guessed map[*yaml.Node]map[string]bool
 }
 
 func (r *nodeReader) problem(n *yaml.Node, path, format string, args ...any) {
@@ -84,6 +87,13 @@ func (r *nodeReader) mapping(n *yaml.Node, path string, handlers map[string]func
 		if !ok {
 			if guess := closest(k.Value, handlers); guess != "" {
 				r.problem(k, p, "unknown key; did you mean %s?", guess)
+				if r.guessed == nil {
+					r.guessed = map[*yaml.Node]map[string]bool{}
+				}
+				if r.guessed[n] == nil {
+					r.guessed[n] = map[string]bool{}
+				}
+				r.guessed[n][guess] = true
 			} else {
 				r.problem(k, p, "unknown key")
 			}
@@ -99,13 +109,24 @@ func (r *nodeReader) mapping(n *yaml.Node, path string, handlers map[string]func
 	return seen
 }
 
-// require reports each key of keys that seen lacks, at the line of the mapping n.
+// require reports each key of keys that seen lacks, at the line of the mapping n, unless an unknown key
+// of n was reported as meaning it.
 func (r *nodeReader) require(n *yaml.Node, path string, seen map[string]*yaml.Node, keys ...string) {
 	for _, k := range keys {
-		if _, ok := seen[k]; !ok {
+		if _, ok := seen[k]; !ok && !r.mistyped(n, k) {
 			r.problem(n, path+"."+k, "required key is missing")
 		}
 	}
+}
+
+// mistyped reports whether an unknown key of the mapping n was reported as meaning one of keys.
+func (r *nodeReader) mistyped(n *yaml.Node, keys ...string) bool {
+	for _, k := range keys {
+		if r.guessed[n][k] {
+			return true
+		}
+	}
+	return false
 }
 
 // envRef matches $${ (a literal "${") and ${VAR}.
@@ -206,7 +227,9 @@ func (r *nodeReader) list(n *yaml.Node, path string, each func(v string, item *y
 	}
 }
 
-// stringMap reads a mapping of strings to strings, with ${VAR} expanded in the values.
+// stringMap reads a mapping of strings to strings, with ${VAR} expanded in the values. A value that
+// refers to a variable set but empty is a problem: these values (API keys, token-request fields) go to a
+// supplier as they are, where an empty one would go unnoticed.
 func (r *nodeReader) stringMap(n *yaml.Node, path string) map[string]string {
 	m := map[string]string{}
 	if n.Kind != yaml.MappingNode {
@@ -214,8 +237,11 @@ func (r *nodeReader) stringMap(n *yaml.Node, path string) map[string]string {
 		return m
 	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k := n.Content[i].Value
-		m[k] = r.str(n.Content[i+1], path+"."+k)
+		k, v := n.Content[i].Value, n.Content[i+1]
+		m[k] = r.str(v, path+"."+k)
+		if empty := r.emptyVars(v); len(empty) > 0 {
+			r.problem(v, path+"."+k, "%s", setButEmpty(empty))
+		}
 	}
 	return m
 }

@@ -414,6 +414,7 @@ func (r *recorder) Denied(reason string)            { r.add("denied "+reason, 1)
 func (r *recorder) ConnectionOpened(k ConnKind)     { r.add("connections "+string(k), 1) }
 func (r *recorder) ConnectionRefused(reason string) { r.add("refused "+reason, 1) }
 func (r *recorder) ConnectionClosed(k ConnKind)     { r.add("connections "+string(k), -1) }
+func (r *recorder) RoutesInService([]string)        {}
 func (r *recorder) TokenLookup(route string, via tokensource.Via) {
 	r.add("lookups "+route+" "+string(via), 1)
 }

@@ -24,6 +24,10 @@ type Metrics interface {
 	// ConnectionOpened and ConnectionClosed track the client connections open now, by kind.
 	ConnectionOpened(kind ConnKind)
 	ConnectionClosed(kind ConnKind)
+	// RoutesInService names the routes of the configuration just put in service (by New, then by each
+	// Swap), so the series alerts watch exist at zero before their first event and those of routes a
+	// reload removed go.
+	RoutesInService(routes []string)
 }
 
 // ConnKind is what a client connection carries.
@@ -57,3 +61,4 @@ func (noMetrics) Denied(string)                              {}
 func (noMetrics) ConnectionRefused(string)                   {}
 func (noMetrics) ConnectionOpened(ConnKind)                  {}
 func (noMetrics) ConnectionClosed(ConnKind)                  {}
+func (noMetrics) RoutesInService([]string)                   {}

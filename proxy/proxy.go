@@ -127,6 +127,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	}
 	s.cache.Retain(snap.fetcherList())
 	s.snap.Store(snap)
+	s.metrics.RoutesInService(snap.routeNames())
 	s.up = newTransports(s.upstreamTransport, opts.UpstreamStallTimeout)
 
 	// goproxy is the request engine for plain requests and for the requests inside intercepted
@@ -173,6 +174,7 @@ func (s *Server) Swap(cfg *config.Config) error {
 	// The new credentials are in service before any request can run on them.
 	s.cache.Retain(next.fetcherList())
 	s.snap.Store(next)
+	s.metrics.RoutesInService(next.routeNames())
 	return nil
 }
 

@@ -74,3 +74,12 @@ func (snap *snapshot) fetcherList() []*tokensource.Fetcher {
 	}
 	return list
 }
+
+// routeNames names the snapshot's routes in file order, as the metrics label them.
+func (snap *snapshot) routeNames() []string {
+	names := make([]string, len(snap.cfg.Routes))
+	for i, r := range snap.cfg.Routes {
+		names[i] = r.Name
+	}
+	return names
+}

@@ -138,6 +138,11 @@ func (c Config) Validate() error {
 	case !valid(c.RequestStyle, RequestStyles):
 		return fmt.Errorf("tokensource: requestStyle %q is not one of %s", c.RequestStyle, join(RequestStyles))
 	}
+	for name := range c.Params {
+		if why, ok := ReservedParam(name); ok {
+			return fmt.Errorf("tokensource: params may not set %s: %s", name, why)
+		}
+	}
 	for _, p := range []struct{ name, path string }{{"tokenPath", c.TokenPath}, {"expiresPath", c.ExpiresPath}, {"expiresAtPath", c.ExpiresAtPath}} {
 		if p.path != "" && !ValidPath(p.path) {
 			return fmt.Errorf("tokensource: %s %q is not a dot path like access_token or data.token", p.name, p.path)

@@ -8,11 +8,37 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strings"
 	"time"
 )
 
 // assertionType is the client_assertion_type of RFC 7523 §2.2.
 const assertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+// reservedParams are the token-request fields tokenproxy sends itself, in some auth style or grant, each
+// with where it comes from: params may not set them, or a route could send another client, secret or grant
+// than its settings say (golang.org/x/oauth2's clientcredentials refuses the same: "cannot overwrite").
+var reservedParams = map[string]string{
+	"grant_type":            "tokenproxy sends it from grantType",
+	"client_id":             "tokenproxy sends it from clientId",
+	"client_secret":         "tokenproxy sends it from clientSecret or clientSecretFile",
+	"client_assertion":      "tokenproxy sends it with authStyle private-key-jwt or client-secret-jwt",
+	"client_assertion_type": "tokenproxy sends it with authStyle private-key-jwt or client-secret-jwt",
+	"scope":                 "tokenproxy sends it from scope",
+	"assertion":             "it is reserved for the jwt-bearer grant (RFC 7523)",
+	"subject_token":         "it is reserved for the token-exchange grant (RFC 8693)",
+	"subject_token_type":    "it is reserved for the token-exchange grant (RFC 8693)",
+	"actor_token":           "it is reserved for the token-exchange grant (RFC 8693)",
+	"actor_token_type":      "it is reserved for the token-exchange grant (RFC 8693)",
+	"requested_token_type":  "it is reserved for the token-exchange grant (RFC 8693)",
+}
+
+// ReservedParam says why params may not set a field, and whether it is reserved. Names are compared
+// without case: no supplier is owed a Client_Secret beside the client_secret tokenproxy sends.
+func ReservedParam(name string) (why string, reserved bool) {
+	why, reserved = reservedParams[strings.ToLower(name)]
+	return why, reserved
+}
 
 // sentRequest is what a token request carried beyond the route's settings, never to be shown from an answer.
 type sentRequest struct {

@@ -94,6 +94,20 @@ func TestScopeOmittedWhenEmpty(t *testing.T) {
 	assert.Equal(t, "grant_type=client_credentials", ts.Last(t).Body)
 }
 
+// A Config built in code is held to what the loader refuses: params never replace a field tokenproxy sends.
+func TestParamsNeverReplaceAFieldTokenproxySends(t *testing.T) {
+	for _, name := range []string{"grant_type", "client_secret", "Scope", "subject_token"} {
+		_, err := NewFetcher(Config{TokenURL: "https://auth.example/token", ClientID: "c", ClientSecret: "s",
+			Params: map[string]string{"audience": "a", name: "other-value"}}, Options{})
+		require.Error(t, err, name)
+		assert.Contains(t, err.Error(), "tokensource: params may not set "+name+": ")
+		assert.NotContains(t, err.Error(), "other-value")
+	}
+	_, err := NewFetcher(Config{TokenURL: "https://auth.example/token", ClientID: "c", ClientSecret: "s",
+		Params: map[string]string{"audience": "a", "resource": "r"}}, Options{})
+	assert.NoError(t, err)
+}
+
 func TestTokenPathAndLifetime(t *testing.T) {
 	tests := []struct {
 		name         string

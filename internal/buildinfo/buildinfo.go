@@ -19,9 +19,21 @@ type Info struct {
 // .../buildinfo.revision=<commit>". They win over what the toolchain recorded.
 var version, revision string
 
+// VersionSymbol and RevisionSymbol are the names -ldflags -X sets them by.
+const (
+	VersionSymbol  = "github.com/tokenproxy/tokenproxy/internal/buildinfo.version"
+	RevisionSymbol = "github.com/tokenproxy/tokenproxy/internal/buildinfo.revision"
+)
+
+// Unknown defaults, what Read returns when neither the link nor the toolchain recorded a value.
+const (
+	unknownVersion  = "(devel)"
+	unknownRevision = "unknown"
+)
+
 // Read returns the build information of the running binary.
 func Read() Info {
-	info := Info{Version: "(devel)", Revision: "unknown"}
+	info := Info{Version: unknownVersion, Revision: unknownRevision}
 	bi, ok := debug.ReadBuildInfo()
 	if ok {
 		info.GoVersion = bi.GoVersion
@@ -65,4 +77,17 @@ func (i Info) ShortRevision() string {
 		r += "+dirty"
 	}
 	return r
+}
+
+// Unknown names what the build recorded of neither: "version", "revision", both or none (a build with
+// -buildvcs=false, or from sources without .git, and without -ldflags -X).
+func (i Info) Unknown() []string {
+	var unknown []string
+	if i.Version == unknownVersion || i.Version == "" {
+		unknown = append(unknown, "version")
+	}
+	if i.Revision == unknownRevision || i.Revision == "" {
+		unknown = append(unknown, "revision")
+	}
+	return unknown
 }
