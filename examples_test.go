@@ -407,8 +407,27 @@ func secretKeyAt(spec *corev1.PodSpec, c *corev1.Container, path string) string 
 	return ""
 }
 
+// pod.yaml is the plain sidecar, needing no Redis; pod-fleet.yaml the same sidecar sharing its tokens with
+// a fleet through the platform's Redis.
 func TestKubernetesSidecarExample(t *testing.T) {
-	m := readManifests(t, "examples/kubernetes/pod.yaml")
+	t.Run("pod.yaml", func(t *testing.T) {
+		cfg, tp := testSidecarExample(t, "examples/kubernetes/pod.yaml")
+		assert.Nil(t, cfg.Store, "the plain sidecar needs no Redis")
+		assert.Equal(t, []string{"-config", "/etc/tokenproxy/config/routes.yaml", "-log-format", "json"}, tp.Args)
+	})
+	t.Run("pod-fleet.yaml", func(t *testing.T) {
+		cfg, tp := testSidecarExample(t, "examples/kubernetes/pod-fleet.yaml")
+		require.NotNil(t, cfg.Store, "the fleet's sidecar shares its tokens through a store")
+		assert.Equal(t, []string{"-config", "/etc/tokenproxy/config/routes.yaml", "-log-format", "json",
+			"-secret-key-file", "/etc/tokenproxy/secrets/secret-key"}, tp.Args)
+	})
+}
+
+// testSidecarExample checks a native-sidecar pod as the kubelet runs it, and returns its routes.yaml and
+// tokenproxy container.
+func testSidecarExample(t *testing.T, file string) (*config.Config, *corev1.Container) {
+	t.Helper()
+	m := readManifests(t, file)
 	require.Len(t, m.configMaps, 1)
 	require.Len(t, m.pods, 1)
 	cfg := routesOf(t, m.configMaps[0])
@@ -423,7 +442,6 @@ func TestKubernetesSidecarExample(t *testing.T) {
 	assertTokenproxyContainer(t, "sidecar", spec, tp, cfg)
 	assertRestricted(t, "sidecar pod", spec)
 	assertEveryContainer(t, "sidecar pod", spec)
-	assert.Equal(t, []string{"-config", "/etc/tokenproxy/config/routes.yaml", "-log-format", "json", "-secret-key-file", "/etc/tokenproxy/secrets/secret-key"}, tp.Args)
 
 	app := container(t, spec, "app")
 	env := envOf(app)
@@ -459,6 +477,7 @@ func TestKubernetesSidecarExample(t *testing.T) {
 	}
 	assert.True(t, keys["bundle.pem"] && keys["truststore.p12"], "the app mounts bundle.pem and truststore.p12: %v", keys)
 	assert.False(t, keys["ca.key"], "ca.key never reaches the app")
+	return cfg, tp
 }
 
 func TestKubernetesGatewayExample(t *testing.T) {
@@ -536,7 +555,8 @@ func TestKubernetesRecipesApplyServerSide(t *testing.T) {
 }
 
 func TestKubernetesPodMonitorExample(t *testing.T) {
-	m := readManifests(t, "examples/kubernetes/podmonitor.yaml", "examples/kubernetes/pod.yaml", "examples/kubernetes/gateway.yaml")
+	m := readManifests(t, "examples/kubernetes/podmonitor.yaml", "examples/kubernetes/pod.yaml", "examples/kubernetes/gateway.yaml",
+		"examples/kubernetes/pod-fleet.yaml")
 	require.Len(t, m.podMonitors, 1)
 	pm := m.podMonitors[0]
 	assert.Equal(t, "monitoring.coreos.com/v1", pm.APIVersion)
@@ -550,8 +570,8 @@ func TestKubernetesPodMonitorExample(t *testing.T) {
 		}
 		return true
 	}
-	specs := map[string]*corev1.PodSpec{"sidecar": &m.pods[0].Spec, "gateway": &m.deployments[0].Spec.Template.Spec}
-	labels := map[string]map[string]string{"sidecar": m.pods[0].Labels, "gateway": m.deployments[0].Spec.Template.Labels}
+	specs := map[string]*corev1.PodSpec{"sidecar": &m.pods[0].Spec, "fleet sidecar": &m.pods[1].Spec, "gateway": &m.deployments[0].Spec.Template.Spec}
+	labels := map[string]map[string]string{"sidecar": m.pods[0].Labels, "fleet sidecar": m.pods[1].Labels, "gateway": m.deployments[0].Spec.Template.Labels}
 	for name, spec := range specs {
 		assert.True(t, selects(labels[name]), "the PodMonitor selects the %s", name)
 		hasPort := false
