@@ -164,6 +164,12 @@ func (c *Config) Match(host hostname.Host) *Route {
 	return c.table.match(host)
 }
 
+// NamesExactly reports whether a route names the host by its name (with its port or none), not through a
+// wildcard.
+func (c *Config) NamesExactly(host hostname.Host) bool {
+	return c.table.exact[hostKey{host.Name(), host.Port()}] != nil || c.table.exact[hostKey{host.Name(), ""}] != nil
+}
+
 // MatchString is Match for a host written "name" or "name:port" (defaultPort when it has none); a host
 // that has no canonical form matches no route.
 func (c *Config) MatchString(hostport, defaultPort string) *Route {

@@ -166,3 +166,23 @@ func mustHosts(t *testing.T, patterns ...string) []HostPattern {
 	}
 	return hs
 }
+
+// A gateway lets a route reach loopback only for a host the route names by name: a wildcard names none.
+func TestNamesExactly(t *testing.T) {
+	cfg, err := Parse("routes.yaml", []byte(`routes:
+  - name: r
+    hosts: [api.example.com, "edi.example.com:8443", "*.wild.example.com"]
+    tokenUrl: https://auth.example.com/token
+    clientId: c
+    clientSecret: s
+`), LoadOptions{})
+	require.NoError(t, err)
+	for host, want := range map[string]bool{
+		"api.example.com:443": true, "api.example.com:80": true, "edi.example.com:8443": true,
+		"edi.example.com:443": false, "x.wild.example.com:443": false, "other.example.com:443": false,
+	} {
+		h, err := hostname.Parse(host, "")
+		require.NoError(t, err)
+		assert.Equal(t, want, cfg.NamesExactly(h), host)
+	}
+}

@@ -58,7 +58,7 @@ func (s *Server) serveConnect(w http.ResponseWriter, r *http.Request) {
 	}
 
 	// A tunnel: reach the target first, so an unreachable one is still answered with a status.
-	up, err := s.opts.DialContext(r.Context(), "tcp", host)
+	up, err := s.guard.dialUnmatched(r.Context(), "tcp", host)
 	if err != nil {
 		s.answer(w, x, s.upstreamFailure(r, x, fmt.Errorf("cannot reach %s: %w", host, err)), true)
 		return

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tokenproxy/tokenproxy/config"
+	"github.com/tokenproxy/tokenproxy/internal/hostname"
 )
 
 // errForbiddenAddress is a dial a gateway refuses: its clients may not reach the proxy's own machine or
@@ -24,8 +25,16 @@ var cloudMetadata = []netip.Addr{netip.MustParseAddr("fd00:ec2::254"), netip.Mus
 // nat64 is the well-known NAT64 prefix: an address in it reaches the IPv4 address in its last 32 bits.
 var nat64 = netip.MustParsePrefix("64:ff9b::/96")
 
-// guardedKey marks the context of a dial whose every address is checked.
-type guardedKey struct{}
+// guardKey marks the context of a dial whose every address is checked, with the guard it is held to.
+type guardKey struct{}
+
+// What a guarded dial may reach.
+type guardLevel int
+
+const (
+	guardAll          guardLevel = iota + 1 // none of the proxy's own machine and link
+	guardButLoopback                        // loopback too, but never metadata, link-local or the proxy itself
+)
 
 // dialGuard keeps a proxy that listens beyond loopback (a gateway) from reaching, for its clients, what
 // only the proxy's own machine should: loopback, link-local (169.254.169.254 is the cloud metadata
@@ -62,26 +71,40 @@ func (g *dialGuard) addOwn(a net.Addr) {
 	}
 }
 
-// DialContext dials addr and refuses what a gateway must not reach. A host a route names is dialled
-// wherever it is: the operator named it.
-func (g *dialGuard) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	cfg := g.s.snap.Load().cfg
-	if !g.checked || !g.s.listensBeyondLoopback(cfg) || cfg.MatchString(addr, "") != nil {
+// dialUnmatched dials for a request or tunnel of no route: a gateway checks every address.
+func (g *dialGuard) dialUnmatched(ctx context.Context, network, addr string) (net.Conn, error) {
+	if !g.checked || !g.s.listensBeyondLoopback(g.s.snap.Load().cfg) {
 		return g.dial(ctx, network, addr)
 	}
-	return g.dial(context.WithValue(ctx, guardedKey{}, true), network, addr)
+	return g.dial(context.WithValue(ctx, guardKey{}, guardAll), network, addr)
+}
+
+// dialRoute dials for a route's request. A host a route names exactly, not by a wildcard, may be on
+// loopback (the operator named it); metadata, link-local addresses and the proxy's own listeners stay out
+// of reach whatever routes.yaml says.
+func (g *dialGuard) dialRoute(ctx context.Context, network, addr string) (net.Conn, error) {
+	cfg := g.s.snap.Load().cfg
+	if !g.checked || !g.s.listensBeyondLoopback(cfg) {
+		return g.dial(ctx, network, addr)
+	}
+	level := guardAll
+	if h, err := hostname.Parse(addr, ""); err == nil && cfg.NamesExactly(h) {
+		level = guardButLoopback
+	}
+	return g.dial(context.WithValue(ctx, guardKey{}, level), network, addr)
 }
 
 // control checks the address a socket is about to connect to, when its dial is guarded.
 func (g *dialGuard) control(ctx context.Context, _, address string, _ syscall.RawConn) error {
-	if guarded, _ := ctx.Value(guardedKey{}).(bool); !guarded {
+	level, _ := ctx.Value(guardKey{}).(guardLevel)
+	if level == 0 {
 		return nil
 	}
 	ap, err := netip.ParseAddrPort(address)
 	if err != nil {
 		return nil // not an IP socket
 	}
-	if g.forbidden(ap) {
+	if g.forbidden(ap, level == guardButLoopback) {
 		return fmt.Errorf("%s is %w", ap, errForbiddenAddress)
 	}
 	return nil
@@ -94,11 +117,16 @@ func (s *Server) listensBeyondLoopback(cfg *config.Config) bool {
 	return s.gateway.Load() || err != nil || !config.IsLoopback(host)
 }
 
-func (g *dialGuard) forbidden(ap netip.AddrPort) bool {
+// forbidden reports whether a gateway must not connect to ap; with loopback allowed, only the proxy's own
+// listeners there are.
+func (g *dialGuard) forbidden(ap netip.AddrPort, loopback bool) bool {
 	a := ap.Addr().Unmap()
 	if nat64.Contains(a) {
 		b := a.As16()
 		a = netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]})
+	}
+	if loopback && a.IsLoopback() {
+		return g.isOwnListener(netip.AddrPortFrom(a, ap.Port()))
 	}
 	switch {
 	case a.IsLoopback(), a.IsLinkLocalUnicast(), a.IsLinkLocalMulticast(), a.IsInterfaceLocalMulticast(), a.IsUnspecified():

@@ -108,3 +108,69 @@ func readAll(t *testing.T, resp *http.Response) string {
 	require.NoError(t, err)
 	return string(b)
 }
+
+// A connection dialled for a route's host (which may be on loopback) lives in the routes' pool only: once a
+// reload takes the route away, a request for that host is of no route and is dialled, and refused, anew.
+func TestAGatewayForgetsARoutesLoopbackHostAfterAReload(t *testing.T) {
+	named := newUpstream(t, nil, false, nil)
+	port := named.Listener.Addr().(*net.TCPAddr).Port
+	h := newHarness(t, harnessOptions{yaml: fmt.Sprintf(gatewayRoutes, port), systemDialer: true})
+	c := h.client(h.caPool)
+	target := fmt.Sprintf("http://127.0.0.1:%d/internal", port)
+	resp, err := c.Get(target)
+	require.NoError(t, err)
+	readAll(t, resp)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "a route names it")
+
+	h.swap(fmt.Sprintf(gatewayRoutes, 1)) // the route now names another port
+	for range 3 {
+		resp, err = c.Get(target)
+		require.NoError(t, err)
+		readAll(t, resp)
+		assert.Equal(t, http.StatusForbidden, resp.StatusCode, "loopback is no route's host any more")
+	}
+	assert.Len(t, named.requests(), 1, "nothing more reached loopback")
+}
+
+// A route lets a gateway reach loopback only for a host it names exactly (never through a wildcard:
+// config's TestNamesExactly); the metadata service and link-local addresses stay out of reach whatever a
+// route names.
+func TestARoutesExemptionIsNarrow(t *testing.T) {
+	up := newUpstream(t, nil, false, nil)
+	port := up.Listener.Addr().(*net.TCPAddr).Port
+	h := newHarness(t, harnessOptions{systemDialer: true, yaml: fmt.Sprintf(`
+listen: 0.0.0.0:3128
+unmatched: forward
+clients:
+  - name: pods
+    cidrs: [127.0.0.0/8]
+routes:
+  - name: metadata
+    hosts: ["169.254.169.254", "[fe80::1]"]
+    tokenUrl: {{TOKEN_URL}}
+    clientId: buyer
+    clientSecret: %[2]s
+  - name: exact
+    hosts: ["localhost:%[1]d"]
+    tokenUrl: {{TOKEN_URL}}
+    clientId: buyer
+    clientSecret: %[2]s
+`, port, testClientSecret)})
+	c := h.client(h.caPool)
+	for _, target := range []string{
+		"http://169.254.169.254/latest/meta-data/",
+		"http://[fe80::1]/",
+	} {
+		resp, err := c.Get(target)
+		require.NoError(t, err, target)
+		body := readAll(t, resp)
+		assert.Equal(t, http.StatusForbidden, resp.StatusCode, "%s: %s", target, body)
+		assert.Contains(t, body, "proxy's own machine", target)
+	}
+	assert.Empty(t, up.requests())
+	resp, err := c.Get(fmt.Sprintf("http://localhost:%d/", port))
+	require.NoError(t, err)
+	readAll(t, resp)
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "named exactly, loopback is reached")
+	assert.Len(t, up.requests(), 1)
+}

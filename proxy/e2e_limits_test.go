@@ -69,7 +69,7 @@ clients:
 	for _, c := range append(first[1:], second...) {
 		require.NoError(t, c.Close())
 	}
-	h.srv.up.transport().CloseIdleConnections() // requests in quick succession may have opened several
+	h.srv.up.closeIdle() // requests in quick succession may have opened several
 	backToBaseline(t, base, "the connections closed")
 }
 

@@ -222,7 +222,7 @@ func TestAPanicInTheUpstreamTransportReplacesIt(t *testing.T) {
 	h.route("supplier.test:80", up)
 	resp, _ := h.get(nil, "http://supplier.test/before", nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
-	broken := h.srv.up.transport()
+	broken := h.srv.up.transport(forUnmatched) // x below has no route
 
 	// A real round trip on the transport in service, whose answer's body then fails inside.
 	x := &exchange{snap: h.srv.snap.Load(), start: time.Now(), method: http.MethodGet, host: "supplier.test"}
@@ -237,7 +237,7 @@ func TestAPanicInTheUpstreamTransportReplacesIt(t *testing.T) {
 	_, err = io.Copy(&out, answer.Body)
 	assert.ErrorContains(t, err, "the upstream transport failed")
 	assert.ErrorContains(t, answer.Body.Close(), "the upstream transport failed")
-	assert.NotSame(t, broken, h.srv.up.transport(), "replaced")
+	assert.NotSame(t, broken, h.srv.up.transport(forUnmatched), "replaced")
 	assert.Contains(t, h.logs.String(), "the upstream transport failed inside net/http and was replaced")
 
 	resp, _ = h.get(nil, "http://supplier.test/after", nil)

@@ -135,8 +135,9 @@ func TestCacheFalseFetchesEveryTime(t *testing.T) {
 // process, so the transports are checked themselves.)
 func TestNeverUsesProxyEnvironment(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
-	assert.Nil(t, h.srv.up.transport().Proxy, "the upstream transport")
-	assert.Same(t, h.srv.up.transport(), h.srv.gp.Tr, "goproxy uses that transport, not its own")
+	assert.Nil(t, h.srv.up.transport(forRoutes).Proxy, "the routes' upstream transport")
+	assert.Nil(t, h.srv.up.transport(forUnmatched).Proxy, "the upstream transport of hosts of no route")
+	assert.Same(t, h.srv.up.transport(forUnmatched), h.srv.gp.Tr, "goproxy holds one of those, not its own")
 	assert.Nil(t, h.srv.gp.ConnectDial, "goproxy never dials CONNECT targets through HTTP_PROXY")
 	assert.Nil(t, h.srv.gp.ConnectDialWithReq)
 }

@@ -120,7 +120,6 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	}
 	// Every dial, upstream or tunnel, goes through the guard (nil DialContext: the system's dialer).
 	s.guard = newDialGuard(s, opts.DialContext)
-	s.opts.DialContext = s.guard.DialContext
 	snap, err := s.newSnapshot(cfg, nil)
 	if err != nil {
 		return nil, err
@@ -133,7 +132,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	// goproxy is the request engine for plain requests and for the requests inside intercepted
 	// connections; CONNECT never reaches it (see connect.go).
 	gp := goproxy.NewProxyHttpServer()
-	gp.Tr = s.up.transport() // goproxy's own default reads HTTP_PROXY; this one sends nothing (RoundTrip does)
+	gp.Tr = s.up.transport(forUnmatched) // goproxy's own default reads HTTP_PROXY; this one sends nothing (RoundTrip does)
 	gp.ConnectDial = nil
 	gp.KeepAcceptEncoding = true
 	// onRequest removes the proxy and hop-by-hop headers itself, so goproxy need not (its removal also
@@ -254,7 +253,7 @@ func (s *Server) drain(ctx context.Context) error {
 		}
 	}
 	s.conns.closeAll()
-	s.up.transport().CloseIdleConnections()
+	s.up.closeIdle()
 	s.cache.Close()
 	if ctx.Err() != nil {
 		_ = s.http.Close()

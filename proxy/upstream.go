@@ -21,10 +21,18 @@ const (
 	UpstreamConnWindow = 32 << 20
 )
 
-// transports holds the transport requests go upstream with, replaced whole when it is found broken.
+// The two upstream transports: a route's requests, whose hosts the operator named, and those of no route.
+// Their connection pools are apart, so a connection dialled for a route's host (which a gateway's guard
+// lets reach loopback) never serves a request of no route, also after a reload took the route away.
+const (
+	forRoutes = iota
+	forUnmatched
+)
+
+// transports holds the transports requests go upstream with, each replaced whole when it is found broken.
 type transports struct {
-	build   func() *http.Transport
-	current atomic.Pointer[http.Transport]
+	build   func(kind int) *http.Transport
+	current [2]atomic.Pointer[http.Transport]
 	// mu guards the round trips in flight: a list threaded through their exchanges, so tracking one costs
 	// no allocation.
 	mu        sync.Mutex
@@ -33,24 +41,48 @@ type transports struct {
 	stallTime time.Duration
 }
 
-func newTransports(build func() *http.Transport, stallTimeout time.Duration) *transports {
+func newTransports(build func(kind int) *http.Transport, stallTimeout time.Duration) *transports {
 	u := &transports{build: build, stallTime: stallTimeout}
-	u.current.Store(build())
+	for kind := range u.current {
+		u.current[kind].Store(build(kind))
+	}
 	return u
 }
 
-// transport is the transport in service.
-func (u *transports) transport() *http.Transport { return u.current.Load() }
+// transport is the transport in service for requests of one kind (forRoutes, forUnmatched).
+func (u *transports) transport(kind int) *http.Transport { return u.current[kind].Load() }
+
+// closeIdle closes the idle connections of both transports.
+func (u *transports) closeIdle() {
+	for kind := range u.current {
+		u.transport(kind).CloseIdleConnections()
+	}
+}
+
+// inService reports whether tr is one of the transports in service.
+func (u *transports) inService(tr *http.Transport) bool {
+	return tr == u.transport(forRoutes) || tr == u.transport(forUnmatched)
+}
 
 // replace puts a new transport in service in place of old, unless that was done already. The old one is
 // left alone: a connection whose lock a panic left held would block any call on it, closing included.
 func (u *transports) replace(old *http.Transport) bool {
-	return u.current.CompareAndSwap(old, u.build())
+	for kind := range u.current {
+		if u.current[kind].CompareAndSwap(old, u.build(kind)) {
+			return true
+		}
+	}
+	return false
 }
 
-// roundTrip sends req with the transport in service, tracked as x's round trip while it runs.
+// roundTrip sends req with the transport in service for x (a route's or none's), tracked as x's round
+// trip while it runs.
 func (u *transports) roundTrip(req *http.Request, x *exchange) (*http.Response, error) {
-	tr := u.transport()
+	kind := forUnmatched
+	if x.route != nil {
+		kind = forRoutes
+	}
+	tr := u.transport(kind)
 	x.rtStart, x.rtTransport = time.Now(), tr
 	u.mu.Lock()
 	x.rtNext = u.head
@@ -81,11 +113,10 @@ func (u *transports) done(x *exchange) {
 // longer than the upstream timeouts allow, counted from when the request was whole (a slow app's upload
 // is no stall of the upstream's), and names the host of the oldest.
 func (u *transports) stalledRoundTrips(now time.Time) (n int, host string, waited time.Duration) {
-	tr := u.transport()
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	for x := u.head; x != nil; x = x.rtNext {
-		if x.rtTransport != tr {
+		if !u.inService(x.rtTransport) {
 			continue // a replaced transport's round trips are written off
 		}
 		since := x.rtStart
@@ -108,11 +139,15 @@ func (u *transports) stalledRoundTrips(now time.Time) (n int, host string, waite
 	return n, host, waited
 }
 
-// upstreamTransport builds the transport to upstreams.
-func (s *Server) upstreamTransport() *http.Transport {
+// upstreamTransport builds the transport to upstreams for requests of one kind (forRoutes, forUnmatched).
+func (s *Server) upstreamTransport(kind int) *http.Transport {
+	dial := s.guard.dialUnmatched
+	if kind == forRoutes {
+		dial = s.guard.dialRoute
+	}
 	return &http.Transport{
 		Proxy:                 nil, // never HTTP_PROXY: in a pod it points at this very proxy
-		DialContext:           s.opts.DialContext,
+		DialContext:           dial,
 		TLSClientConfig:       &tls.Config{RootCAs: s.opts.RootCAs, MinVersion: tls.VersionTLS12},
 		TLSHandshakeTimeout:   TLSHandshakeTimeout,
 		ResponseHeaderTimeout: s.opts.ResponseHeaderTimeout,
