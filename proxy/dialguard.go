@@ -32,8 +32,8 @@ type guardKey struct{}
 type guardLevel int
 
 const (
-	guardAll          guardLevel = iota + 1 // none of the proxy's own machine and link
-	guardButLoopback                        // loopback too, but never metadata, link-local or the proxy itself
+	guardAll         guardLevel = iota + 1 // none of the proxy's own machine and link
+	guardButLoopback                       // loopback too, but never metadata, link-local or the proxy itself
 )
 
 // dialGuard keeps a proxy that listens beyond loopback (a gateway) from reaching, for its clients, what
