@@ -88,10 +88,10 @@ func (s *Server) onRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Requ
 	if x.route == nil && x.snap.cfg.RejectUnmatched {
 		return req, s.refuse(req, x, http.StatusForbidden, unmatchedMessage(x.host))
 	}
-	if x.route != nil && (req.Method == http.MethodTrace || req.Method == "TRACK") {
+	if x.route != nil && asksForAnEcho(req) {
 		// A supplier that echoes the request would show the app the route's token.
 		resp := s.refuse(req, x, http.StatusMethodNotAllowed, fmt.Sprintf(
-			"tokenproxy: %s is not forwarded to a route's host: the supplier's echo would carry route %q's token\n", req.Method, x.route.Name))
+			"tokenproxy: TRACE is not forwarded to a route's host: the supplier's echo would carry route %q's token\n", x.route.Name))
 		return req, resp
 	}
 	// Connection names the hop-by-hop headers; goproxy deletes it before RoundTrip, so strip them here.

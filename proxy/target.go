@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/tokenproxy/tokenproxy/config"
 	"github.com/tokenproxy/tokenproxy/internal/hostname"
@@ -44,4 +45,21 @@ func (s *Server) targetOf(req *http.Request, x *exchange) (hostname.Host, *http.
 // misdirected answers 421: the request reached a connection that cannot serve its host (RFC 9110 §15.5.20).
 func (s *Server) misdirected(req *http.Request, x *exchange, body string) *http.Response {
 	return s.refuse(req, x, http.StatusMisdirectedRequest, body)
+}
+
+// asksForAnEcho reports whether a request asks its server to echo it back (TRACE, TRACK), in any case
+// (some servers fold method names) or through a method-override header.
+func asksForAnEcho(req *http.Request) bool {
+	echo := func(m string) bool { return strings.EqualFold(m, http.MethodTrace) || strings.EqualFold(m, "TRACK") }
+	if echo(req.Method) {
+		return true
+	}
+	for _, h := range [...]string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"} {
+		for _, v := range req.Header[h] {
+			if echo(strings.TrimSpace(v)) {
+				return true
+			}
+		}
+	}
+	return false
 }
