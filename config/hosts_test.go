@@ -1,6 +1,7 @@
 package config
 
 import (
+	"net/url"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -185,4 +186,19 @@ func TestNamesExactly(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, want, cfg.NamesExactly(h), host)
 	}
+}
+
+// check sends an upstreamTLS route's http:// URL over https: to port 443 unless the URL names one, which
+// the route must match too.
+func TestMatchesURLFollowsUpstreamTLS(t *testing.T) {
+	url := func(s string) *url.URL {
+		u, err := url.Parse(s)
+		require.NoError(t, err)
+		return u
+	}
+	port80 := &Route{Name: "r", Hosts: mustHosts(t, "supplier.example:80"), UpstreamTLS: true}
+	assert.False(t, port80.MatchesURL(url("http://supplier.example/x")), "sent to 443, which the route does not name")
+	assert.True(t, port80.MatchesURL(url("http://supplier.example:80/x")), "sent over https to the port written")
+	anyPort := &Route{Name: "r", Hosts: mustHosts(t, "supplier.example"), UpstreamTLS: true}
+	assert.True(t, anyPort.MatchesURL(url("http://supplier.example/x")))
 }

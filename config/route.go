@@ -233,5 +233,12 @@ func (r *Route) Authorize(h http.Header, tok *tokensource.Token) {
 // MatchesURL reports whether the URL's host is one of the route's hosts, as the proxy would match it.
 func (r *Route) MatchesURL(u *url.URL) bool {
 	h, err := hostname.Parse(u.Host, DefaultPort(u.Scheme))
-	return err == nil && newTable([]*Route{r}).match(h) == r
+	own := newTable([]*Route{r})
+	if err != nil || own.match(h) != r {
+		return false
+	}
+	if r.UpstreamTLS && u.Scheme == "http" {
+		return own.match(h.WithPort("443")) == r // sent over https: to port 443 unless the URL names one
+	}
+	return true
 }

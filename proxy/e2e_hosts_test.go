@@ -209,3 +209,30 @@ func TestTraceIsNotForwardedToARoute(t *testing.T) {
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, "TRACE", up.last(t).Method)
 }
+
+// upstreamTLS sends an http:// request upstream over https, to port 443 unless the URL names a port: the
+// route must name that port too, or its token would reach a port none of its patterns matched.
+func TestUpstreamTLSGoesOnlyToAPortTheRouteNames(t *testing.T) {
+	h := newHarness(t, harnessOptions{yaml: `
+unmatched: forward
+routes:
+  - name: port80
+    hosts: ["supplier.test:80"]
+    tokenUrl: {{TOKEN_URL}}
+    clientId: buyer
+    clientSecret: ` + testClientSecret + `
+    upstreamTLS: true
+  - name: other443
+    hosts: ["supplier.test:443"]
+    tokenUrl: {{TOKEN_URL}}
+    clientId: buyer
+    clientSecret: ` + testClientSecret + `
+`})
+	up := newUpstream(t, h.upCert, false, nil)
+	h.route("supplier.test:443", up)
+	resp, body := h.rawRequest(t, "GET http://supplier.test/x HTTP/1.1\r\nHost: supplier.test\r\n\r\n")
+	assert.Equal(t, http.StatusMisdirectedRequest, resp.StatusCode, body)
+	assert.Contains(t, body, `route "port80" sends this request upstream over https to supplier.test:443`)
+	assert.Empty(t, up.requests(), "port 443 is another route's")
+	assert.Zero(t, h.tokens.Count.Load())
+}

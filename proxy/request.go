@@ -82,6 +82,17 @@ func (s *Server) onRequest(req *http.Request, ctx *goproxy.ProxyCtx) (*http.Requ
 		return req, refused
 	}
 	x.route = x.snap.cfg.Match(host)
+	if r := x.route; r != nil && r.UpstreamTLS && req.URL.Scheme == "http" {
+		// It goes upstream over https: to the port the request wrote, else 443, which the route must name
+		// too, or the token would reach a port no pattern of the route matched.
+		tls := host.WithPort("443")
+		if x.snap.cfg.Match(tls) != r {
+			return req, s.misdirected(req, x, fmt.Sprintf("tokenproxy: route %q sends this request upstream over https to %s, "+
+				"which it does not name (upstreamTLS: true); name that port in its hosts, or write it in the URL\n", r.Name, tls.String()))
+		}
+		req.URL.Scheme = "https"
+		x.host = tls.String()
+	}
 	if _, denied := s.admission(x, req); denied != nil {
 		return req, s.respond(x, denied)
 	}
@@ -139,9 +150,6 @@ func (s *Server) forward(req *http.Request, x *exchange) (resp *http.Response, f
 			return s.upstreamFailure(req, x, err), true
 		}
 		return resp, false
-	}
-	if r.UpstreamTLS && req.URL.Scheme == "http" {
-		req.URL.Scheme = "https"
 	}
 	body, err := keepForReplay(req, r)
 	if x.body != nil && x.body.stalled.Load() {
