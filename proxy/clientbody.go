@@ -102,6 +102,10 @@ func (b *clientBody) setLocked(deadline time.Time) {
 	_ = http.NewResponseController(b.w).SetReadDeadline(deadline)
 }
 
+// markWhole records that all of the body was read, for a reader that stops at Content-Length without
+// asking for the end (an HTTP/2 body tells its end only on a further read).
+func (b *clientBody) markWhole() { b.whole.CompareAndSwap(0, time.Now().UnixNano()) }
+
 // wholeAt is when the body was read to its end; zero while it is not.
 func (b *clientBody) wholeAt() time.Time {
 	if ns := b.whole.Load(); ns != 0 {

@@ -244,3 +244,28 @@ func TestAPanicInTheUpstreamTransportReplacesIt(t *testing.T) {
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Len(t, up.requests(), 3)
 }
+
+// The watchdog counts a wedged round trip whose request body was kept for a replay, over HTTP/1 and
+// HTTP/2 alike (an HTTP/2 body tells its end only on a read past Content-Length, which keeping it never
+// makes).
+func TestReadinessSeesRequestsWithBodiesOnEveryProtocol(t *testing.T) {
+	for _, h2 := range []bool{false, true} {
+		t.Run(map[bool]string{false: "HTTP/1", true: "HTTP/2"}[h2], func(t *testing.T) {
+			h := newHarness(t, harnessOptions{upstreamStallTimeout: 200 * time.Millisecond, responseHeaderTimeout: 5 * time.Second})
+			h.mapHost("supplier.test:443", wedgedAddr)
+			c := h.client(h.caPool)
+			c.Transport.(*http.Transport).ForceAttemptHTTP2 = h2
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				req, _ := http.NewRequest(http.MethodPost, "https://supplier.test/", strings.NewReader("abc"))
+				if resp, err := c.Do(req); err == nil {
+					resp.Body.Close()
+				}
+			}()
+			waitUntil(t, "readiness fails", func() bool { return !h.srv.Ready() })
+			close(h.wedged)
+			<-done
+		})
+	}
+}

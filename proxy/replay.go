@@ -51,6 +51,9 @@ func keepForReplay(req *http.Request, r *config.Route) (*replayBody, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %v", errBodyCut, err)
 		}
+		if b, ok := req.Body.(*clientBody); ok {
+			b.markWhole() // the watchdog counts the round trip's wait from here
+		}
 		req.Body = io.NopCloser(bytes.NewReader(buf))
 		return &replayBody{buf: buf, complete: true}, nil
 	}
