@@ -10,6 +10,7 @@ import (
 
 // done ends an exchange: one log line, the request metrics, and no longer in flight.
 func (s *Server) done(x *exchange) {
+	s.releaseReplay(x)
 	took := time.Since(x.start)
 	route := routeName(x.route)
 	s.metrics.Request(route, x.status, took)

@@ -17,7 +17,7 @@ type connTracker struct {
 	metrics Metrics
 	mu      sync.Mutex
 	conns   map[*trackedConn]struct{}
-	from    map[netip.Addr]int        // open connections by source address
+	from    map[netip.Addr]int        // open connections by source (sourceOf)
 	servers map[*http.Server]struct{} // one per intercepted connection
 	closing bool                      // closeAll has run: no new intercepted server may start
 }
@@ -52,7 +52,7 @@ func (l trackingListener) Accept() (net.Conn, error) {
 		}
 		tc := &trackedConn{Conn: c, idleDeadline: idleDeadline{idle: l.t.idle}, t: l.t, closed: make(chan struct{})}
 		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
-			tc.from = ap.Addr().Unmap()
+			tc.from = sourceOf(ap.Addr())
 		}
 		tc.kind.Store(ConnPlain)
 		total, perAddress := l.limits()
@@ -306,4 +306,17 @@ func (c *idleConn) Read(p []byte) (int, error) {
 func (c *idleConn) Write(p []byte) (int, error) {
 	c.touch(c.Conn)
 	return c.Conn.Write(p)
+}
+
+// sourceOf is what the per-address limit counts a connection under: its IPv4 address, or the /64 of its
+// IPv6 address, since one IPv6 host commonly holds a whole /64 and could otherwise open connections from
+// as many addresses as it likes.
+func sourceOf(a netip.Addr) netip.Addr {
+	a = a.Unmap()
+	if a.Is6() && !a.IsLoopback() {
+		if p, err := a.Prefix(64); err == nil {
+			return p.Addr()
+		}
+	}
+	return a
 }

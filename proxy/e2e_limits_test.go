@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -88,4 +89,15 @@ func TestConnectionLimitDefaults(t *testing.T) {
 	total, perAddress = h.srv.connLimits()
 	assert.Equal(t, GatewayMaxConnections, total)
 	assert.Equal(t, 1000, perAddress, "routes.yaml's limit")
+}
+
+// The per-address limit counts an IPv6 client by its /64, which one host commonly holds whole.
+func TestConnectionsAreCountedPerIPv4AddressAndIPv6Slash64(t *testing.T) {
+	for in, want := range map[string]string{
+		"10.1.2.3": "10.1.2.3", "::ffff:10.1.2.3": "10.1.2.3", "::1": "::1",
+		"2001:db8:1:2:aaaa::1": "2001:db8:1:2::", "2001:db8:1:2:ffff:ffff:ffff:ffff": "2001:db8:1:2::",
+		"2001:db8:1:3::1": "2001:db8:1:3::",
+	} {
+		assert.Equal(t, want, sourceOf(netip.MustParseAddr(in)).String(), in)
+	}
 }

@@ -160,6 +160,7 @@ type harnessOptions struct {
 	tokenTimeout          time.Duration
 	requestBodyTimeout    time.Duration
 	upstreamStallTimeout  time.Duration
+	replayBudget          int64
 	quiet                 bool // log warnings and errors only: load tests keep no line per request
 	systemDialer          bool // dial as in production (IP literals and localhost only), not the test name map
 }
@@ -218,7 +219,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	}
 	h.srv, err = New(cfg, Options{Logger: log, Metrics: h.metrics, DialContext: dial, RootCAs: h.upPool, Clock: h.clock,
 		ResponseHeaderTimeout: o.responseHeaderTimeout, ReadHeaderTimeout: o.readHeaderTimeout, TokenTimeout: o.tokenTimeout,
-		ClientIdleTimeout: o.clientIdleTimeout, RequestBodyTimeout: o.requestBodyTimeout, UpstreamStallTimeout: o.upstreamStallTimeout})
+		ClientIdleTimeout: o.clientIdleTimeout, ReplayBudget: o.replayBudget, RequestBodyTimeout: o.requestBodyTimeout, UpstreamStallTimeout: o.upstreamStallTimeout})
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -233,6 +234,7 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 		assert.NoError(t, <-served)
 		h.closeIdle()
 		assert.Zero(t, h.srv.inflight.Load(), "every request was counted out exactly once")
+		assert.Zero(t, h.srv.replayHeld.Load(), "every exchange gave its part of the replay budget back")
 		// No secret and no token ever reaches a log line.
 		logs := h.logs.String()
 		// Asserted without printing the log: a failure must not show the secret it found.

@@ -42,6 +42,7 @@ func (s *Server) intercept(conn *trackedConn, buffered []byte, t *tunnel, snap *
 	_ = conn.SetDeadline(time.Time{})
 
 	srv := &http.Server{
+		MaxHeaderBytes:    MaxHeaderBytes,
 		Handler:           http.HandlerFunc(s.serveIntercepted),
 		ReadHeaderTimeout: s.opts.ReadHeaderTimeout,
 		IdleTimeout:       s.opts.ClientIdleTimeout,

@@ -43,6 +43,9 @@ type Options struct {
 	// RequestBodyTimeout is how long an app's request body may make no progress before the request and its
 	// connection end; zero is the default below.
 	RequestBodyTimeout time.Duration
+	// ReplayBudget bounds the request bodies all requests together keep for a replay after a 401; zero is
+	// DefaultReplayBudget.
+	ReplayBudget int64
 	// UpstreamStallTimeout is how long a round trip to an upstream may go unanswered, counted from when its
 	// request was whole, before readiness fails; zero is the sum of the upstream timeouts and 30 s.
 	UpstreamStallTimeout time.Duration
@@ -62,6 +65,11 @@ const (
 	IdleConnsPerHost      = 128
 	// MaxStreamsPerConn bounds the requests side by side on one intercepted HTTP/2 connection.
 	MaxStreamsPerConn = 100
+	// MaxHeaderBytes bounds a request's header, which a request holds while it runs (net/http's default,
+	// 1 MiB, times 100 streams per connection would be 100 MiB held by one stalled connection).
+	MaxHeaderBytes = 64 << 10
+	// DefaultReplayBudget bounds the request bodies all requests together keep for a 401 replay.
+	DefaultReplayBudget = 64 << 20
 )
 
 // Server serves the proxy port with the configuration snapshot currently in service.
@@ -76,11 +84,13 @@ type Server struct {
 	guard   *dialGuard
 	gp      *goproxy.ProxyHttpServer
 
-	http      *http.Server
-	conns     *connTracker
-	inflight  atomic.Int64 // requests not yet answered, including upgraded ones net/http no longer sees
-	listening atomic.Bool
-	gateway   atomic.Bool // it listens beyond loopback
+	http     *http.Server
+	conns    *connTracker
+	inflight atomic.Int64 // requests not yet answered, including upgraded ones net/http no longer sees
+	// replayHeld is the replay budget the requests in flight hold for their bodies.
+	replayHeld atomic.Int64
+	listening  atomic.Bool
+	gateway    atomic.Bool // it listens beyond loopback
 	// lastRefusalLog is when a refused connection was last logged (unix nanos): a flood logs once in a while.
 	lastRefusalLog atomic.Int64
 	draining       atomic.Bool
@@ -107,6 +117,9 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	}
 	if opts.RequestBodyTimeout == 0 {
 		opts.RequestBodyTimeout = RequestBodyTimeout
+	}
+	if opts.ReplayBudget == 0 {
+		opts.ReplayBudget = DefaultReplayBudget
 	}
 	if opts.UpstreamStallTimeout == 0 {
 		opts.UpstreamStallTimeout = DialTimeout + TLSHandshakeTimeout + opts.ResponseHeaderTimeout + 30*time.Second
@@ -148,6 +161,7 @@ func New(cfg *config.Config, opts Options) (*Server, error) {
 	s.conns = newConnTracker(opts.ClientIdleTimeout, s.metrics)
 	s.http = &http.Server{
 		Handler:           s,
+		MaxHeaderBytes:    MaxHeaderBytes,
 		ReadHeaderTimeout: opts.ReadHeaderTimeout,
 		IdleTimeout:       opts.ClientIdleTimeout,
 		ConnState:         s.conns.connState,

@@ -33,7 +33,10 @@ var errBodyCut = errors.New("the request body ended before its Content-Length")
 // body of unknown size is kept as the upstream reads it, never waiting for bytes the app has not sent.
 // Routes that never replay (retryOn401: false, cache: false) keep nothing and stream every body. When the
 // app's body ends early, nothing is sent upstream.
-func keepForReplay(req *http.Request, r *config.Route) (*replayBody, error) {
+//
+// What all requests keep together is bounded by the server's replay budget: a body that does not fit in
+// what is left of it streams and is not replayed, so no number of clients can make the proxy hold more.
+func (s *Server) keepForReplay(req *http.Request, r *config.Route, x *exchange) (*replayBody, error) {
 	if !r.RetryOn401 || !r.Cache {
 		return nil, nil
 	}
@@ -41,6 +44,14 @@ func keepForReplay(req *http.Request, r *config.Route) (*replayBody, error) {
 		return noBody, nil
 	}
 	if req.ContentLength > r.RetryBodyLimit {
+		return nil, nil
+	}
+	need := req.ContentLength
+	if need < 0 {
+		need = r.RetryBodyLimit // kept as it streams, up to the limit
+	}
+	if !s.reserveReplay(x, need) {
+		s.log.Debug("request body not kept for a replay: the replay budget is spent", "route", r.Name, "budget", s.opts.ReplayBudget)
 		return nil, nil
 	}
 	if req.ContentLength >= 0 {
@@ -97,4 +108,25 @@ func (b *replayBody) replay() io.ReadCloser {
 		return http.NoBody
 	}
 	return io.NopCloser(bytes.NewReader(b.buf))
+}
+
+// reserveReplay takes n bytes of the replay budget for x, until x ends (releaseReplay).
+func (s *Server) reserveReplay(x *exchange, n int64) bool {
+	if n == 0 {
+		return true
+	}
+	if s.replayHeld.Add(n) > s.opts.ReplayBudget {
+		s.replayHeld.Add(-n)
+		return false
+	}
+	x.replayReserved = n
+	return true
+}
+
+// releaseReplay gives x's part of the replay budget back.
+func (s *Server) releaseReplay(x *exchange) {
+	if x.replayReserved != 0 {
+		s.replayHeld.Add(-x.replayReserved)
+		x.replayReserved = 0
+	}
 }

@@ -36,11 +36,13 @@ type exchange struct {
 	tokenLeft atomic.Bool
 	trace     httptrace.ClientTrace
 	replayed  bool // sent again with a fresh token after a 401
-	status    int
-	step      string // token, upstream or policy when tokenproxy answered itself
-	err       error
-	sent      atomic.Int64 // request body bytes read from the app
-	received  atomic.Int64 // response body bytes given to the app
+	// replayReserved is what of the server's replay budget this exchange holds for its body.
+	replayReserved int64
+	status         int
+	step           string // token, upstream or policy when tokenproxy answered itself
+	err            error
+	sent           atomic.Int64 // request body bytes read from the app
+	received       atomic.Int64 // response body bytes given to the app
 	// answerTo is the app's ResponseWriter on HTTP/1 connections; nil on HTTP/2 (see respond).
 	answerTo http.ResponseWriter
 	answer   answerBody // the body of the exchange's answer, kept here to save an allocation
@@ -151,7 +153,7 @@ func (s *Server) forward(req *http.Request, x *exchange) (resp *http.Response, f
 		}
 		return resp, false
 	}
-	body, err := keepForReplay(req, r)
+	body, err := s.keepForReplay(req, r, x)
 	if x.body != nil && x.body.stalled.Load() {
 		return s.bodyStalled(req, x, err), true
 	}
