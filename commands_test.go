@@ -210,25 +210,3 @@ func TestEncryptThenRunWithTheEncryptedSecret(t *testing.T) {
 	assert.Contains(t, errOut, "no key: set TOKENPROXY_SECRET_KEY")
 	assert.Contains(t, errOut, "A new key, if you need one")
 }
-
-// Dependencies point one way (design.md): the lower packages link neither the proxy, goproxy, the admin
-// listener nor the store's Redis client.
-func TestPackagesDependOneWay(t *testing.T) {
-	const self = "github.com/tokenproxy/tokenproxy/"
-	forbidden := map[string][]string{
-		"config":      {self + "proxy", self + "admin", self + "check", self + "redisstore", "github.com/elazarl/goproxy", "github.com/redis/go-redis"},
-		"check":       {self + "proxy", self + "admin", self + "redisstore", "github.com/elazarl/goproxy", "github.com/redis/go-redis"},
-		"tokensource": {self + "config", self + "proxy", self + "redisstore", "github.com/elazarl/goproxy", "github.com/redis/go-redis", "gopkg.in/yaml"},
-		"mitm":        {self + "config", self + "proxy", self + "tokensource", "github.com/elazarl/goproxy"},
-		"secrets":     {self + "config", self + "proxy", self + "tokensource"},
-	}
-	for pkg, bad := range forbidden {
-		out, err := runGo("list", "-deps", "-f", "{{.ImportPath}}", "./"+pkg)
-		require.NoError(t, err, out)
-		for _, dep := range strings.Fields(out) {
-			for _, b := range bad {
-				assert.False(t, dep == b || strings.HasPrefix(dep, b+"/"), "%s links %s", pkg, dep)
-			}
-		}
-	}
-}

@@ -1,0 +1,187 @@
+package architecture
+
+import (
+	"fmt"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+const module = "github.com/tokenproxy/tokenproxy"
+
+// layers are the module's packages from the top (programs) down, as design.md's table orders them: a
+// package imports only packages of lower layers, never one of its own layer or above. "" is the module's
+// root package.
+var layers = [][]string{
+	{"", "bench", "examples/quickstart"},
+	{"admin"},
+	{"proxy", "check", "redisstore"},
+	{"config"},
+	{"tokensource", "mitm", "secrets", "internal/runstate", "internal/logging", "internal/buildinfo", "internal/minproxy",
+		"internal/testkit"},
+	{"internal/hostname", "internal/hopbyhop"},
+}
+
+// testOnly are packages that hold nothing but tests: no layer, no importer.
+var testOnly = []string{"test/architecture"}
+
+// unlinked are, for a package of the module, the modules and packages it must not link, even through
+// others: matched as exact paths, a path's own packages included (yaml.v3 forbids gopkg.in/yaml.v3/x,
+// never gopkg.in/yaml.v2).
+var unlinked = map[string][]string{
+	"config":      {"github.com/elazarl/goproxy", "github.com/redis/go-redis/v9"},
+	"check":       {"github.com/elazarl/goproxy", "github.com/redis/go-redis/v9"},
+	"tokensource": {"github.com/elazarl/goproxy", "github.com/redis/go-redis/v9", "gopkg.in/yaml.v3", "go.yaml.in/yaml/v3", "sigs.k8s.io/yaml"},
+	"mitm":        {"github.com/elazarl/goproxy"},
+}
+
+// pkg is one package of the module as go list tells it.
+type pkg struct {
+	path    string   // relative to the module: "" for the root
+	imports []string // direct imports, full paths
+	deps    []string // everything it links, full paths
+}
+
+// Dependencies point one way (design.md): down the layers, and some packages link neither the proxy's
+// goproxy, the store's Redis client nor a YAML parser.
+func TestPackagesDependOneWay(t *testing.T) {
+	pkgs := listPackages(t)
+	known := knownPaths(t)
+	for pkg, forbidden := range unlinked {
+		for _, f := range forbidden {
+			// An entry that names nothing in the build (a typo, a module left out) would never match.
+			assert.True(t, known[f], "unlinked[%q]: %s is neither a module of the build nor a standard package", pkg, f)
+		}
+	}
+	for _, v := range violations(pkgs, layers, testOnly, unlinked) {
+		t.Error(v)
+	}
+}
+
+// The rules above catch what they are written for, on a module made up for the purpose: a forbidden module
+// and its packages, an import upwards or sideways, and a package in no layer; and they do not take a
+// module that merely begins with the same letters for a forbidden one.
+func TestTheRulesCatchWhatTheyForbid(t *testing.T) {
+	layers := [][]string{{"app"}, {"proxy", "check"}, {"tokensource"}}
+	unlinked := map[string][]string{"tokensource": {"gopkg.in/yaml.v3", "github.com/redis/go-redis/v9"}}
+	cases := []struct {
+		name string
+		pkg  pkg
+		want string // "" when nothing is wrong
+	}{
+		{"a forbidden module", pkg{path: "tokensource", deps: []string{"gopkg.in/yaml.v3"}},
+			"tokensource links gopkg.in/yaml.v3"},
+		{"a package of a forbidden module", pkg{path: "tokensource", deps: []string{"github.com/redis/go-redis/v9/internal/pool"}},
+			"tokensource links github.com/redis/go-redis/v9 (github.com/redis/go-redis/v9/internal/pool)"},
+		{"another major version", pkg{path: "tokensource", deps: []string{"gopkg.in/yaml.v2"}}, ""},
+		{"a longer name", pkg{path: "tokensource", deps: []string{"gopkg.in/yaml.v3x"}}, ""},
+		{"an import upwards", pkg{path: "tokensource", imports: []string{module + "/check"}},
+			"tokensource (layer 2) imports check (layer 1)"},
+		{"an import sideways", pkg{path: "check", imports: []string{module + "/proxy"}},
+			"check (layer 1) imports proxy (layer 1)"},
+		{"an import downwards", pkg{path: "check", imports: []string{module + "/tokensource"}}, ""},
+		{"a package in no layer", pkg{path: "newthing"}, "newthing is in no layer"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := violations([]pkg{c.pkg}, layers, nil, unlinked)
+			if c.want == "" {
+				assert.Empty(t, got)
+				return
+			}
+			require.Len(t, got, 1)
+			assert.Contains(t, got[0], c.want)
+		})
+	}
+}
+
+// violations lists every package that breaks the rules.
+func violations(pkgs []pkg, layers [][]string, testOnly []string, unlinked map[string][]string) []string {
+	layerOf := map[string]int{}
+	for i, l := range layers {
+		for _, p := range l {
+			layerOf[p] = i
+		}
+	}
+	var out []string
+	for _, p := range pkgs {
+		if slices.Contains(testOnly, p.path) {
+			continue
+		}
+		layer, ok := layerOf[p.path]
+		if !ok {
+			out = append(out, fmt.Sprintf("%s is in no layer: add it to layers, where design.md's table puts it", name(p.path)))
+			continue
+		}
+		for _, imp := range p.imports {
+			rel, ours := strings.CutPrefix(imp, module)
+			if !ours || rel != "" && !strings.HasPrefix(rel, "/") {
+				continue
+			}
+			rel = strings.TrimPrefix(rel, "/")
+			if l, ok := layerOf[rel]; ok && l <= layer {
+				out = append(out, fmt.Sprintf("%s (layer %d) imports %s (layer %d): dependencies point down design.md's table",
+					name(p.path), layer, name(rel), l))
+			}
+		}
+		for _, f := range unlinked[p.path] {
+			if i := slices.IndexFunc(p.deps, func(dep string) bool { return dep == f || strings.HasPrefix(dep, f+"/") }); i >= 0 {
+				out = append(out, fmt.Sprintf("%s links %s (%s)", name(p.path), f, p.deps[i]))
+			}
+		}
+	}
+	return out
+}
+
+func name(rel string) string {
+	if rel == "" {
+		return "the root package"
+	}
+	return rel
+}
+
+// listPackages lists the module's packages with their imports and everything they link.
+func listPackages(t *testing.T) []pkg {
+	out := goCommand(t, "list", "-f", "{{.ImportPath}}|{{join .Imports \",\"}}|{{join .Deps \",\"}}", module+"/...")
+	var pkgs []pkg
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		fields := strings.Split(line, "|")
+		require.Len(t, fields, 3, line)
+		rel := strings.TrimPrefix(strings.TrimPrefix(fields[0], module), "/")
+		pkgs = append(pkgs, pkg{path: rel, imports: split(fields[1]), deps: split(fields[2])})
+	}
+	require.NotEmpty(t, pkgs)
+	return pkgs
+}
+
+// knownPaths are the modules of the build and the standard library's packages.
+func knownPaths(t *testing.T) map[string]bool {
+	known := map[string]bool{}
+	for _, line := range strings.Split(goCommand(t, "list", "-m", "all"), "\n") {
+		if fields := strings.Fields(line); len(fields) > 0 {
+			known[fields[0]] = true
+		}
+	}
+	for _, p := range strings.Fields(goCommand(t, "list", "std")) {
+		known[p] = true
+	}
+	return known
+}
+
+func split(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
+
+func goCommand(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("go", args...).Output()
+	require.NoError(t, err, "go %s", strings.Join(args, " "))
+	return string(out)
+}
