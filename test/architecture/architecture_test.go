@@ -23,7 +23,7 @@ var layers = [][]string{
 	{"config"},
 	{"tokensource", "mitm", "secrets", "internal/runstate", "internal/logging", "internal/buildinfo", "internal/minproxy",
 		"internal/testkit"},
-	{"internal/hostname", "internal/hopbyhop"},
+	{"internal/hostname", "internal/hopbyhop", "internal/certgen"},
 }
 
 // testOnly are packages that hold nothing but tests: no layer, no importer.
