@@ -105,9 +105,6 @@ func (c *Cert) KeyPEM(t testing.TB) []byte {
 	return b
 }
 
-// KeyPEMBytes is KeyPEM outside tests.
-func (c *Cert) KeyPEMBytes() ([]byte, error) { return certgen.KeyPEM(c.TLS) }
-
 // LogBuffer is a log sink safe for concurrent writers.
 type LogBuffer struct {
 	mu sync.Mutex

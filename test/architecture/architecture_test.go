@@ -39,6 +39,13 @@ var unlinked = map[string][]string{
 	"mitm":        {"github.com/elazarl/goproxy"},
 }
 
+// testSupport is linked only by the packages that help tests (testHelpers), never by a program or a package
+// of one: the bench harness once linked testify through testkit.
+var (
+	testSupport = []string{"testing", "github.com/stretchr/testify"}
+	testHelpers = []string{"internal/testkit"}
+)
+
 // pkg is one package of the module as go list tells it.
 type pkg struct {
 	path    string   // relative to the module: "" for the root
@@ -52,7 +59,7 @@ func TestPackagesDependOneWay(t *testing.T) {
 	pkgs := listPackages(t)
 	known := knownPaths(t)
 	for pkg, forbidden := range unlinked {
-		for _, f := range forbidden {
+		for _, f := range append(slices.Clone(forbidden), testSupport...) {
 			// An entry that names nothing in the build (a typo, a module left out) would never match.
 			assert.True(t, known[f], "unlinked[%q]: %s is neither a module of the build nor a standard package", pkg, f)
 		}
@@ -85,6 +92,7 @@ func TestTheRulesCatchWhatTheyForbid(t *testing.T) {
 			"check (layer 1) imports proxy (layer 1)"},
 		{"an import downwards", pkg{path: "check", imports: []string{module + "/tokensource"}}, ""},
 		{"a package in no layer", pkg{path: "newthing"}, "newthing is in no layer"},
+		{"a program that links testing", pkg{path: "app", deps: []string{"testing"}}, "app links testing"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -128,7 +136,11 @@ func violations(pkgs []pkg, layers [][]string, testOnly []string, unlinked map[s
 					name(p.path), layer, name(rel), l))
 			}
 		}
-		for _, f := range unlinked[p.path] {
+		forbidden := unlinked[p.path]
+		if !slices.Contains(testHelpers, p.path) {
+			forbidden = append(slices.Clone(forbidden), testSupport...)
+		}
+		for _, f := range forbidden {
 			if i := slices.IndexFunc(p.deps, func(dep string) bool { return dep == f || strings.HasPrefix(dep, f+"/") }); i >= 0 {
 				out = append(out, fmt.Sprintf("%s links %s (%s)", name(p.path), f, p.deps[i]))
 			}
