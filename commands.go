@@ -25,20 +25,21 @@ import (
 	"golang.org/x/term"
 )
 
-// configFlags are the flags of every subcommand that reads routes.yaml.
-type configFlags struct {
-	path, keyFile *string
+// configFiles are what every subcommand that reads routes.yaml is given: routes.yaml and the secret key file.
+type configFiles struct {
+	path, keyFile string
 }
 
-func addConfigFlags(fs *flag.FlagSet) configFlags {
-	return configFlags{
-		path:    fs.String("config", envOr("TOKENPROXY_CONFIG", "routes.yaml"), "the routes file (or set $TOKENPROXY_CONFIG)"),
-		keyFile: fs.String("secret-key-file", "", "file with the base64 key for aes256gcm: secrets; without it, $"+secrets.KeyEnv),
-	}
+// addConfigFlags defines -config and -secret-key-file; the files are known once fs is parsed.
+func addConfigFlags(fs *flag.FlagSet) *configFiles {
+	var c configFiles
+	fs.StringVar(&c.path, "config", envOr("TOKENPROXY_CONFIG", "routes.yaml"), "the routes file (or set $TOKENPROXY_CONFIG)")
+	fs.StringVar(&c.keyFile, "secret-key-file", "", "file with the base64 key for aes256gcm: secrets; without it, $"+secrets.KeyEnv)
+	return &c
 }
 
-func (c configFlags) key() ([]byte, error) {
-	if *c.keyFile == "" {
+func (c configFiles) key() ([]byte, error) {
+	if c.keyFile == "" {
 		if v := os.Getenv(secrets.KeyEnv); v != "" {
 			key, err := secrets.ParseKey(v)
 			if err != nil {
@@ -48,7 +49,7 @@ func (c configFlags) key() ([]byte, error) {
 		}
 		return nil, nil
 	}
-	key, err := secrets.LoadKeyFile(*c.keyFile)
+	key, err := secrets.LoadKeyFile(c.keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("-secret-key-file %w", err)
 	}
@@ -57,30 +58,30 @@ func (c configFlags) key() ([]byte, error) {
 
 // load reads routes.yaml; the secret key file, when there is one, counts among its sources, so a reload
 // sees it change and a failure to read it is tried again only when it does.
-func (c configFlags) load() (*config.Config, error) {
+func (c configFiles) load() (*config.Config, error) {
 	key, err := c.key()
 	if err != nil {
 		e := &config.Error{Problems: []string{fmt.Sprintf("tokenproxy: %v", err)}}
-		if *c.keyFile != "" {
-			e.Sources = []config.Source{config.FileSource(*c.path), config.FileSource(*c.keyFile)}
+		if c.keyFile != "" {
+			e.Sources = []config.Source{config.FileSource(c.path), config.FileSource(c.keyFile)}
 		}
 		return nil, e
 	}
-	cfg, err := config.Load(*c.path, config.LoadOptions{SecretKey: key, CheckStoreURL: redisstore.CheckURL})
-	if *c.keyFile == "" {
+	cfg, err := config.Load(c.path, config.LoadOptions{SecretKey: key, CheckStoreURL: redisstore.CheckURL})
+	if c.keyFile == "" {
 		return cfg, err
 	}
 	if ce, ok := err.(*config.Error); ok {
-		ce.Sources = append(ce.Sources, config.FileSource(*c.keyFile))
+		ce.Sources = append(ce.Sources, config.FileSource(c.keyFile))
 	} else if err == nil {
-		cfg.Sources = append(cfg.Sources, config.FileSource(*c.keyFile))
+		cfg.Sources = append(cfg.Sources, config.FileSource(c.keyFile))
 	}
 	return cfg, err
 }
 
 // loadResolved loads the configuration and finds the token endpoints of the routes that name an issuer.
 // It returns both: reloads watch what was loaded, the proxy serves what was resolved.
-func (c configFlags) loadResolved() (loaded, resolved *config.Config, err error) {
+func (c configFiles) loadResolved() (loaded, resolved *config.Config, err error) {
 	loaded, err = c.load()
 	if err != nil {
 		return nil, nil, err
@@ -102,7 +103,7 @@ func runValidate(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	var cfg *config.Config
 	var err error
 	if *syntaxOnly {
-		cfg, err = config.Load(*cf.path, config.LoadOptions{SyntaxOnly: true, CheckStoreURL: redisstore.CheckURL})
+		cfg, err = config.Load(cf.path, config.LoadOptions{SyntaxOnly: true, CheckStoreURL: redisstore.CheckURL})
 	} else {
 		cfg, err = cf.load()
 	}
@@ -254,7 +255,7 @@ func runEncrypt(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if code := parseFlags(fs, args, stderr); code >= 0 {
 		return code
 	}
-	key, err := configFlags{keyFile: keyFile}.key()
+	key, err := configFiles{keyFile: *keyFile}.key()
 	if err != nil {
 		fmt.Fprintf(stderr, "tokenproxy encrypt: %v\n", err)
 		return 2

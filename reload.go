@@ -20,7 +20,7 @@ import (
 // included) and has settled. A configuration that does not load or resolve is refused and the one in
 // service stays.
 type reloader struct {
-	cf            configFlags
+	load          func() (*config.Config, error) // reads the configuration files
 	srv           *proxy.Server
 	metrics       *admin.Metrics // nil without admin endpoints
 	log           *slog.Logger
@@ -82,7 +82,7 @@ func (r *reloader) poll(ctx context.Context) {
 	if !r.settling && !retry && !config.Changed(watched) {
 		return
 	}
-	loaded, err := r.cf.load()
+	loaded, err := r.load()
 	read := sourcesRead(loaded, err)
 	switch {
 	case config.SameSources(read, watched):
@@ -114,7 +114,7 @@ func sourcesRead(loaded *config.Config, err error) []config.Source {
 
 // reload loads the configuration now and puts it in service (SIGHUP: the operator says the files are ready).
 func (r *reloader) reload(ctx context.Context, reason string) {
-	loaded, err := r.cf.load()
+	loaded, err := r.load()
 	r.apply(ctx, reason, loaded, err)
 }
 

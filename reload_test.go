@@ -32,14 +32,14 @@ func newTestReloader(t *testing.T, path, keyFile string, log io.Writer) *reloade
 	if log == nil {
 		log = io.Discard
 	}
-	cf := configFlags{path: &path, keyFile: &keyFile}
+	cf := configFiles{path: path, keyFile: keyFile}
 	loaded, err := cf.load()
 	require.NoError(t, err)
 	cfg, err := config.Resolve(context.Background(), loaded, nil, nil)
 	require.NoError(t, err)
 	srv, err := proxy.New(cfg, proxy.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	require.NoError(t, err)
-	return &reloader{cf: cf, srv: srv, metrics: admin.NewMetrics(buildinfo.Read()), log: slog.New(slog.NewTextHandler(log, nil)),
+	return &reloader{load: cf.load, srv: srv, metrics: admin.NewMetrics(buildinfo.Read()), log: slog.New(slog.NewTextHandler(log, nil)),
 		listen: cfg.Listen, sources: loaded.Sources}
 }
 
@@ -66,13 +66,13 @@ func TestAReloaderTriesARefusedFileOncePerChange(t *testing.T) {
 	good := "routes:\n  - name: a\n    hosts: [a.example]\n    tokenUrl: https://auth.example/t\n    clientId: c\n    clientSecret: s\n"
 	require.NoError(t, os.WriteFile(path, []byte(good), 0o600))
 	keyFile := ""
-	cf := configFlags{path: &path, keyFile: &keyFile}
+	cf := configFiles{path: path, keyFile: keyFile}
 	cfg, err := cf.load()
 	require.NoError(t, err)
 	srv, err := proxy.New(cfg, proxy.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	require.NoError(t, err)
 	metrics := admin.NewMetrics(buildinfo.Read())
-	r := &reloader{cf: cf, srv: srv, metrics: metrics, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	r := &reloader{load: cf.load, srv: srv, metrics: metrics, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		listen: cfg.Listen, sources: cfg.Sources}
 
 	ctx := context.Background()
@@ -189,7 +189,7 @@ func TestReloadsAndIssuerDiscovery(t *testing.T) {
 	path := filepath.Join(dir, "routes.yaml")
 	require.NoError(t, os.WriteFile(path, []byte("routes:\n"+route("a", "one")), 0o600))
 	keyFile := ""
-	cf := configFlags{path: &path, keyFile: &keyFile}
+	cf := configFiles{path: path, keyFile: keyFile}
 	loaded, err := cf.load()
 	require.NoError(t, err)
 	cfg, err := config.Resolve(context.Background(), loaded, nil, nil)
@@ -198,7 +198,7 @@ func TestReloadsAndIssuerDiscovery(t *testing.T) {
 	require.NoError(t, err)
 	metrics := admin.NewMetrics(buildinfo.Read())
 	now := time.Unix(1_800_000_000, 0)
-	r := &reloader{cf: cf, srv: srv, metrics: metrics, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	r := &reloader{load: cf.load, srv: srv, metrics: metrics, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		sources: loaded.Sources, now: func() time.Time { return now }}
 	reloads := func(result string) float64 {
 		return counterValue(t, metrics, "tokenproxy_config_reloads_total", result)
@@ -234,13 +234,13 @@ func TestTheSecretKeyFileIsASource(t *testing.T) {
 	key, err := secrets.NewKey()
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(keyFile, []byte(key), 0o600))
-	cf := configFlags{path: &path, keyFile: &keyFile}
+	cf := configFiles{path: path, keyFile: keyFile}
 	loaded, err := cf.load()
 	require.NoError(t, err)
 	srv, err := proxy.New(loaded, proxy.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	require.NoError(t, err)
 	metrics := admin.NewMetrics(buildinfo.Read())
-	r := &reloader{cf: cf, srv: srv, metrics: metrics, log: slog.New(slog.NewTextHandler(io.Discard, nil)), sources: loaded.Sources}
+	r := &reloader{load: cf.load, srv: srv, metrics: metrics, log: slog.New(slog.NewTextHandler(io.Discard, nil)), sources: loaded.Sources}
 	reloads := func(result string) float64 {
 		return counterValue(t, metrics, "tokenproxy_config_reloads_total", result)
 	}

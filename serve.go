@@ -112,7 +112,7 @@ func runServe(args []string, _ io.Reader, _, stderr io.Writer) int {
 		}()
 	}
 	// tokenproxy health asks the admin address recorded here, which a reload that changes admin does not move.
-	removeRecord, recordErr := runstate.Write(*cf.path, adminAddr)
+	removeRecord, recordErr := runstate.Write(cf.path, adminAddr)
 	if recordErr != nil {
 		log.Debug("tokenproxy health will read the admin address from the routes file: cannot record it", "dir", runstate.Dir(), "error", recordErr)
 	} else {
@@ -120,7 +120,7 @@ func runServe(args []string, _ io.Reader, _, stderr io.Writer) int {
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "admin", adminAddr, "config", cfg.File, "routes", len(cfg.Routes))
 
-	r := &reloader{cf: cf, srv: srv, metrics: metrics, log: log, listen: cfg.Listen, admin: cfg.Admin, store: storeOf(cfg), sources: loaded.Sources,
+	r := &reloader{load: cf.load, srv: srv, metrics: metrics, log: log, listen: cfg.Listen, admin: cfg.Admin, store: storeOf(cfg), sources: loaded.Sources,
 		adminUnrecorded: recordErr != nil}
 	var tick <-chan time.Time // nil: never, only SIGHUP
 	if *every > 0 {
