@@ -65,21 +65,12 @@ func TestAReloaderTriesARefusedFileOncePerChange(t *testing.T) {
 	path := filepath.Join(dir, "routes.yaml")
 	good := "routes:\n  - name: a\n    hosts: [a.example]\n    tokenUrl: https://auth.example/t\n    clientId: c\n    clientSecret: s\n"
 	require.NoError(t, os.WriteFile(path, []byte(good), 0o600))
-	keyFile := ""
-	cf := configFiles{path: path, keyFile: keyFile}
-	cfg, err := cf.load()
-	require.NoError(t, err)
-	srv, err := proxy.New(cfg, proxy.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	require.NoError(t, err)
-	metrics := admin.NewMetrics(buildinfo.Read())
-	r := &reloader{load: cf.load, srv: srv, metrics: metrics, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		listen: cfg.Listen, sources: cfg.Sources}
+	r := newTestReloader(t, path, "", nil)
+	srv := r.srv
 
 	ctx := context.Background()
 	poll := func() { r.poll(ctx) }
-	reloads := func(result string) float64 {
-		return counterValue(t, metrics, "tokenproxy_config_reloads_total", result)
-	}
+	reloads := func(result string) float64 { return r.reloads(t, result) }
 
 	poll()
 	assert.Zero(t, reloads("success")+reloads("failure"), "nothing changed, nothing loaded")
@@ -188,21 +179,11 @@ func TestReloadsAndIssuerDiscovery(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "routes.yaml")
 	require.NoError(t, os.WriteFile(path, []byte("routes:\n"+route("a", "one")), 0o600))
-	keyFile := ""
-	cf := configFiles{path: path, keyFile: keyFile}
-	loaded, err := cf.load()
-	require.NoError(t, err)
-	cfg, err := config.Resolve(context.Background(), loaded, nil, nil)
-	require.NoError(t, err)
-	srv, err := proxy.New(cfg, proxy.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	require.NoError(t, err)
-	metrics := admin.NewMetrics(buildinfo.Read())
+	r := newTestReloader(t, path, "", nil)
+	srv := r.srv
 	now := time.Unix(1_800_000_000, 0)
-	r := &reloader{load: cf.load, srv: srv, metrics: metrics, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		sources: loaded.Sources, now: func() time.Time { return now }}
-	reloads := func(result string) float64 {
-		return counterValue(t, metrics, "tokenproxy_config_reloads_total", result)
-	}
+	r.now = func() time.Time { return now }
+	reloads := func(result string) float64 { return r.reloads(t, result) }
 	ctx := context.Background()
 
 	up.Store(false)
@@ -234,16 +215,8 @@ func TestTheSecretKeyFileIsASource(t *testing.T) {
 	key, err := secrets.NewKey()
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(keyFile, []byte(key), 0o600))
-	cf := configFiles{path: path, keyFile: keyFile}
-	loaded, err := cf.load()
-	require.NoError(t, err)
-	srv, err := proxy.New(loaded, proxy.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	require.NoError(t, err)
-	metrics := admin.NewMetrics(buildinfo.Read())
-	r := &reloader{load: cf.load, srv: srv, metrics: metrics, log: slog.New(slog.NewTextHandler(io.Discard, nil)), sources: loaded.Sources}
-	reloads := func(result string) float64 {
-		return counterValue(t, metrics, "tokenproxy_config_reloads_total", result)
-	}
+	r := newTestReloader(t, path, keyFile, nil)
+	reloads := func(result string) float64 { return r.reloads(t, result) }
 
 	require.NoError(t, os.Remove(keyFile))
 	for range 5 {
