@@ -15,6 +15,7 @@ import (
 
 	"github.com/tokenproxy/tokenproxy/check"
 	"github.com/tokenproxy/tokenproxy/config"
+	"github.com/tokenproxy/tokenproxy/internal/app"
 	"github.com/tokenproxy/tokenproxy/internal/buildinfo"
 	"github.com/tokenproxy/tokenproxy/internal/logging"
 	"github.com/tokenproxy/tokenproxy/internal/runstate"
@@ -25,71 +26,12 @@ import (
 	"golang.org/x/term"
 )
 
-// configFiles are what every subcommand that reads routes.yaml is given: routes.yaml and the secret key file.
-type configFiles struct {
-	path, keyFile string
-}
-
 // addConfigFlags defines -config and -secret-key-file; the files are known once fs is parsed.
-func addConfigFlags(fs *flag.FlagSet) *configFiles {
-	var c configFiles
-	fs.StringVar(&c.path, "config", envOr("TOKENPROXY_CONFIG", "routes.yaml"), "the routes file (or set $TOKENPROXY_CONFIG)")
-	fs.StringVar(&c.keyFile, "secret-key-file", "", "file with the base64 key for aes256gcm: secrets; without it, $"+secrets.KeyEnv)
-	return &c
-}
-
-func (c configFiles) key() ([]byte, error) {
-	if c.keyFile == "" {
-		if v := os.Getenv(secrets.KeyEnv); v != "" {
-			key, err := secrets.ParseKey(v)
-			if err != nil {
-				return nil, fmt.Errorf("$%s: %w", secrets.KeyEnv, err)
-			}
-			return key, nil
-		}
-		return nil, nil
-	}
-	key, err := secrets.LoadKeyFile(c.keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("-secret-key-file %w", err)
-	}
-	return key, nil
-}
-
-// load reads routes.yaml; the secret key file, when there is one, counts among its sources, so a reload
-// sees it change and a failure to read it is tried again only when it does.
-func (c configFiles) load() (*config.Config, error) {
-	key, err := c.key()
-	if err != nil {
-		e := &config.Error{Problems: []string{fmt.Sprintf("tokenproxy: %v", err)}}
-		if c.keyFile != "" {
-			e.Sources = []config.Source{config.FileSource(c.path), config.FileSource(c.keyFile)}
-		}
-		return nil, e
-	}
-	cfg, err := config.Load(c.path, config.LoadOptions{SecretKey: key, CheckStoreURL: redisstore.CheckURL})
-	if c.keyFile == "" {
-		return cfg, err
-	}
-	if ce, ok := err.(*config.Error); ok {
-		ce.Sources = append(ce.Sources, config.FileSource(c.keyFile))
-	} else if err == nil {
-		cfg.Sources = append(cfg.Sources, config.FileSource(c.keyFile))
-	}
-	return cfg, err
-}
-
-// loadResolved loads the configuration and finds the token endpoints of the routes that name an issuer.
-// It returns both: reloads watch what was loaded, the proxy serves what was resolved.
-func (c configFiles) loadResolved() (loaded, resolved *config.Config, err error) {
-	loaded, err = c.load()
-	if err != nil {
-		return nil, nil, err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), resolveTimeout)
-	defer cancel()
-	resolved, err = config.Resolve(ctx, loaded, nil, nil)
-	return loaded, resolved, err
+func addConfigFlags(fs *flag.FlagSet) *app.ConfigFiles {
+	var f app.ConfigFiles
+	fs.StringVar(&f.Path, "config", envOr("TOKENPROXY_CONFIG", "routes.yaml"), "the routes file (or set $TOKENPROXY_CONFIG)")
+	fs.StringVar(&f.SecretKeyFile, "secret-key-file", "", "file with the base64 key for aes256gcm: secrets; without it, $"+secrets.KeyEnv)
+	return &f
 }
 
 // runValidate checks routes.yaml as start-up would, without the network: no discovery, no token request.
@@ -103,9 +45,9 @@ func runValidate(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	var cfg *config.Config
 	var err error
 	if *syntaxOnly {
-		cfg, err = config.Load(cf.path, config.LoadOptions{SyntaxOnly: true, CheckStoreURL: redisstore.CheckURL})
+		cfg, err = config.Load(cf.Path, config.LoadOptions{SyntaxOnly: true, CheckStoreURL: redisstore.CheckURL})
 	} else {
-		cfg, err = cf.load()
+		cfg, err = cf.Load()
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -255,7 +197,7 @@ func runEncrypt(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if code := parseFlags(fs, args, stderr); code >= 0 {
 		return code
 	}
-	key, err := configFiles{keyFile: *keyFile}.key()
+	key, err := app.ConfigFiles{SecretKeyFile: *keyFile}.SecretKey()
 	if err != nil {
 		fmt.Fprintf(stderr, "tokenproxy encrypt: %v\n", err)
 		return 2
@@ -308,7 +250,7 @@ func runCheck(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	if code := parseFlags(fs, args, stderr); code >= 0 {
 		return code
 	}
-	_, cfg, err := cf.loadResolved()
+	_, cfg, err := cf.LoadResolved(context.Background())
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2

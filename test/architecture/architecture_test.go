@@ -18,6 +18,7 @@ const module = "github.com/tokenproxy/tokenproxy"
 // root package.
 var layers = [][]string{
 	{"", "bench", "examples/quickstart"},
+	{"internal/app"},
 	{"admin"},
 	{"proxy", "check", "redisstore"},
 	{"config"},
@@ -33,10 +34,11 @@ var testOnly = []string{"test/architecture"}
 // others: matched as exact paths, a path's own packages included (yaml.v3 forbids gopkg.in/yaml.v3/x,
 // never gopkg.in/yaml.v2).
 var unlinked = map[string][]string{
-	"config":      {"github.com/elazarl/goproxy", "github.com/redis/go-redis/v9"},
-	"check":       {"github.com/elazarl/goproxy", "github.com/redis/go-redis/v9"},
-	"tokensource": {"github.com/elazarl/goproxy", "github.com/redis/go-redis/v9", "gopkg.in/yaml.v3", "go.yaml.in/yaml/v3", "sigs.k8s.io/yaml"},
-	"mitm":        {"github.com/elazarl/goproxy"},
+	"internal/app": {"flag"}, // internal/cli turns flags into Settings
+	"config":       {"github.com/elazarl/goproxy", "github.com/redis/go-redis/v9"},
+	"check":        {"github.com/elazarl/goproxy", "github.com/redis/go-redis/v9"},
+	"tokensource":  {"github.com/elazarl/goproxy", "github.com/redis/go-redis/v9", "gopkg.in/yaml.v3", "go.yaml.in/yaml/v3", "sigs.k8s.io/yaml"},
+	"mitm":         {"github.com/elazarl/goproxy"},
 }
 
 // testSupport is linked only by the packages that help tests (testHelpers), never by a program or a package

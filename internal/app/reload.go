@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -39,6 +39,13 @@ type reloader struct {
 	settling bool
 	read     []config.Source
 	now      func() time.Time // nil: time.Now
+}
+
+// newReloader returns the reloader of p, which serves cfg, read from sources, since start; load reads the
+// configuration files again.
+func newReloader(load func() (*config.Config, error), p *running, cfg *config.Config, sources []config.Source) *reloader {
+	return &reloader{load: load, srv: p.srv, metrics: p.metrics, log: p.log, listen: cfg.Listen, admin: cfg.Admin,
+		store: storeOf(cfg), sources: sources}
 }
 
 // Discovery retries after a reload failed to reach an issuer: 5 s, doubling up to a minute.

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -32,15 +32,15 @@ func newTestReloader(t *testing.T, path, keyFile string, log io.Writer) *reloade
 	if log == nil {
 		log = io.Discard
 	}
-	cf := configFiles{path: path, keyFile: keyFile}
-	loaded, err := cf.load()
+	files := ConfigFiles{Path: path, SecretKeyFile: keyFile}
+	loaded, err := files.Load()
 	require.NoError(t, err)
 	cfg, err := config.Resolve(context.Background(), loaded, nil, nil)
 	require.NoError(t, err)
 	srv, err := proxy.New(cfg, proxy.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	require.NoError(t, err)
-	return &reloader{load: cf.load, srv: srv, metrics: admin.NewMetrics(buildinfo.Read()), log: slog.New(slog.NewTextHandler(log, nil)),
-		listen: cfg.Listen, sources: loaded.Sources}
+	p := &running{srv: srv, metrics: admin.NewMetrics(buildinfo.Read()), log: slog.New(slog.NewTextHandler(log, nil))}
+	return newReloader(files.Load, p, cfg, loaded.Sources)
 }
 
 // reloads counts the reloader's reloads with result success or failure.
