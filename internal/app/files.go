@@ -66,6 +66,12 @@ func (f ConfigFiles) Load() (*config.Config, error) {
 	return cfg, err
 }
 
+// LoadSyntax reads routes.yaml for its keys and values only: without the environment, the secret key and
+// any file it names, for pipelines that hold no secrets.
+func (f ConfigFiles) LoadSyntax() (*config.Config, error) {
+	return config.Load(f.Path, config.LoadOptions{SyntaxOnly: true, CheckStoreURL: redisstore.CheckURL})
+}
+
 // LoadResolved loads the configuration and finds the token endpoints of the routes that name an issuer.
 // It returns both: reloads watch what was loaded, the proxy serves what was resolved.
 func (f ConfigFiles) LoadResolved(ctx context.Context) (loaded, resolved *config.Config, err error) {
