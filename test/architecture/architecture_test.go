@@ -45,7 +45,7 @@ var tokenproxy = rules{
 			"internal/testkit"},
 		{"internal/hostname", "internal/hopbyhop", "internal/certgen"},
 	},
-	testOnly: []string{"test/architecture"},
+	testOnly: []string{"test/architecture", "test/binary", "examples"},
 	unlinked: map[string][]string{
 		"internal/app": {"flag"}, // internal/cli turns flags into Settings
 		"config":       {"github.com/elazarl/goproxy", "github.com/redis/go-redis/v9"},

@@ -1,11 +1,7 @@
-package main
+package binary
 
 import (
-	"bufio"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -24,147 +19,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/tokenproxy/tokenproxy/internal/testkit"
 )
-
-const binSecret = "binary-test-secret-77"
-
-var binary string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "tokenproxy-bin")
-	if err != nil {
-		panic(err)
-	}
-	binary = filepath.Join(dir, "tokenproxy")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// running is a started tokenproxy binary whose JSON log lines are collected.
-type running struct {
-	cmd   *exec.Cmd
-	addr  string // the proxy's
-	admin string // the admin endpoints', when configured
-	mu    sync.Mutex
-	lines []string
-	done  chan error
-}
-
-func (r *running) logs() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return strings.Join(r.lines, "\n")
-}
-
-func start(t *testing.T, config string, env ...string) *running {
-	return startArgs(t, []string{"-config", config}, env...)
-}
-
-// startArgs starts the binary with args (and JSON logs) and waits until it listens.
-func startArgs(t *testing.T, args []string, env ...string) *running {
-	cmd := exec.Command(binary, append(args, "-log-format", "json")...)
-	// A TMPDIR of the test's own keeps the record health reads (internal/runstate) out of the machine's /tmp.
-	cmd.Env = append(append(os.Environ(), "TMPDIR="+t.TempDir()), env...)
-	stderr, err := cmd.StderrPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	r := &running{cmd: cmd, done: make(chan error, 1)}
-	type listen struct{ Msg, Addr, Admin string }
-	listening := make(chan listen, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			r.mu.Lock()
-			r.lines = append(r.lines, sc.Text())
-			r.mu.Unlock()
-			var line listen
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
-				listening <- line
-			}
-		}
-		r.done <- cmd.Wait()
-	}()
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	select {
-	case l := <-listening:
-		r.addr, r.admin = l.Addr, l.Admin
-	case err := <-r.done:
-		t.Fatalf("tokenproxy exited before listening: %v\n%s", err, r.logs())
-	case <-time.After(20 * time.Second):
-		t.Fatalf("tokenproxy did not start listening:\n%s", r.logs())
-	}
-	return r
-}
-
-// waitLog waits until a log line contains every one of parts, and returns it.
-func (r *running) waitLog(t *testing.T, what string, parts ...string) string {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if line, ok := r.findLog(parts...); ok {
-			return line
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waited 20s for %s; logs:\n%s", what, r.logs())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// countLog counts the log lines that contain every one of parts.
-func (r *running) countLog(parts ...string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-lines:
-	for _, l := range r.lines {
-		for _, p := range parts {
-			if !strings.Contains(l, p) {
-				continue lines
-			}
-		}
-		n++
-	}
-	return n
-}
-
-func (r *running) findLog(parts ...string) (string, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-lines:
-	for _, l := range r.lines {
-		for _, p := range parts {
-			if !strings.Contains(l, p) {
-				continue lines
-			}
-		}
-		return l, true
-	}
-	return "", false
-}
-
-// stop sends SIGTERM and waits for the exit code.
-func (r *running) stop(t *testing.T) error {
-	t.Helper()
-	require.NoError(t, r.cmd.Process.Signal(syscall.SIGTERM))
-	select {
-	case err := <-r.done:
-		return err
-	case <-time.After(35 * time.Second):
-		t.Fatal("tokenproxy did not stop after SIGTERM")
-		return nil
-	}
-}
-
-func writeFile(t *testing.T, dir, name, content string) string {
-	p := filepath.Join(dir, name)
-	require.NoError(t, os.WriteFile(p, []byte(content), 0o600))
-	return p
-}
 
 func TestBinaryInjectsTokenAndStopsCleanly(t *testing.T) {
 	var tokenRequests int
@@ -317,38 +171,10 @@ func TestBinaryConfigFromEnvironment(t *testing.T) {
 	assert.Contains(t, string(out), "elsewhere.yaml: cannot read")
 }
 
-func TestBinaryWritesCA(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "ca")
-	out, err := exec.Command(binary, "ca", "-out", dir).CombinedOutput()
-	require.NoError(t, err, string(out))
-	key, err := os.Stat(filepath.Join(dir, "ca.key"))
-	require.NoError(t, err)
-	assert.Equal(t, os.FileMode(0o600), key.Mode().Perm())
-	pemBytes, err := os.ReadFile(filepath.Join(dir, "ca.crt"))
-	require.NoError(t, err)
-	block, _ := pem.Decode(pemBytes)
-	require.NotNil(t, block)
-	ca, err := x509.ParseCertificate(block.Bytes)
-	require.NoError(t, err)
-	assert.True(t, ca.IsCA)
-	assert.Equal(t, x509.ECDSA, ca.PublicKeyAlgorithm)
-
-	for _, f := range []string{"bundle.pem", "truststore.p12"} {
-		info, err := os.Stat(filepath.Join(dir, f))
-		require.NoError(t, err, f)
-		assert.Equal(t, os.FileMode(0o644), info.Mode().Perm(), f)
-	}
-	if keytool, err := exec.LookPath("keytool"); err == nil {
-		out, err := exec.Command(keytool, "-list", "-keystore", filepath.Join(dir, "truststore.p12"), "-storepass", "changeit").CombinedOutput()
-		require.NoError(t, err, string(out))
-		assert.Contains(t, string(out), "tokenproxy-interception-ca")
-		var entries int
-		_, err = fmt.Sscanf(string(out[strings.Index(string(out), "Your keystore contains"):]), "Your keystore contains %d entries", &entries)
-		require.NoError(t, err)
-		assert.Greater(t, entries, 100, "Java keeps the system's roots: the keytool recipe of old left it one")
-	}
-
-	out, err = exec.Command(binary, "ca").CombinedOutput()
-	require.Error(t, err)
-	assert.Contains(t, string(out), "-out DIR is required")
+func TestANonLoopbackListenNeedsClients(t *testing.T) {
+	config := writeFile(t, t.TempDir(), "routes.yaml", "listen: 0.0.0.0:0\nroutes: []\n")
+	code, _, errOut := runBinary(t, "", nil, "-config", config)
+	assert.Equal(t, 2, code)
+	assert.Equal(t, config+`:1: listen: "0.0.0.0:0" is not a loopback address, so other machines could spend the routes' tokens: `+
+		"add clients (who may use the proxy, by address or proxyAuth), or listen on 127.0.0.1\n", errOut)
 }

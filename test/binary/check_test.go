@@ -1,97 +1,14 @@
-package main
+package binary
 
 import (
 	"crypto/tls"
-	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 	"github.com/tokenproxy/tokenproxy/internal/testkit"
-	"github.com/tokenproxy/tokenproxy/secrets"
 )
-
-// runBinary runs the built tokenproxy and returns its exit code, stdout and stderr.
-func runBinary(t *testing.T, stdin string, env []string, args ...string) (int, string, string) {
-	return runWith(t, binary, stdin, env, args...)
-}
-
-// runCommand runs a program with args and returns its exit code, stdout and stderr.
-func runCommand(t *testing.T, path string, args ...string) (int, string, string) {
-	return runWith(t, path, "", nil, args...)
-}
-
-// runGo runs the go command in the module's directory.
-func runGo(args ...string) (string, error) {
-	out, err := exec.Command("go", args...).CombinedOutput()
-	return string(out), err
-}
-
-func runWith(t *testing.T, path, stdin string, env []string, args ...string) (int, string, string) {
-	cmd := exec.Command(path, args...)
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdin = strings.NewReader(stdin)
-	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	if exit, ok := err.(*exec.ExitError); ok {
-		code = exit.ExitCode()
-	} else {
-		require.NoError(t, err)
-	}
-	return code, stdout.String(), stderr.String()
-}
-
-// checkServers are a token endpoint that wants binSecret in the body and a supplier that wants its token.
-func checkServers(t *testing.T) (tokens, supplier *httptest.Server, tokenRequests *atomic.Int64) {
-	tokenRequests = &atomic.Int64{}
-	tokens = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tokenRequests.Add(1)
-		_ = r.ParseForm()
-		if r.PostForm.Get("client_secret") != binSecret {
-			w.WriteHeader(http.StatusUnauthorized)
-			_, _ = io.WriteString(w, `{"error":"invalid_client","error_description":"unknown client"}`)
-			return
-		}
-		_, _ = io.WriteString(w, `{"access_token":"check-token-value","expires_in":3600,"scope":"orders.read"}`)
-	}))
-	t.Cleanup(tokens.Close)
-	supplier = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != "Bearer check-token-value" || r.URL.Path == "/refuse" {
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		_, _ = io.WriteString(w, "ok")
-	}))
-	t.Cleanup(supplier.Close)
-	return tokens, supplier, tokenRequests
-}
-
-func checkConfig(t *testing.T, tokenURL, secret, supplierHost string) string {
-	return writeFile(t, t.TempDir(), "routes.yaml", fmt.Sprintf(`
-routes:
-  - name: orders
-    hosts: ["%s"]
-    tokenUrl: %s
-    clientId: buyer
-    clientSecret: "%s"
-    authStyle: body
-  - name: other
-    hosts: [other.example]
-    tokenUrl: %s
-    clientId: buyer
-    clientSecret: wrong
-    authStyle: body
-`, supplierHost, tokenURL, secret, tokenURL))
-}
 
 func TestCheckCommand(t *testing.T) {
 	tokens, supplier, _ := checkServers(t)
@@ -169,44 +86,4 @@ func TestCheckPointsAtSSLCertFileForAnUntrustedSupplier(t *testing.T) {
 	assert.Equal(t, 0, code, out)
 	assert.Contains(t, out, "✔ request: GET "+supplier.URL+"/v1/ping answered 200")
 	assert.Contains(t, out, "note: a 2xx proves connection and token exchange")
-}
-
-func TestEncryptThenRunWithTheEncryptedSecret(t *testing.T) {
-	key, err := secrets.NewKey()
-	require.NoError(t, err)
-	keyEnv := []string{secrets.KeyEnv + "=" + key}
-
-	code, value, errOut := runBinary(t, binSecret+"\n", keyEnv, "encrypt")
-	require.Equal(t, 0, code, errOut)
-	value = strings.TrimSpace(value)
-	assert.True(t, strings.HasPrefix(value, "aes256gcm:"))
-	assert.NotContains(t, value, binSecret)
-
-	tokens, supplier, tokenRequests := checkServers(t)
-	config := checkConfig(t, tokens.URL, value, supplier.Listener.Addr().String())
-	code, out, _ := runBinary(t, "", keyEnv, "check", "-config", config, "-route", "orders", "-url", supplier.URL)
-	assert.Equal(t, 0, code, "the token endpoint received the decrypted secret:\n"+out)
-	assert.EqualValues(t, 1, tokenRequests.Load())
-
-	// The key may come from a file instead.
-	keyFile := writeFile(t, t.TempDir(), "key", key+"\n")
-	code, _, _ = runBinary(t, "", nil, "check", "-config", config, "-route", "orders", "-secret-key-file", keyFile)
-	assert.Equal(t, 0, code)
-	assert.EqualValues(t, 2, tokenRequests.Load())
-
-	other, err := secrets.NewKey()
-	require.NoError(t, err)
-	code, _, errOut = runBinary(t, "", []string{secrets.KeyEnv + "=" + other}, "-config", config)
-	assert.Equal(t, 2, code, "a wrong key stops start-up")
-	assert.Contains(t, errOut, `routes[0].clientSecret: route "orders": the encrypted secret does not decrypt with this key`)
-	assert.EqualValues(t, 2, tokenRequests.Load(), "no garbled secret was ever sent")
-
-	code, _, errOut = runBinary(t, "", []string{secrets.KeyEnv + "="}, "-config", config)
-	assert.Equal(t, 2, code)
-	assert.Contains(t, errOut, "the encrypted secret needs a key: set TOKENPROXY_SECRET_KEY or -secret-key-file")
-
-	code, _, errOut = runBinary(t, binSecret, []string{secrets.KeyEnv + "="}, "encrypt")
-	assert.Equal(t, 2, code)
-	assert.Contains(t, errOut, "no key: set TOKENPROXY_SECRET_KEY")
-	assert.Contains(t, errOut, "A new key, if you need one")
 }
