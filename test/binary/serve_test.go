@@ -35,14 +35,9 @@ func TestBinaryInjectsTokenAndStopsCleanly(t *testing.T) {
 		_, _ = io.WriteString(w, `{"data":{"token":"bin-token-1"},"expires_in":"600"}`)
 	}))
 	defer tokens.Close()
-	var gotAuth, gotPath string
-	supplier := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		gotAuth, gotPath = r.Header.Get("Authorization"), r.URL.RequestURI()
-		mu.Unlock()
+	supplier := testkit.NewUpstream(t, testkit.UpstreamOptions{Handler: func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "supplier says hi")
-	}))
-	defer supplier.Close()
+	}})
 
 	dir := t.TempDir()
 	writeFile(t, dir, "secret", binSecret+"\n")
@@ -69,9 +64,12 @@ routes:
 		assert.Equal(t, http.StatusOK, resp.StatusCode)
 		assert.Equal(t, "supplier says hi", string(body))
 	}
+	for _, got := range supplier.Requests() {
+		assert.Equal(t, "Bearer bin-token-1", got.Header.Get("Authorization"))
+		assert.Equal(t, "/v2/items?page=2", got.RequestURI)
+	}
+	assert.Len(t, supplier.Requests(), 2)
 	mu.Lock()
-	assert.Equal(t, "Bearer bin-token-1", gotAuth)
-	assert.Equal(t, "/v2/items?page=2", gotPath)
 	assert.Equal(t, 1, tokenRequests)
 	mu.Unlock()
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/tokenproxy/tokenproxy/internal/testkit"
 )
 
 const opsSecret = "ops-secret-4411"
@@ -57,12 +58,10 @@ func newOpsTokens(t *testing.T, accepted map[string]string) *opsTokens {
 }
 
 // authEcho is a supplier that answers with the Authorization header it received.
-func authEcho(t *testing.T) *httptest.Server {
-	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+func authEcho(t *testing.T) *testkit.Upstream {
+	return testkit.NewUpstream(t, testkit.UpstreamOptions{Handler: func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "auth="+r.Header.Get("Authorization"))
-	}))
-	t.Cleanup(s.Close)
-	return s
+	}})
 }
 
 func proxyClient(addr string) *http.Client {
