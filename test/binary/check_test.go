@@ -11,7 +11,7 @@ import (
 )
 
 func TestCheckCommand(t *testing.T) {
-	tokens, supplier, _ := checkServers(t)
+	tokens, supplier := checkServers(t)
 	config := checkConfig(t, tokens.URL, binSecret, supplier.Listener.Addr().String())
 
 	code, out, errOut := runBinary(t, "", nil, "check", "-config", config, "-route", "orders", "-url", supplier.URL+"/v1/ping")
@@ -65,7 +65,7 @@ func TestCheckCommand(t *testing.T) {
 // check against a supplier whose CA this machine does not trust points at SSL_CERT_FILE, and SSL_CERT_FILE
 // naming that CA is indeed the fix.
 func TestCheckPointsAtSSLCertFileForAnUntrustedSupplier(t *testing.T) {
-	tokens, _, _ := checkServers(t)
+	tokens, _ := checkServers(t)
 	ca := testkit.CA(t, "Private Supplier CA")
 	supplier := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	supplier.TLS = &tls.Config{Certificates: []tls.Certificate{*ca.Issue(t, "supplier.test").TLS}}

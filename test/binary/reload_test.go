@@ -15,13 +15,14 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tokenproxy/tokenproxy/internal/testkit"
 )
 
 // reloadable is a running binary with a routes.yaml the test rewrites.
 type reloadable struct {
 	*running
 	config string
-	tokens *opsTokens
+	tokens *testkit.TokenServer
 }
 
 func startReloadable(t *testing.T, routes string, args ...string) *reloadable {
@@ -145,9 +146,7 @@ routes:
 	r.waitLog(t, "the reload", `"msg":"configuration reloaded"`, `"reason":"files changed"`)
 	_, body = getBody(t, c, supplier.URL+"/")
 	assert.Equal(t, "auth=Bearer tok-b-2", body, "the new secret got a new token on the next request")
-	tokens.mu.Lock()
-	assert.Equal(t, []string{"first-secret", "second-secret"}, tokens.seen)
-	tokens.mu.Unlock()
+	assert.Equal(t, []string{"first-secret", "second-secret"}, secretsSent(tokens))
 	assert.NotContains(t, r.logs(), "second-secret")
 	require.NoError(t, r.stop(t))
 }

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,20 +20,14 @@ import (
 )
 
 func TestBinaryInjectsTokenAndStopsCleanly(t *testing.T) {
-	var tokenRequests int
-	var mu sync.Mutex
-	tokens := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		tokenRequests++
-		mu.Unlock()
-		if r.ParseForm() != nil || r.PostForm.Get("client_secret") != binSecret || r.PostForm.Get("client_id") != "bin-client" {
+	tokens := testkit.NewTokenServer(t, func(_ int64, req testkit.TokenRequest, w http.ResponseWriter) {
+		if req.Form.Get("client_secret") != binSecret || req.Form.Get("client_id") != "bin-client" {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"data":{"token":"bin-token-1"},"expires_in":"600"}`)
-	}))
-	defer tokens.Close()
+	})
 	supplier := testkit.NewUpstream(t, testkit.UpstreamOptions{Handler: func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "supplier says hi")
 	}})
@@ -69,9 +62,7 @@ routes:
 		assert.Equal(t, "/v2/items?page=2", got.RequestURI)
 	}
 	assert.Len(t, supplier.Requests(), 2)
-	mu.Lock()
-	assert.Equal(t, 1, tokenRequests)
-	mu.Unlock()
+	assert.EqualValues(t, 1, tokens.Count.Load())
 
 	require.NoError(t, r.cmd.Process.Signal(syscall.SIGTERM))
 	select {
@@ -98,10 +89,9 @@ func TestBinaryVerifiesUpstreamsWithSSLCertFile(t *testing.T) {
 	supplier.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
 	supplier.StartTLS()
 	defer supplier.Close()
-	tokens := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	tokens := testkit.NewTokenServer(t, func(_ int64, _ testkit.TokenRequest, w http.ResponseWriter) {
 		_, _ = io.WriteString(w, `{"access_token":"tls-token"}`)
-	}))
-	defer tokens.Close()
+	})
 
 	dir := t.TempDir()
 	caFile := writeFile(t, dir, "upstream.pem", certPEM)

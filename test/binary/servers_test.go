@@ -7,8 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,43 +16,36 @@ import (
 
 const opsSecret = "ops-secret-4411"
 
-// opsTokens is a token endpoint that wants a client secret in the body and names its tokens by the secret
-// it was given (never containing it): tok-a for the first accepted secret, tok-b for the second.
-type opsTokens struct {
-	*httptest.Server
-	count   atomic.Int64
-	mu      sync.Mutex
-	secrets map[string]string // accepted secret → token name
-	seen    []string          // secrets received, in order
-}
-
-func newOpsTokens(t *testing.T, accepted map[string]string) *opsTokens {
-	o := &opsTokens{secrets: accepted}
-	o.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n := o.count.Add(1)
-		_ = r.ParseForm()
-		secret := r.PostForm.Get("client_secret")
-		o.mu.Lock()
-		o.seen = append(o.seen, secret)
-		name, ok := o.secrets[secret]
-		o.mu.Unlock()
-		if r.URL.Path == "/down" { // down for an hour: the backoff lasts as long as Retry-After says
+// newOpsTokens is a token endpoint that wants a client secret in the body and names its tokens by the
+// secret it was given (never containing it), numbered by the request: tok-a-1 for the first request with
+// a secret accepted as tok-a. Its path /down is down for an hour (the backoff lasts as long as Retry-After
+// says); /refuse refuses every client.
+func newOpsTokens(t *testing.T, accepted map[string]string) *testkit.TokenServer {
+	return testkit.NewTokenServer(t, func(n int64, req testkit.TokenRequest, w http.ResponseWriter) {
+		name, ok := accepted[req.Form.Get("client_secret")]
+		switch {
+		case req.Path == "/down":
 			w.Header().Set("Retry-After", "3600")
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = io.WriteString(w, `{"error":"temporarily_unavailable"}`)
-			return
-		}
-		if !ok || r.URL.Path == "/refuse" {
+		case !ok || req.Path == "/refuse":
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusUnauthorized)
 			_, _ = io.WriteString(w, `{"error":"invalid_client"}`)
-			return
+		default:
+			_, _ = fmt.Fprintf(w, `{"access_token":"%s-%d","expires_in":600}`, name, n)
 		}
-		_, _ = fmt.Fprintf(w, `{"access_token":"%s-%d","expires_in":600}`, name, n)
-	}))
-	t.Cleanup(o.Close)
-	return o
+	})
+}
+
+// secretsSent are the client secrets a token endpoint received, in order.
+func secretsSent(tokens *testkit.TokenServer) []string {
+	var sent []string
+	for _, req := range tokens.Requests() {
+		sent = append(sent, req.Form.Get("client_secret"))
+	}
+	return sent
 }
 
 // authEcho is a supplier that answers with the Authorization header it received.
@@ -94,19 +85,15 @@ func routeYAML(name, host, tokenURL, extra string) string {
 }
 
 // checkServers are a token endpoint that wants binSecret in the body and a supplier that wants its token.
-func checkServers(t *testing.T) (tokens, supplier *httptest.Server, tokenRequests *atomic.Int64) {
-	tokenRequests = &atomic.Int64{}
-	tokens = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tokenRequests.Add(1)
-		_ = r.ParseForm()
-		if r.PostForm.Get("client_secret") != binSecret {
+func checkServers(t *testing.T) (tokens *testkit.TokenServer, supplier *httptest.Server) {
+	tokens = testkit.NewTokenServer(t, func(_ int64, req testkit.TokenRequest, w http.ResponseWriter) {
+		if req.Form.Get("client_secret") != binSecret {
 			w.WriteHeader(http.StatusUnauthorized)
 			_, _ = io.WriteString(w, `{"error":"invalid_client","error_description":"unknown client"}`)
 			return
 		}
 		_, _ = io.WriteString(w, `{"access_token":"check-token-value","expires_in":3600,"scope":"orders.read"}`)
-	}))
-	t.Cleanup(tokens.Close)
+	})
 	supplier = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer check-token-value" || r.URL.Path == "/refuse" {
 			w.WriteHeader(http.StatusUnauthorized)
@@ -115,7 +102,7 @@ func checkServers(t *testing.T) (tokens, supplier *httptest.Server, tokenRequest
 		_, _ = io.WriteString(w, "ok")
 	}))
 	t.Cleanup(supplier.Close)
-	return tokens, supplier, tokenRequests
+	return tokens, supplier
 }
 
 func checkConfig(t *testing.T, tokenURL, secret, supplierHost string) string {

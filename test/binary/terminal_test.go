@@ -114,7 +114,7 @@ func TestEncryptDoesNotEchoOnATerminal(t *testing.T) {
 }
 
 func TestCheckMarksAreColouredOnATerminal(t *testing.T) {
-	tokens, supplier, _ := checkServers(t)
+	tokens, supplier := checkServers(t)
 	config := checkConfig(t, tokens.URL, binSecret, supplier.Listener.Addr().String())
 	out := onTerminal(t, nil, "check", "-config", config).finished()
 	assert.Contains(t, out, "\x1b[32m✔\x1b[0m token:")
