@@ -106,8 +106,7 @@ routes:
 	require.Equal(t, http.StatusBadGateway, status)
 	status, _ = getBody(t, c, other.URL+"/")
 	require.Equal(t, http.StatusOK, status)
-	require.Eventually(t, func() bool { return r.countLog(`"msg":"request"`) == 6 }, 20*time.Second, 5*time.Millisecond,
-		"a request line for each request")
+	testkit.WaitFor(t, "a request line for each request", func() bool { return r.countLog(`"msg":"request"`) == 6 })
 
 	m, raw := scrape(t, r.admin)
 	assert.Equal(t, 3.0, value(m, "tokenproxy_requests_total", "route", "supplier", "code", "200"))
@@ -131,10 +130,10 @@ routes:
 	assert.Equal(t, 0.0, value(m, "tokenproxy_replays_total", "route", "supplier"), "no replay happened")
 	assert.Equal(t, 0.0, value(m, "tokenproxy_connections", "kind", "intercepted"))
 	assert.Equal(t, 0.0, value(m, "tokenproxy_connections", "kind", "tunnel"))
-	require.Eventually(t, func() bool {
+	testkit.WaitFor(t, "the client's keep-alive connection, and no other, is open", func() bool {
 		m, _ := scrape(t, r.admin)
 		return value(m, "tokenproxy_connections", "kind", "plain") == 1
-	}, 20*time.Second, 5*time.Millisecond, "the client's keep-alive connection, and no other, is open")
+	})
 	assert.Equal(t, 0.0, value(m, "tokenproxy_certificates_cached"))
 	assert.Equal(t, 0.0, value(m, "tokenproxy_config_reloads_total", "result", "success"))
 	assert.Equal(t, 0.0, value(m, "tokenproxy_config_reloads_total", "result", "failure"))
@@ -147,10 +146,10 @@ routes:
 		assert.NotContains(t, raw, secret)
 	}
 	c.CloseIdleConnections()
-	require.Eventually(t, func() bool {
+	testkit.WaitFor(t, "the connection counted out once the client closed it", func() bool {
 		m, _ := scrape(t, r.admin)
 		return value(m, "tokenproxy_connections", "kind", "plain") == 0
-	}, 20*time.Second, 5*time.Millisecond, "the connection counted out once the client closed it")
+	})
 
 	// The request lines in JSON: duration_ms and the byte counts are numbers, the path has no query, and
 	// token and token_fp appear only when a token was sent.
@@ -287,10 +286,7 @@ func TestConnectionAndCertificateGaugesFollowTheTraffic(t *testing.T) {
 	certificates := gauge("tokenproxy_certificates_cached")
 	intercepted := gauge("tokenproxy_connections", "kind", "intercepted")
 	tunnels := gauge("tokenproxy_connections", "kind", "tunnel")
-	waitFor := func(what string, g func() float64, want float64) {
-		t.Helper()
-		require.Eventually(t, func() bool { return g() == want }, 20*time.Second, 5*time.Millisecond, "%s: want %v", what, want)
-	}
+	is := func(g func() float64, want float64) func() bool { return func() bool { return g() == want } }
 	assert.Equal(t, 0.0, certificates())
 	assert.Equal(t, 0.0, intercepted())
 	assert.Equal(t, 0.0, tunnels())
@@ -302,7 +298,7 @@ func TestConnectionAndCertificateGaugesFollowTheTraffic(t *testing.T) {
 		require.Equal(t, http.StatusOK, status, body)
 		require.Equal(t, "tls auth=Bearer tok-a-1", body)
 	}
-	waitFor("the two intercepted connections the app keeps", intercepted, 2)
+	testkit.WaitFor(t, "the two intercepted connections the app keeps", is(intercepted, 2))
 	assert.Equal(t, 2.0, certificates(), "one leaf for each intercepted host")
 	assert.Equal(t, 0.0, tunnels())
 
@@ -318,7 +314,7 @@ func TestConnectionAndCertificateGaugesFollowTheTraffic(t *testing.T) {
 	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
-	waitFor("the open tunnel", tunnels, 1)
+	testkit.WaitFor(t, "the open tunnel", is(tunnels, 1))
 	_, err = io.WriteString(c, "GET / HTTP/1.1\r\nHost: "+target+"\r\nAuthorization: Bearer app-own\r\n\r\n")
 	require.NoError(t, err)
 	resp, err = http.ReadResponse(br, nil)
@@ -329,10 +325,10 @@ func TestConnectionAndCertificateGaugesFollowTheTraffic(t *testing.T) {
 	assert.Equal(t, 1.0, tunnels())
 	assert.Equal(t, 2.0, intercepted())
 	require.NoError(t, c.Close())
-	waitFor("the tunnel closed", tunnels, 0)
+	testkit.WaitFor(t, "the tunnel closed", is(tunnels, 0))
 
 	app.CloseIdleConnections()
-	waitFor("the intercepted connections closed", intercepted, 0)
+	testkit.WaitFor(t, "the intercepted connections closed", is(intercepted, 0))
 	assert.Equal(t, 2.0, certificates(), "the leaves stay cached for the next connections")
 	status, _ := getBody(t, app, two.URL+"/")
 	require.Equal(t, http.StatusOK, status)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tokenproxy/tokenproxy/internal/testkit"
 )
 
 func TestReadinessDuringTheDrainAndHealthExitCodes(t *testing.T) {
@@ -53,14 +54,7 @@ routes:
 	}()
 	<-arrived
 	require.NoError(t, r.cmd.Process.Signal(syscall.SIGTERM))
-	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + admin + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusServiceUnavailable
-	}, 10*time.Second, 5*time.Millisecond, "/readyz says 503 while draining")
+	testkit.WaitFor(t, "/readyz to say 503 while draining", notReady(admin))
 	code, _, errOut := runBinary(t, "", nil, "health", "-config", config)
 	assert.Equal(t, 1, code, "not ready while draining")
 	assert.Contains(t, errOut, "answered 503")
@@ -91,14 +85,7 @@ func TestDrainDelayKeepsServingWhileNotReady(t *testing.T) {
 		routeYAML("s", supplier.Listener.Addr().String(), tokens.URL, ""))
 	r := startArgs(t, []string{"-config", config, "-drain-delay", "60s"})
 	require.NoError(t, r.cmd.Process.Signal(syscall.SIGTERM))
-	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + r.admin + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusServiceUnavailable
-	}, 10*time.Second, 5*time.Millisecond)
+	testkit.WaitFor(t, "/readyz to say 503 from the signal on", notReady(r.admin))
 	// A new connection, after readiness went: still accepted and served.
 	status, body := getBody(t, proxyClient(r.addr), supplier.URL+"/late")
 	assert.Equal(t, http.StatusOK, status)
@@ -110,5 +97,17 @@ func TestDrainDelayKeepsServingWhileNotReady(t *testing.T) {
 		assert.NoError(t, err)
 	case <-time.After(35 * time.Second):
 		t.Fatal("no exit after the second signal")
+	}
+}
+
+// notReady tells whether the admin endpoints at admin answer /readyz with 503.
+func notReady(admin string) func() bool {
+	return func() bool {
+		resp, err := http.Get("http://" + admin + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusServiceUnavailable
 	}
 }

@@ -81,7 +81,7 @@ func TestReloadUnderLoadLosesNoRequest(t *testing.T) {
 			}
 		}()
 	}
-	require.Eventually(t, func() bool { return ok.Load() > 50 }, 20*time.Second, time.Millisecond)
+	testkit.WaitFor(t, "50 requests through the proxy before the first reload", func() bool { return ok.Load() > 50 })
 
 	// Five reloads while the loop runs: the second route comes and goes, the first stays.
 	head := "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nroutes:\n"
@@ -89,21 +89,21 @@ func TestReloadUnderLoadLosesNoRequest(t *testing.T) {
 		withTwo := head + routesOne + routeYAML("two", two.Listener.Addr().String(), "TOKENS", "")
 		written := time.Now()
 		r.write(t, withTwo)
-		require.Eventually(t, func() bool {
+		testkit.WaitFor(t, "the new route in effect", func() bool {
 			_, body := getBody(t, c, two.URL+"/")
 			return strings.HasPrefix(body, "auth=Bearer ")
-		}, 10*time.Second, 5*time.Millisecond, "the new route in effect")
+		})
 		t.Logf("reload %d: the new route was in effect %s after the write", i+1, time.Since(written).Round(time.Millisecond))
 		r.write(t, head+routesOne+routeYAML("two", two.Listener.Addr().String(), "TOKENS", ", scope: s"+fmt.Sprint(i))+
 			"  - {name: three, hosts: [three.test], tokenUrl: \"TOKENS\", clientId: x, clientSecret: y}\n")
-		require.Eventually(t, func() bool {
+		testkit.WaitFor(t, "the three-route configuration reloaded", func() bool {
 			return r.countLog(`"msg":"configuration reloaded"`, `"routes":3`) == i+1
-		}, 10*time.Second, 5*time.Millisecond, "the three-route configuration reloaded")
+		})
 		r.write(t, head+routesOne)
-		require.Eventually(t, func() bool {
+		testkit.WaitFor(t, "the route removed again", func() bool {
 			_, body := getBody(t, c, two.URL+"/")
 			return body == "auth="
-		}, 10*time.Second, 5*time.Millisecond, "the route removed again")
+		})
 	}
 	close(stop)
 	wg.Wait()

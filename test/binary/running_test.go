@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/tokenproxy/tokenproxy/internal/testkit"
 )
 
 // running is a started tokenproxy binary whose JSON log lines are collected.
@@ -73,16 +74,13 @@ func startArgs(t *testing.T, args []string, env ...string) *running {
 // waitLog waits until a log line contains every one of parts, and returns it.
 func (r *running) waitLog(t *testing.T, what string, parts ...string) string {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if line, ok := r.findLog(parts...); ok {
-			return line
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waited 20s for %s; logs:\n%s", what, r.logs())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	var line string
+	testkit.WaitForShowing(t, what, func() bool {
+		var ok bool
+		line, ok = r.findLog(parts...)
+		return ok
+	}, r.logs)
+	return line
 }
 
 // countLog counts the log lines that contain every one of parts.
