@@ -1,18 +1,10 @@
 package binary
 
 import (
-	"bufio"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/http/httptest"
-	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +15,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/tokenproxy/tokenproxy/internal/testkit"
-	"github.com/tokenproxy/tokenproxy/mitm"
 	"github.com/tokenproxy/tokenproxy/tokensource"
 )
 
@@ -69,11 +60,22 @@ samples:
 	return -1
 }
 
-func TestAdminEndpointsAfterKnownTraffic(t *testing.T) {
+// knownTraffic is a running binary after six requests of known outcome, through one app connection kept
+// open: three to a route (a token fetched, then two hits), one to a route whose token endpoint is down, one
+// to a host of no route that refuses connections, one to a host of no route that answers.
+type knownTraffic struct {
+	r        *running
+	app      *http.Client
+	tokens   *testkit.TokenServer
+	supplier *testkit.Upstream
+	started  time.Time
+	fp       string // the fingerprint of the route's one token
+}
+
+func sendKnownTraffic(t *testing.T) *knownTraffic {
 	tokens := newOpsTokens(t, map[string]string{opsSecret: "tok-a"})
 	supplier, other := authEcho(t), authEcho(t)
-	dir := t.TempDir()
-	config := writeFile(t, dir, "routes.yaml", fmt.Sprintf(`
+	config := writeFile(t, t.TempDir(), "routes.yaml", fmt.Sprintf(`
 listen: 127.0.0.1:0
 admin: 127.0.0.1:0
 routes:
@@ -90,25 +92,40 @@ routes:
     clientSecret: ${OPS_SECRET}
     authStyle: body
 `, supplier.Listener.Addr(), tokens.URL, tokens.URL))
-	started := time.Now()
-	r := start(t, config, "OPS_SECRET="+opsSecret)
-	require.NotEmpty(t, r.admin)
-	c := proxyClient(r.addr)
+	k := &knownTraffic{tokens: tokens, supplier: supplier, started: time.Now(), fp: tokensource.Fingerprint("tok-a-1")}
+	k.r = start(t, config, "OPS_SECRET="+opsSecret)
+	require.NotEmpty(t, k.r.admin)
+	k.app = proxyClient(k.r.addr)
 	for range 3 {
-		status, body := getBody(t, c, supplier.URL+"/x?order=query-value-93")
+		status, body := getBody(t, k.app, supplier.URL+"/x?order=query-value-93")
 		require.Equal(t, http.StatusOK, status)
 		require.Equal(t, "auth=Bearer tok-a-1", body)
 	}
-	status, _ := getBody(t, c, "http://broken.test/")
+	status, _ := getBody(t, k.app, "http://broken.test/")
 	require.Equal(t, http.StatusBadGateway, status)
 	dead := freeAddr(t) // an unmatched host that refuses connections: an upstream failure
-	status, _ = getBody(t, c, "http://"+dead+"/gone")
+	status, _ = getBody(t, k.app, "http://"+dead+"/gone")
 	require.Equal(t, http.StatusBadGateway, status)
-	status, _ = getBody(t, c, other.URL+"/")
+	status, _ = getBody(t, k.app, other.URL+"/")
 	require.Equal(t, http.StatusOK, status)
-	testkit.WaitFor(t, "a request line for each request", func() bool { return r.countLog(`"msg":"request"`) == 6 })
+	testkit.WaitFor(t, "a request line for each request", func() bool { return k.r.countLog(`"msg":"request"`) == 6 })
+	return k
+}
 
-	m, raw := scrape(t, r.admin)
+// The admin endpoints after known traffic: every series at its value, the app's connection counted in and
+// out, one JSON line per request, the routes in service, liveness; no secret, token or query anywhere.
+func TestAdminEndpointsAfterKnownTraffic(t *testing.T) {
+	k := sendKnownTraffic(t)
+	t.Run("metrics", k.metrics)
+	t.Run("connections", k.connections)
+	t.Run("request lines", k.requestLines)
+	t.Run("routes", k.routes)
+	t.Run("healthz", k.healthz)
+	require.NoError(t, k.r.stop(t))
+}
+
+func (k *knownTraffic) metrics(t *testing.T) {
+	m, raw := scrape(t, k.r.admin)
 	assert.Equal(t, 3.0, value(m, "tokenproxy_requests_total", "route", "supplier", "code", "200"))
 	assert.Equal(t, 1.0, value(m, "tokenproxy_requests_total", "route", "-", "code", "200"))
 	assert.Equal(t, 1.0, value(m, "tokenproxy_requests_total", "route", "broken", "code", "502"))
@@ -130,47 +147,53 @@ routes:
 	assert.Equal(t, 0.0, value(m, "tokenproxy_replays_total", "route", "supplier"), "no replay happened")
 	assert.Equal(t, 0.0, value(m, "tokenproxy_connections", "kind", "intercepted"))
 	assert.Equal(t, 0.0, value(m, "tokenproxy_connections", "kind", "tunnel"))
-	testkit.WaitFor(t, "the client's keep-alive connection, and no other, is open", func() bool {
-		m, _ := scrape(t, r.admin)
-		return value(m, "tokenproxy_connections", "kind", "plain") == 1
-	})
 	assert.Equal(t, 0.0, value(m, "tokenproxy_certificates_cached"))
 	assert.Equal(t, 0.0, value(m, "tokenproxy_config_reloads_total", "result", "success"))
 	assert.Equal(t, 0.0, value(m, "tokenproxy_config_reloads_total", "result", "failure"))
-	assert.GreaterOrEqual(t, value(m, "tokenproxy_config_last_reload_success_timestamp_seconds"), float64(started.Unix()))
+	assert.GreaterOrEqual(t, value(m, "tokenproxy_config_last_reload_success_timestamp_seconds"), float64(k.started.Unix()))
 	assert.Equal(t, 1.0, value(m, "tokenproxy_build_info"))
 	assert.Positive(t, value(m, "go_goroutines"), "the Go collector")
 	assert.Positive(t, value(m, "process_resident_memory_bytes"), "the process collector")
-	fp := tokensource.Fingerprint("tok-a-1")
-	for _, secret := range []string{opsSecret, "tok-a-1", fp, "hidden-query", "query-value-93"} {
+	for _, secret := range []string{opsSecret, "tok-a-1", k.fp, "hidden-query", "query-value-93"} {
 		assert.NotContains(t, raw, secret)
 	}
-	c.CloseIdleConnections()
-	testkit.WaitFor(t, "the connection counted out once the client closed it", func() bool {
-		m, _ := scrape(t, r.admin)
-		return value(m, "tokenproxy_connections", "kind", "plain") == 0
-	})
+}
 
-	// The request lines in JSON: duration_ms and the byte counts are numbers, the path has no query, and
-	// token and token_fp appear only when a token was sent.
+// The app's keep-alive connection, and no other, is counted while it is open, and counted out once the
+// app closes it.
+func (k *knownTraffic) connections(t *testing.T) {
+	plain := func(want float64) func() bool {
+		return func() bool {
+			m, _ := scrape(t, k.r.admin)
+			return value(m, "tokenproxy_connections", "kind", "plain") == want
+		}
+	}
+	testkit.WaitFor(t, "the app's keep-alive connection, and no other, counted", plain(1))
+	k.app.CloseIdleConnections()
+	testkit.WaitFor(t, "the connection counted out once the app closed it", plain(0))
+}
+
+// The request lines in JSON: duration_ms and the byte counts are numbers, the path has no query, and token
+// and token_fp appear only when a token was sent.
+func (k *knownTraffic) requestLines(t *testing.T) {
 	var lines []map[string]any
-	for _, l := range strings.Split(r.logs(), "\n") {
+	for _, l := range strings.Split(k.r.logs(), "\n") {
 		var line map[string]any
 		if json.Unmarshal([]byte(l), &line) == nil && line["msg"] == "request" {
 			lines = append(lines, line)
 		}
 	}
 	require.Len(t, lines, 6)
-	assert.NotContains(t, r.logs(), "query-value-93", "the query never reaches the log")
+	assert.NotContains(t, k.r.logs(), "query-value-93", "the query never reaches the log")
 	for i, want := range []struct {
 		route, path            string
 		status                 float64
 		received               float64
 		token, tokenFP, failed string
 	}{
-		{"supplier", "/x", 200, float64(len("auth=Bearer tok-a-1")), "fetch", fp, ""},
-		{"supplier", "/x", 200, float64(len("auth=Bearer tok-a-1")), "hit", fp, ""},
-		{"supplier", "/x", 200, float64(len("auth=Bearer tok-a-1")), "hit", fp, ""},
+		{"supplier", "/x", 200, float64(len("auth=Bearer tok-a-1")), "fetch", k.fp, ""},
+		{"supplier", "/x", 200, float64(len("auth=Bearer tok-a-1")), "hit", k.fp, ""},
+		{"supplier", "/x", 200, float64(len("auth=Bearer tok-a-1")), "hit", k.fp, ""},
 		{"broken", "/", 502, -1, "", "", "token"},
 		{"-", "/gone", 502, -1, "", "", "upstream"},
 		{"-", "/", 200, float64(len("auth=")), "", "", ""},
@@ -208,10 +231,14 @@ routes:
 			assert.NotContains(t, line, "failed", "line %d", i)
 		}
 	}
+}
 
-	resp, err := http.Get("http://" + r.admin + "/routes")
+// /routes shows each route's settings and its token's state, without a secret, a token or the token
+// URL's query.
+func (k *knownTraffic) routes(t *testing.T) {
+	resp, err := http.Get("http://" + k.r.admin + "/routes")
 	require.NoError(t, err)
-	rawRoutes, _ := io.ReadAll(resp.Body)
+	raw, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	var routes struct {
 		Routes []struct {
@@ -225,113 +252,24 @@ routes:
 			}
 		}
 	}
-	require.NoError(t, json.Unmarshal(rawRoutes, &routes), string(rawRoutes))
+	require.NoError(t, json.Unmarshal(raw, &routes), string(raw))
 	require.Len(t, routes.Routes, 2)
 	sup, broken := routes.Routes[0], routes.Routes[1]
-	assert.Equal(t, tokens.URL+"/token", sup.TokenURL, "no query")
+	assert.Equal(t, k.tokens.URL+"/token", sup.TokenURL, "no query")
 	assert.Equal(t, "body", sup.AuthStyle)
-	assert.Equal(t, []string{supplier.Listener.Addr().String()}, sup.Hosts)
-	assert.Equal(t, fp, sup.Token.Fingerprint)
+	assert.Equal(t, []string{k.supplier.Listener.Addr().String()}, sup.Hosts)
+	assert.Equal(t, k.fp, sup.Token.Fingerprint)
 	require.NotNil(t, sup.Token.ExpiresInSeconds)
 	assert.InDelta(t, 600, *sup.Token.ExpiresInSeconds, 100)
 	assert.Contains(t, broken.Token.LastError, "answered 503 temporarily_unavailable")
 	assert.NotNil(t, broken.Token.BackedOffUntil)
 	for _, secret := range []string{opsSecret, "tok-a-1", "hidden-query"} {
-		assert.NotContains(t, string(rawRoutes), secret)
+		assert.NotContains(t, string(raw), secret)
 	}
-
-	status, body := getBody(t, http.DefaultClient, "http://"+r.admin+"/healthz")
-	assert.Equal(t, http.StatusOK, status)
-	assert.Equal(t, "ok\n", body)
-	require.NoError(t, r.stop(t))
 }
 
-// The gauges of the binary's /metrics follow real traffic: a leaf certificate per intercepted host, the
-// intercepted connections the app keeps open, and a tunnel while it is open and not after.
-func TestConnectionAndCertificateGaugesFollowTheTraffic(t *testing.T) {
-	tokens := newOpsTokens(t, map[string]string{opsSecret: "tok-a"})
-	upstream := testkit.SelfSigned(t, "127.0.0.2") // and 127.0.0.1
-	echo := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.WriteString(w, "tls auth="+r.Header.Get("Authorization"))
-	})
-	one := httptest.NewUnstartedServer(echo)
-	two := httptest.NewUnstartedServer(echo)
-	ln, err := net.Listen("tcp", "127.0.0.2:0") // another intercepted host, not only another port
-	require.NoError(t, err)
-	two.Listener.Close()
-	two.Listener = ln
-	for _, s := range []*httptest.Server{one, two} {
-		s.TLS = &tls.Config{Certificates: []tls.Certificate{*upstream.TLS}}
-		s.StartTLS()
-		t.Cleanup(s.Close)
-	}
-	plain := authEcho(t) // no route: reached through a tunnel
-
-	dir := t.TempDir()
-	caFile, _, err := mitm.WriteCA(filepath.Join(dir, "ca"))
-	require.NoError(t, err)
-	caPEM, err := os.ReadFile(caFile)
-	require.NoError(t, err)
-	caPool := x509.NewCertPool()
-	require.True(t, caPool.AppendCertsFromPEM(caPEM))
-	config := writeFile(t, dir, "routes.yaml", "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nmitm: {caCert: ca/ca.crt, caKey: ca/ca.key}\nroutes:\n"+
-		routeYAML("one", one.Listener.Addr().String(), tokens.URL, "")+routeYAML("two", two.Listener.Addr().String(), tokens.URL, ""))
-	r := start(t, config, "SSL_CERT_FILE="+writeFile(t, dir, "upstream.pem", string(upstream.PEM)), "SSL_CERT_DIR="+t.TempDir())
-	gauge := func(name string, labels ...string) func() float64 {
-		return func() float64 {
-			m, _ := scrape(t, r.admin)
-			return value(m, name, labels...)
-		}
-	}
-	certificates := gauge("tokenproxy_certificates_cached")
-	intercepted := gauge("tokenproxy_connections", "kind", "intercepted")
-	tunnels := gauge("tokenproxy_connections", "kind", "tunnel")
-	is := func(g func() float64, want float64) func() bool { return func() bool { return g() == want } }
-	assert.Equal(t, 0.0, certificates())
-	assert.Equal(t, 0.0, intercepted())
-	assert.Equal(t, 0.0, tunnels())
-
-	proxyURL, _ := url.Parse("http://" + r.addr)
-	app := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL), TLSClientConfig: &tls.Config{RootCAs: caPool}}}
-	for _, u := range []string{one.URL, two.URL, one.URL} {
-		status, body := getBody(t, app, u+"/")
-		require.Equal(t, http.StatusOK, status, body)
-		require.Equal(t, "tls auth=Bearer tok-a-1", body)
-	}
-	testkit.WaitFor(t, "the two intercepted connections the app keeps", is(intercepted, 2))
-	assert.Equal(t, 2.0, certificates(), "one leaf for each intercepted host")
-	assert.Equal(t, 0.0, tunnels())
-
-	// A tunnel to a host without a route: 1 while it is open, 0 once it closed.
-	c, err := net.Dial("tcp", r.addr)
-	require.NoError(t, err)
-	defer c.Close()
-	require.NoError(t, c.SetDeadline(time.Now().Add(20*time.Second)))
-	target := plain.Listener.Addr().String()
-	_, err = io.WriteString(c, "CONNECT "+target+" HTTP/1.1\r\nHost: "+target+"\r\n\r\n")
-	require.NoError(t, err)
-	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
-	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	testkit.WaitFor(t, "the open tunnel", is(tunnels, 1))
-	_, err = io.WriteString(c, "GET / HTTP/1.1\r\nHost: "+target+"\r\nAuthorization: Bearer app-own\r\n\r\n")
-	require.NoError(t, err)
-	resp, err = http.ReadResponse(br, nil)
-	require.NoError(t, err)
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	assert.Equal(t, "auth=Bearer app-own", string(body), "the tunnel relays the app's bytes untouched")
-	assert.Equal(t, 1.0, tunnels())
-	assert.Equal(t, 2.0, intercepted())
-	require.NoError(t, c.Close())
-	testkit.WaitFor(t, "the tunnel closed", is(tunnels, 0))
-
-	app.CloseIdleConnections()
-	testkit.WaitFor(t, "the intercepted connections closed", is(intercepted, 0))
-	assert.Equal(t, 2.0, certificates(), "the leaves stay cached for the next connections")
-	status, _ := getBody(t, app, two.URL+"/")
-	require.Equal(t, http.StatusOK, status)
-	assert.Equal(t, 2.0, certificates(), "a host seen before gets no new leaf")
-	require.NoError(t, r.stop(t))
+func (k *knownTraffic) healthz(t *testing.T) {
+	status, body := getBody(t, http.DefaultClient, "http://"+k.r.admin+"/healthz")
+	assert.Equal(t, http.StatusOK, status)
+	assert.Equal(t, "ok\n", body)
 }
