@@ -206,46 +206,6 @@ routes:
 	assert.Error(t, err, "another issuer is asked")
 }
 
-// authorizeRoutes are a route with the default header and one with a header and prefix of its own.
-func authorizeRoutes(t *testing.T) (a, b *Route) {
-	cfg, err := Parse("routes.yaml", []byte(`
-routes:
-  - {name: a, hosts: [a.example], tokenUrl: "https://login.example/token", clientId: c, clientSecret: s}
-  - {name: b, hosts: [b.example], tokenUrl: "https://login.example/token", clientId: c, clientSecret: s, header: x-token, prefix: "Token "}
-`), LoadOptions{})
-	require.NoError(t, err)
-	return cfg.Route("a"), cfg.Route("b")
-}
-
-// The token header replaces whatever the app sent under that name.
-func TestAuthorizeReplacesTheAppsHeader(t *testing.T) {
-	a, b := authorizeRoutes(t)
-	tok := &tokensource.Token{Value: "tok-1"}
-
-	h := http.Header{"Authorization": {"Basic app", "Bearer app"}}
-	a.Authorize(h, tok)
-	assert.Equal(t, []string{"Bearer tok-1"}, h.Values("Authorization"))
-
-	b.Authorize(h, tok)
-	assert.Equal(t, []string{"Token tok-1"}, h.Values("X-Token"))
-	assert.Equal(t, []string{"Bearer tok-1"}, h.Values("Authorization"), "another route's header is not touched")
-	a.Authorize(h, tok) // the other prefix again: built anew, right
-	assert.Equal(t, []string{"Bearer tok-1"}, h.Values("Authorization"))
-
-	h.Add("Authorization", "appended")
-	a.Authorize(h, tok)
-	assert.Equal(t, []string{"Bearer tok-1"}, tok.HeaderValue("Bearer "), "an append to one request's header never reaches the shared value")
-}
-
-// Writing the token header costs no allocation once the token has built its header value.
-func TestAuthorizeAllocs(t *testing.T) {
-	a, _ := authorizeRoutes(t)
-	tok := &tokensource.Token{Value: "tok-1"}
-	h := http.Header{"Authorization": {"Basic app"}}
-	a.Authorize(h, tok)
-	assert.Zero(t, testkit.AllocsPerRun(t, 100, func() { a.Authorize(h, tok) }))
-}
-
 // params may not set a field tokenproxy sends itself: the route's client, secret, grant or scope would be
 // replaced in the token request, as would the fields of the grants to come.
 func TestParamsMayNotSetTheFieldsTokenproxySends(t *testing.T) {
