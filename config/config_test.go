@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/tokenproxy/tokenproxy/mitm"
+	"github.com/tokenproxy/tokenproxy/redisstore"
 	"github.com/tokenproxy/tokenproxy/tokensource"
 )
 
@@ -199,7 +200,7 @@ func TestLoadConfigWithCA(t *testing.T) {
 	file := filepath.Join(dir, "routes.yaml")
 	require.NoError(t, os.WriteFile(file, []byte("mitm: {caCert: ca/ca.crt, caKey: ca/ca.key}\nroutes:"+
 		strings.Replace(validRoute, "${SECRET}", "x", 1)), 0o600))
-	cfg, err := Load(file, LoadOptions{})
+	cfg, err := Load(file, LoadOptions{ParseCA: mitm.ParseCA})
 	require.NoError(t, err)
 	require.NotNil(t, cfg.MITM)
 	assert.True(t, cfg.MITM.CA.Leaf.IsCA)
@@ -215,8 +216,28 @@ func TestLoadConfigWithCA(t *testing.T) {
 	require.NoError(t, os.WriteFile(certFile, []byte("replaced"), 0o600))
 	assert.True(t, Changed(cfg.Sources))
 
-	_, err = Load(file, LoadOptions{})
+	_, err = Load(file, LoadOptions{ParseCA: mitm.ParseCA})
 	assert.ErrorContains(t, err, file+":1: mitm: CA "+certFile+" / "+keyFile+": tls: failed to find any PEM data in certificate input")
+}
+
+// The CA and a store URL are read by the packages that use them, through LoadOptions: a program that
+// does not give config their readers gets a problem for the section, never a section left unchecked.
+func TestASectionWithoutItsReaderIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	_, _, err := mitm.WriteCA(filepath.Join(dir, "ca"))
+	require.NoError(t, err)
+	file := filepath.Join(dir, "routes.yaml")
+	require.NoError(t, os.WriteFile(file, []byte("mitm: {caCert: ca/ca.crt, caKey: ca/ca.key}\nstore: redis://r:6379\nroutes:"+
+		strings.Replace(validRoute, "${SECRET}", "x", 1)), 0o600))
+	opts := LoadOptions{SecretKey: make([]byte, 32)}
+	_, err = Load(file, opts)
+	assert.EqualError(t, err, file+":1: mitm: this program reads no interception CA (config.LoadOptions.ParseCA is not set)\n"+
+		file+":2: store: this program reads no store URL (config.LoadOptions.CheckStoreURL is not set)")
+	opts.ParseCA, opts.CheckStoreURL = mitm.ParseCA, redisstore.CheckURL
+	cfg, err := Load(file, opts)
+	require.NoError(t, err)
+	assert.True(t, cfg.MITM.CA.Leaf.IsCA)
+	assert.Equal(t, "redis://r:6379", cfg.Store.URL)
 }
 
 // yaml.v3 reports a parser error at the line where the construct began, counted from 0; the loader names

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/tokenproxy/tokenproxy/config"
+	tokenproxy "github.com/tokenproxy/tokenproxy/internal/app"
 	"github.com/tokenproxy/tokenproxy/mitm"
 	"gopkg.in/yaml.v3"
 )
@@ -64,7 +65,7 @@ func TestComposeExample(t *testing.T) {
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "supplier.secret"), []byte("s"), 0o400))
 	routes, err := os.ReadFile("docker-compose/config/routes.yaml")
 	require.NoError(t, err)
-	cfg, err := config.Parse(filepath.Join(dir, "routes.yaml"), routes, config.LoadOptions{})
+	cfg, err := config.Parse(filepath.Join(dir, "routes.yaml"), routes, tokenproxy.LoadOptions(nil))
 	require.NoError(t, err)
 	assert.NotEmpty(t, cfg.Admin, "the healthcheck needs the admin endpoints")
 	assert.True(t, config.IsLoopback(strings.Split(cfg.Admin, ":")[0]), "health dials inside the container")

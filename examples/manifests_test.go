@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/tokenproxy/tokenproxy/config"
+	"github.com/tokenproxy/tokenproxy/internal/app"
 	"github.com/tokenproxy/tokenproxy/mitm"
 	"gopkg.in/yaml.v3"
 	appsv1 "k8s.io/api/apps/v1"
@@ -171,7 +172,7 @@ func routesOf(t *testing.T, cm *corev1.ConfigMap) *config.Config {
 		text = strings.ReplaceAll(text, ref[1], local)
 	}
 	// The manifests hand tokenproxy its secret key in a file (see assertTokenproxyContainer); here, a made-up one.
-	cfg, err := config.Parse(filepath.Join(dir, "routes.yaml"), []byte(text), config.LoadOptions{SecretKey: make([]byte, 32)})
+	cfg, err := config.Parse(filepath.Join(dir, "routes.yaml"), []byte(text), app.LoadOptions(make([]byte, 32)))
 	require.NoError(t, err, "%s's routes.yaml", cm.Name)
 	return cfg
 }

@@ -204,12 +204,12 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 // config parses routes.yaml text; {{TOKEN_URL}} and {{MITM}} are filled in.
 func (h *harness) config(text string, withMITM bool) *config.Config {
 	h.t.Helper()
-	mitm := "mitm: {caCert: ca/ca.crt, caKey: ca/ca.key}"
+	section := "mitm: {caCert: ca/ca.crt, caKey: ca/ca.key}"
 	if !withMITM {
-		mitm = ""
+		section = ""
 	}
-	text = strings.NewReplacer("{{TOKEN_URL}}", h.tokens.URL+"/oauth/token", "{{MITM}}", mitm).Replace(text)
-	cfg, err := config.Parse(filepath.Join(h.dir, "routes.yaml"), []byte(text), config.LoadOptions{})
+	text = strings.NewReplacer("{{TOKEN_URL}}", h.tokens.URL+"/oauth/token", "{{MITM}}", section).Replace(text)
+	cfg, err := config.Parse(filepath.Join(h.dir, "routes.yaml"), []byte(text), config.LoadOptions{ParseCA: mitm.ParseCA})
 	require.NoError(h.t, err)
 	return cfg
 }

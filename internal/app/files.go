@@ -7,12 +7,19 @@ import (
 	"time"
 
 	"github.com/tokenproxy/tokenproxy/config"
+	"github.com/tokenproxy/tokenproxy/mitm"
 	"github.com/tokenproxy/tokenproxy/redisstore"
 	"github.com/tokenproxy/tokenproxy/secrets"
 )
 
 // resolveTimeout bounds issuer discovery at start-up and at each reload.
 const resolveTimeout = 30 * time.Second
+
+// LoadOptions are how tokenproxy reads routes.yaml with the secret key key: the interception CA as mitm
+// reads it, a store URL as redisstore does.
+func LoadOptions(key []byte) config.LoadOptions {
+	return config.LoadOptions{SecretKey: key, ParseCA: mitm.ParseCA, CheckStoreURL: redisstore.CheckURL}
+}
 
 // ConfigFiles are the files tokenproxy's configuration is read from: routes.yaml and, when there is one,
 // the file holding the key of its aes256gcm: secrets.
@@ -54,7 +61,7 @@ func (f ConfigFiles) Load() (*config.Config, error) {
 		}
 		return nil, e
 	}
-	cfg, err := config.Load(f.Path, config.LoadOptions{SecretKey: key, CheckStoreURL: redisstore.CheckURL})
+	cfg, err := config.Load(f.Path, LoadOptions(key))
 	if f.SecretKeyFile == "" {
 		return cfg, err
 	}
@@ -69,7 +76,9 @@ func (f ConfigFiles) Load() (*config.Config, error) {
 // LoadSyntax reads routes.yaml for its keys and values only: without the environment, the secret key and
 // any file it names, for pipelines that hold no secrets.
 func (f ConfigFiles) LoadSyntax() (*config.Config, error) {
-	return config.Load(f.Path, config.LoadOptions{SyntaxOnly: true, CheckStoreURL: redisstore.CheckURL})
+	opts := LoadOptions(nil)
+	opts.SyntaxOnly = true
+	return config.Load(f.Path, opts)
 }
 
 // LoadResolved loads the configuration and finds the token endpoints of the routes that name an issuer.

@@ -49,10 +49,11 @@ var tokenproxy = rules{
 	testOnly: []string{"test/architecture", "test/binary", "examples"},
 	unlinked: map[string][]string{
 		"internal/app": {"flag"}, // internal/cli turns flags into Settings
-		"config":       {"github.com/elazarl/goproxy", "github.com/redis/go-redis/v9"},
-		"check":        {"github.com/elazarl/goproxy", "github.com/redis/go-redis/v9"},
-		"tokensource":  {"github.com/elazarl/goproxy", "github.com/redis/go-redis/v9", "gopkg.in/yaml.v3", "go.yaml.in/yaml/v3", "sigs.k8s.io/yaml"},
-		"mitm":         {"github.com/elazarl/goproxy"},
+		// The CA's format is mitm's and a store URL's redisstore's; they come in through config.LoadOptions.
+		"config":      {"github.com/elazarl/goproxy", "github.com/redis/go-redis/v9", module + "/mitm", module + "/redisstore"},
+		"check":       {"github.com/elazarl/goproxy", "github.com/redis/go-redis/v9"},
+		"tokensource": {"github.com/elazarl/goproxy", "github.com/redis/go-redis/v9", "gopkg.in/yaml.v3", "go.yaml.in/yaml/v3", "sigs.k8s.io/yaml"},
+		"mitm":        {"github.com/elazarl/goproxy"},
 		// check writes a route's headers here, and links no goproxy.
 		"proxy/authheader": {"github.com/elazarl/goproxy"},
 	},
