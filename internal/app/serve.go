@@ -52,6 +52,7 @@ func Serve(ctx context.Context, s Settings) error {
 	}
 	adminAddr, err := p.serveAdmin(cfg.Admin)
 	if err != nil {
+		_ = ln.Close()
 		return err
 	}
 	// tokenproxy health asks the admin address recorded here, which a reload that changes admin does not move.

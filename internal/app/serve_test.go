@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,4 +56,28 @@ func TestServeReturnsAConfigErrorBeforeListening(t *testing.T) {
 	require.True(t, errors.As(err, &problems))
 	assert.Len(t, problems.Problems, 2, "%v", problems.Problems)
 	assert.NotContains(t, logs.String(), "msg=listening")
+}
+
+// When the admin endpoints cannot listen, Serve returns the error, having logged it, and leaves the
+// proxy's port as it found it.
+func TestServeReleasesTheProxyPortWhenAdminCannotListen(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir())
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer taken.Close()
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	listen := free.Addr().String()
+	require.NoError(t, free.Close())
+	path := filepath.Join(t.TempDir(), "routes.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("listen: "+listen+"\nadmin: "+taken.Addr().String()+"\nroutes: []\n"), 0o600))
+	var logs testkit.LogBuffer
+	err = Serve(context.Background(), Settings{Files: ConfigFiles{Path: path}, Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	require.Error(t, err)
+	var ce *ConfigError
+	assert.False(t, errors.As(err, &ce), "an address in use is no configuration problem")
+	assert.Contains(t, logs.String(), "cannot listen for the admin endpoints")
+	again, err := net.Listen("tcp", listen)
+	require.NoError(t, err, "the proxy's port is free again")
+	require.NoError(t, again.Close())
 }
