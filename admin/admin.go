@@ -20,11 +20,18 @@ type Source interface {
 	// Ready reports whether the proxy serves: configuration loaded, listening, not draining, requests to
 	// upstreams completing.
 	Ready() bool
-	// Status describes the routes in service, with no secret and no token.
+	// Status describes the routes in service, with no secret and no token, as this replica knows them.
 	Status() []proxy.RouteStatus
+	// FleetStatus is Status with what the shared token store adds: a refusal hold another replica put on a
+	// route. Once ctx is done the store is asked no more.
+	FleetStatus(ctx context.Context) []proxy.RouteStatus
+	// StoreStatus describes where tokens are kept.
+	StoreStatus() proxy.StoreStatus
 	// CertificatesCached is the number of intercepted hosts with a leaf certificate ready.
 	CertificatesCached() int
 }
+
+var _ Source = (*proxy.Server)(nil)
 
 // Server serves the admin endpoints.
 type Server struct {
@@ -71,26 +78,14 @@ func (a *Server) Handler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		var store *proxy.StoreStatus
-		if st, ok := a.src.(interface{ StoreStatus() proxy.StoreStatus }); ok {
-			s := st.StoreStatus()
-			store = &s
-		}
-		var routes []proxy.RouteStatus
-		if fs, ok := a.src.(interface {
-			FleetStatus(context.Context) []proxy.RouteStatus
-		}); ok {
-			// The shared store is asked once per route; a Redis that does not answer costs a second at most.
-			ctx, cancel := context.WithTimeout(r.Context(), time.Second)
-			routes = fs.FleetStatus(ctx)
-			cancel()
-		} else {
-			routes = a.src.Status()
-		}
+		// The shared store is asked once per route; a Redis that does not answer costs a second at most.
+		ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+		routes := a.src.FleetStatus(ctx)
+		cancel()
 		_ = enc.Encode(struct {
-			Store  *proxy.StoreStatus  `json:"store,omitempty"`
+			Store  proxy.StoreStatus   `json:"store"`
 			Routes []proxy.RouteStatus `json:"routes"`
-		}{store, routes})
+		}{a.src.StoreStatus(), routes})
 	})
 	return mux
 }

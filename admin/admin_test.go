@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -27,6 +28,18 @@ type fakeSource struct {
 func (f *fakeSource) Ready() bool                 { return f.ready.Load() }
 func (f *fakeSource) Status() []proxy.RouteStatus { return f.routes }
 func (f *fakeSource) CertificatesCached() int     { return 3 }
+
+func (f *fakeSource) StoreStatus() proxy.StoreStatus {
+	return proxy.StoreStatus{Kind: "redis", Where: "redis://store.example:6379/0", Healthy: true}
+}
+
+// FleetStatus shows a hold another replica put on the last route, so /routes can be seen to ask for it.
+func (f *fakeSource) FleetStatus(context.Context) []proxy.RouteStatus {
+	routes := append([]proxy.RouteStatus(nil), f.routes...)
+	held := time.Date(2026, 11, 22, 13, 0, 0, 0, time.UTC)
+	routes[len(routes)-1].Token.RefusalsBackedOffUntil = &held
+	return routes
+}
 
 func get(t *testing.T, h http.Handler, path string) (int, string) {
 	t.Helper()
@@ -60,9 +73,13 @@ func TestEndpoints(t *testing.T) {
 
 	code, body = get(t, h, "/routes")
 	require.Equal(t, http.StatusOK, code)
-	var routes struct{ Routes []proxy.RouteStatus }
+	var routes struct {
+		Store  proxy.StoreStatus
+		Routes []proxy.RouteStatus
+	}
 	require.NoError(t, json.Unmarshal([]byte(body), &routes))
-	assert.Equal(t, src.routes, routes.Routes)
+	assert.Equal(t, src.StoreStatus(), routes.Store)
+	assert.Equal(t, src.FleetStatus(context.Background()), routes.Routes, "the fleet's view, the store asked")
 
 	m.Request("orders", 200, 10*time.Millisecond)
 	m.Request("orders", 200, 20*time.Millisecond)

@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tokenproxy/tokenproxy/internal/testkit"
+	"github.com/tokenproxy/tokenproxy/internal/certgen"
 )
 
 // fixture is what every measurement runs against: the tokenproxy binary built from this checkout, its CA,
@@ -68,23 +68,26 @@ func newFixture(dir string) (*fixture, error) {
 	caPool.AppendCertsFromPEM(caPEM)
 	f.viaCA = &tls.Config{RootCAs: caPool, ServerName: "127.0.0.1", NextProtos: []string{"http/1.1"}}
 
-	cert, err := testkit.NewCert([]string{"127.0.0.1"}, true, nil)
+	cert, err := certgen.New(certgen.Spec{CommonName: "127.0.0.1", Hosts: []string{"127.0.0.1"}, CA: true,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, Valid: 24 * time.Hour}, nil)
 	if err != nil {
 		return nil, err
 	}
-	keyPEM, err := cert.KeyPEMBytes()
+	keyPEM, err := certgen.KeyPEM(cert)
 	if err != nil {
 		return nil, err
 	}
 	f.upCert = filepath.Join(dir, "upstream.crt")
 	upKey := filepath.Join(dir, "upstream.key")
-	if err := os.WriteFile(f.upCert, cert.PEM, 0o644); err != nil {
+	if err := os.WriteFile(f.upCert, certgen.CertPEM(cert), 0o644); err != nil {
 		return nil, err
 	}
 	if err := os.WriteFile(upKey, keyPEM, 0o600); err != nil {
 		return nil, err
 	}
-	f.upTLS = &tls.Config{RootCAs: cert.Pool(), ServerName: "127.0.0.1", NextProtos: []string{"http/1.1"}}
+	upPool := x509.NewCertPool()
+	upPool.AddCert(cert.Leaf)
+	f.upTLS = &tls.Config{RootCAs: upPool, ServerName: "127.0.0.1", NextProtos: []string{"http/1.1"}}
 
 	if f.upstream, err = startRole("upstream", "BENCH_CERT="+f.upCert, "BENCH_KEY="+upKey); err != nil {
 		return nil, err

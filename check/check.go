@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tokenproxy/tokenproxy/config"
+	"github.com/tokenproxy/tokenproxy/proxy/authheader"
 	"github.com/tokenproxy/tokenproxy/tokensource"
 )
 
@@ -120,7 +121,7 @@ func requestStep(ctx context.Context, p printer, r *config.Route, tok *tokensour
 	if r.UpstreamTLS && req.URL.Scheme == "http" {
 		req.URL.Scheme = "https"
 	}
-	r.Authorize(req.Header, tok)
+	authheader.Set(req.Header, r, tok)
 	// A redirect would carry the route's token and API keys to whatever host it names: never follow one.
 	client := *o.Client
 	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }

@@ -1,8 +1,6 @@
 package config
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"fmt"
 	"net"
 	"net/netip"
@@ -12,8 +10,9 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// Client is an allowed caller of a proxy that listens beyond loopback: who it is (source addresses, proxy
-// credentials, or both) and which routes' tokens it may spend.
+// Client is an allowed caller of a proxy that listens beyond loopback, as the clients list says: who it is
+// (source addresses, proxy credentials, or both) and which routes' tokens it may spend. Admission, the
+// request's side, is the proxy's.
 type Client struct {
 	Name string
 	// CIDRs are the source addresses the client connects from; empty: any address.
@@ -22,35 +21,7 @@ type Client struct {
 	Username, Password string
 	// Routes names the routes it may use; nil: every route.
 	Routes map[string]bool
-	// userSum and passwordSum are the SHA-256 sums of Username and Password, made once at load: a request's
-	// credentials are compared as sums, in constant time.
-	userSum, passwordSum [32]byte
 }
-
-// Credentials tells whether the sums of a request's Basic user and password name this client and are its
-// password. Both are compared in constant time, so the time taken tells nothing of either.
-func (c *Client) Credentials(userSum, passwordSum *[32]byte) (named, passwordOK bool) {
-	named = subtle.ConstantTimeCompare(c.userSum[:], userSum[:]) == 1 && c.Username != ""
-	passwordOK = subtle.ConstantTimeCompare(c.passwordSum[:], passwordSum[:]) == 1
-	return named, passwordOK
-}
-
-// FromAddress reports whether addr is one of the client's source addresses (any, when it names none).
-func (c *Client) FromAddress(addr netip.Addr) bool {
-	if len(c.CIDRs) == 0 {
-		return true
-	}
-	addr = addr.Unmap()
-	for _, p := range c.CIDRs {
-		if p.Contains(addr) {
-			return true
-		}
-	}
-	return false
-}
-
-// MayUse reports whether the client may spend route's tokens.
-func (c *Client) MayUse(route string) bool { return c.Routes == nil || c.Routes[route] }
 
 // Client returns the client with the given name, or nil.
 func (c *Config) Client(name string) *Client {
@@ -126,7 +97,6 @@ func (l *loader) client(n *yaml.Node, path string) *Client {
 			l.pendingRoutes = append(l.pendingRoutes, pendingRoute{item, p, s})
 		})
 	}
-	c.userSum, c.passwordSum = sha256.Sum256([]byte(c.Username)), sha256.Sum256([]byte(c.Password))
 	return c
 }
 

@@ -15,7 +15,6 @@ import (
 	"strings"
 
 	"github.com/tokenproxy/tokenproxy/internal/hostname"
-	"github.com/tokenproxy/tokenproxy/mitm"
 	"github.com/tokenproxy/tokenproxy/secrets"
 	"github.com/tokenproxy/tokenproxy/tokensource"
 	"gopkg.in/yaml.v3"
@@ -108,8 +107,10 @@ type LoadOptions struct {
 	// ${VAR} is left as written and values holding one are not checked (validate -syntax-only, for
 	// pipelines that hold no secrets).
 	SyntaxOnly bool
-	// CheckStoreURL checks a store: URL as the store will read it (redisstore.CheckURL); nil checks nothing
-	// beyond its being set. The store's own package owns its URL format, and config does not link it.
+	// ParseCA reads the mitm: section's CA as the proxy uses it (mitm.ParseCA), and CheckStoreURL a store:
+	// URL as the store reads it (redisstore.CheckURL). Those formats belong to the packages that use the
+	// sections, which config does not import; a section whose reader is nil is refused.
+	ParseCA       func(certPEM, keyPEM []byte) (*tls.Certificate, error)
 	CheckStoreURL func(string) error
 }
 
@@ -138,7 +139,8 @@ func Parse(file string, data []byte, opts LoadOptions) (*Config, error) {
 		return nil, &Error{Problems: []string{file + ":1: the file is empty; it needs at least routes:"}, Sources: self}
 	}
 	r := &nodeReader{file: file, lookup: opts.LookupEnv, syntaxOnly: opts.SyntaxOnly}
-	l := &loader{nodeReader: r, dir: filepath.Dir(file), secretKey: opts.SecretKey, checkStoreURL: opts.CheckStoreURL, sources: self}
+	l := &loader{nodeReader: r, dir: filepath.Dir(file), secretKey: opts.SecretKey, parseCA: opts.ParseCA,
+		checkStoreURL: opts.CheckStoreURL, sources: self}
 	if l.secretKey == nil && !opts.SyntaxOnly {
 		if v, ok := opts.LookupEnv(secrets.KeyEnv); ok && v != "" {
 			key, err := secrets.ParseKey(v)
@@ -217,6 +219,7 @@ type loader struct {
 	*nodeReader
 	dir           string
 	secretKey     []byte
+	parseCA       func(certPEM, keyPEM []byte) (*tls.Certificate, error)
 	checkStoreURL func(string) error
 	sources       []Source
 	pendingRoutes []pendingRoute // route names that clients list
@@ -340,7 +343,11 @@ func (l *loader) mitm(n *yaml.Node, path string) *MITM {
 	if !ok1 || !ok2 {
 		return nil
 	}
-	ca, err := mitm.ParseCA(certPEM, keyPEM)
+	if l.parseCA == nil {
+		l.problem(n, path, "this program reads no interception CA (config.LoadOptions.ParseCA is not set)")
+		return nil
+	}
+	ca, err := l.parseCA(certPEM, keyPEM)
 	if err != nil {
 		l.problem(n, path, "CA %s / %s: %v", m.CertFile, m.KeyFile, err)
 		return nil

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"crypto/sha256"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -11,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/tokenproxy/tokenproxy/mitm"
+	"github.com/tokenproxy/tokenproxy/redisstore"
 	"github.com/tokenproxy/tokenproxy/tokensource"
 )
 
@@ -200,7 +200,7 @@ func TestLoadConfigWithCA(t *testing.T) {
 	file := filepath.Join(dir, "routes.yaml")
 	require.NoError(t, os.WriteFile(file, []byte("mitm: {caCert: ca/ca.crt, caKey: ca/ca.key}\nroutes:"+
 		strings.Replace(validRoute, "${SECRET}", "x", 1)), 0o600))
-	cfg, err := Load(file, LoadOptions{})
+	cfg, err := Load(file, LoadOptions{ParseCA: mitm.ParseCA})
 	require.NoError(t, err)
 	require.NotNil(t, cfg.MITM)
 	assert.True(t, cfg.MITM.CA.Leaf.IsCA)
@@ -216,8 +216,28 @@ func TestLoadConfigWithCA(t *testing.T) {
 	require.NoError(t, os.WriteFile(certFile, []byte("replaced"), 0o600))
 	assert.True(t, Changed(cfg.Sources))
 
-	_, err = Load(file, LoadOptions{})
+	_, err = Load(file, LoadOptions{ParseCA: mitm.ParseCA})
 	assert.ErrorContains(t, err, file+":1: mitm: CA "+certFile+" / "+keyFile+": tls: failed to find any PEM data in certificate input")
+}
+
+// The CA and a store URL are read by the packages that use them, through LoadOptions: a program that
+// does not give config their readers gets a problem for the section, never a section left unchecked.
+func TestASectionWithoutItsReaderIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	_, _, err := mitm.WriteCA(filepath.Join(dir, "ca"))
+	require.NoError(t, err)
+	file := filepath.Join(dir, "routes.yaml")
+	require.NoError(t, os.WriteFile(file, []byte("mitm: {caCert: ca/ca.crt, caKey: ca/ca.key}\nstore: redis://r:6379\nroutes:"+
+		strings.Replace(validRoute, "${SECRET}", "x", 1)), 0o600))
+	opts := LoadOptions{SecretKey: make([]byte, 32)}
+	_, err = Load(file, opts)
+	assert.EqualError(t, err, file+":1: mitm: this program reads no interception CA (config.LoadOptions.ParseCA is not set)\n"+
+		file+":2: store: this program reads no store URL (config.LoadOptions.CheckStoreURL is not set)")
+	opts.ParseCA, opts.CheckStoreURL = mitm.ParseCA, redisstore.CheckURL
+	cfg, err := Load(file, opts)
+	require.NoError(t, err)
+	assert.True(t, cfg.MITM.CA.Leaf.IsCA)
+	assert.Equal(t, "redis://r:6379", cfg.Store.URL)
 }
 
 // yaml.v3 reports a parser error at the line where the construct began, counted from 0; the loader names
@@ -328,21 +348,12 @@ routes:`+validRoute), LoadOptions{LookupEnv: env(map[string]string{"SECRET": "s"
 	billing := cfg.Client("billing")
 	assert.Equal(t, "billing", billing.Username)
 	assert.Equal(t, "pw-from-file", billing.Password)
-	sum := func(s string) *[32]byte { b := sha256.Sum256([]byte(s)); return &b }
-	named, ok := billing.Credentials(sum("billing"), sum("pw-from-file"))
-	assert.True(t, named && ok)
-	named, ok = billing.Credentials(sum("billing"), sum("guess"))
-	assert.True(t, named && !ok)
-	named, _ = cfg.Client("batch").Credentials(sum(""), sum(""))
-	assert.False(t, named, "a client without proxyAuth is named by no user, not even an empty one")
-	assert.True(t, billing.FromAddress(netip.MustParseAddr("10.1.200.3")))
-	assert.True(t, billing.FromAddress(netip.MustParseAddr("::ffff:10.1.0.1")), "IPv4-mapped addresses")
-	assert.True(t, billing.FromAddress(netip.MustParseAddr("192.168.7.9")))
-	assert.False(t, billing.FromAddress(netip.MustParseAddr("192.168.7.10")))
-	assert.True(t, billing.MayUse("orders"))
-	assert.False(t, billing.MayUse("other"))
-	assert.True(t, cfg.Client("batch").MayUse("anything"))
-	assert.True(t, cfg.Client("laptop").FromAddress(netip.MustParseAddr("203.0.113.9")), "no cidrs: any address")
+	assert.Equal(t, []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("fd00::/8"), netip.MustParsePrefix("192.168.7.9/32")},
+		billing.CIDRs)
+	assert.Equal(t, map[string]bool{"orders": true}, billing.Routes)
+	assert.Nil(t, cfg.Client("batch").Routes, "every route")
+	assert.Empty(t, cfg.Client("laptop").CIDRs, "any address")
+	assert.Equal(t, "pw", cfg.Client("laptop").Password)
 
 	_, err = Parse("routes.yaml", []byte("listen: 0.0.0.0:3128\nroutes:"+validRoute), LoadOptions{LookupEnv: env(map[string]string{"SECRET": "s"})})
 	assert.EqualError(t, err, `routes.yaml:1: listen: "0.0.0.0:3128" is not a loopback address, so other machines could spend the routes' tokens: `+

@@ -4,8 +4,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/textproto"
 	"net/url"
 
 	"github.com/tokenproxy/tokenproxy/internal/hopbyhop"
@@ -219,14 +217,6 @@ func (l *loader) checkHeaderName(at *yaml.Node, p, name string) {
 	}
 	if hopbyhop.Is(name) {
 		l.problem(at, p, "%q is a hop-by-hop header and is never forwarded", at.Value)
-	}
-}
-
-// Authorize sets the route's token header (replacing the app's value) and its extra headers.
-func (r *Route) Authorize(h http.Header, tok *tokensource.Token) {
-	h[textproto.CanonicalMIMEHeaderKey(r.Header)] = tok.HeaderValue(r.Prefix)
-	for k, v := range r.Headers {
-		h.Set(k, v)
 	}
 }
 

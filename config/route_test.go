@@ -206,35 +206,6 @@ routes:
 	assert.Error(t, err, "another issuer is asked")
 }
 
-// The token header replaces whatever the app sent under that name and costs no allocation
-// once the token has built its header value.
-func TestAuthorizeReplacesTheAppsHeaderWithoutAllocating(t *testing.T) {
-	cfg, err := Parse("routes.yaml", []byte(`
-routes:
-  - {name: a, hosts: [a.example], tokenUrl: "https://login.example/token", clientId: c, clientSecret: s}
-  - {name: b, hosts: [b.example], tokenUrl: "https://login.example/token", clientId: c, clientSecret: s, header: x-token, prefix: "Token "}
-`), LoadOptions{})
-	require.NoError(t, err)
-	tok := &tokensource.Token{Value: "tok-1"}
-	a, b := cfg.Route("a"), cfg.Route("b")
-
-	h := http.Header{"Authorization": {"Basic app", "Bearer app"}}
-	a.Authorize(h, tok)
-	assert.Equal(t, []string{"Bearer tok-1"}, h.Values("Authorization"))
-
-	b.Authorize(h, tok)
-	assert.Equal(t, []string{"Token tok-1"}, h.Values("X-Token"))
-	assert.Equal(t, []string{"Bearer tok-1"}, h.Values("Authorization"), "another route's header is not touched")
-	a.Authorize(h, tok) // the other prefix again: built anew, right
-	assert.Equal(t, []string{"Bearer tok-1"}, h.Values("Authorization"))
-
-	allocs := testing.AllocsPerRun(100, func() { a.Authorize(h, tok) })
-	assert.Zero(t, allocs)
-	h.Add("Authorization", "appended")
-	a.Authorize(h, tok)
-	assert.Equal(t, []string{"Bearer tok-1"}, tok.HeaderValue("Bearer "), "an append to one request's header never reaches the shared value")
-}
-
 // params may not set a field tokenproxy sends itself: the route's client, secret, grant or scope would be
 // replaced in the token request, as would the fields of the grants to come.
 func TestParamsMayNotSetTheFieldsTokenproxySends(t *testing.T) {

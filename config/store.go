@@ -37,8 +37,10 @@ func (l *loader) store(n *yaml.Node, path string) *Store {
 			l.problem(fileNode, path+".passwordFile", "set password or passwordFile, not both")
 		}
 	}
-	if urlNode != nil && st.URL != "" && !l.opaque(urlNode) && l.checkStoreURL != nil {
-		if err := l.checkStoreURL(st.URL); err != nil {
+	if urlNode != nil && st.URL != "" && !l.opaque(urlNode) {
+		if l.checkStoreURL == nil {
+			l.problem(urlNode, path, "this program reads no store URL (config.LoadOptions.CheckStoreURL is not set)")
+		} else if err := l.checkStoreURL(st.URL); err != nil {
 			l.problem(urlNode, path, "%v", err)
 		}
 	}

@@ -18,7 +18,7 @@ func TestStoreKey(t *testing.T) {
 	vars := map[string]string{"SECRET": "s", "TOKENPROXY_SECRET_KEY": storeKey, "REDIS_PASSWORD": "pw-from-env"}
 
 	cfg, err := Parse(filepath.Join(dir, "routes.yaml"), []byte("store: redis://redis.platform:6379/0\nroutes:"+validRoute),
-		LoadOptions{LookupEnv: env(vars)})
+		LoadOptions{LookupEnv: env(vars), CheckStoreURL: redisstore.CheckURL})
 	require.NoError(t, err)
 	require.NotNil(t, cfg.Store)
 	assert.Equal(t, "redis://redis.platform:6379/0", cfg.Store.URL)
@@ -30,13 +30,13 @@ store:
   url: rediss://redis.platform:6380/2
   passwordFile: redis-password
   keyPrefix: "team-a:"
-routes:`+validRoute), LoadOptions{LookupEnv: env(vars)})
+routes:`+validRoute), LoadOptions{LookupEnv: env(vars), CheckStoreURL: redisstore.CheckURL})
 	require.NoError(t, err)
 	assert.Equal(t, "pw-from-file", cfg.Store.Password)
 	assert.Equal(t, "team-a:", cfg.Store.KeyPrefix)
 
 	cfg, err = Parse("routes.yaml", []byte("store: {url: \"redis://r:6379?master_name=tokens&addr=r2:26379\", password: \"${REDIS_PASSWORD}\"}\nroutes:"+validRoute),
-		LoadOptions{LookupEnv: env(vars)})
+		LoadOptions{LookupEnv: env(vars), CheckStoreURL: redisstore.CheckURL})
 	require.NoError(t, err)
 	assert.Equal(t, "pw-from-env", cfg.Store.Password)
 

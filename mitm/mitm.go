@@ -5,22 +5,16 @@ package mitm
 import (
 	"bytes"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/tokenproxy/tokenproxy/internal/certgen"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -63,33 +57,15 @@ func SameCA(a, b *tls.Certificate) bool {
 	return ok && bytes.Equal(a.Certificate[0], b.Certificate[0]) && ka.Equal(b.PrivateKey)
 }
 
-// WriteCA creates an ECDSA P-256 CA for interception as dir/ca.crt and dir/ca.key (mode 0600).
-// ECDSA because each intercepted host needs a leaf signed by it: 0.2 ms per leaf instead of 56 ms with RSA.
+// WriteCA creates an ECDSA P-256 CA for interception as dir/ca.crt and dir/ca.key (mode 0600), valid for
+// ten years. ECDSA because each intercepted host needs a leaf signed by it (see certgen).
 func WriteCA(dir string) (certFile, keyFile string, err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := certgen.New(certgen.Spec{CommonName: "tokenproxy interception CA", Organization: []string{"tokenproxy"},
+		CA: true, Valid: 10 * 365 * 24 * time.Hour}, nil)
 	if err != nil {
 		return "", "", err
 	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		return "", "", err
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: "tokenproxy interception CA", Organization: []string{"tokenproxy"}},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.AddDate(10, 0, 0),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return "", "", err
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	keyPEM, err := certgen.KeyPEM(ca)
 	if err != nil {
 		return "", "", err
 	}
@@ -100,10 +76,10 @@ func WriteCA(dir string) (certFile, keyFile string, err error) {
 	if _, err := os.Stat(keyFile); err == nil {
 		return "", "", fmt.Errorf("%s exists already; remove it first to make a new CA", keyFile)
 	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
 		return "", "", err
 	}
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+	if err := os.WriteFile(certFile, certgen.CertPEM(ca), 0o644); err != nil {
 		return "", "", err
 	}
 	return certFile, keyFile, nil
@@ -179,37 +155,13 @@ func (c *Leaves) cached(host string) *tls.Certificate {
 	return nil
 }
 
-// signLeaf makes a leaf for host valid for a year (from an hour ago, for clocks slightly behind).
+// signLeaf makes a leaf for host valid for a year, sent with the CA's certificate.
 func (c *Leaves) signLeaf(host string) (*tls.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		return nil, err
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: host, Organization: []string{"tokenproxy"}},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.AddDate(1, 0, 0),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	if ip := net.ParseIP(host); ip != nil {
-		tmpl.IPAddresses = []net.IP{ip}
-	} else {
-		tmpl.DNSNames = []string{host}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.ca.Leaf, &key.PublicKey, c.ca.PrivateKey)
+	leaf, err := certgen.New(certgen.Spec{CommonName: host, Organization: []string{"tokenproxy"}, Hosts: []string{host},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, Valid: 365 * 24 * time.Hour}, c.ca)
 	if err != nil {
 		return nil, fmt.Errorf("mitm: signing a certificate for %s: %w", host, err)
 	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, err
-	}
-	return &tls.Certificate{Certificate: [][]byte{der, c.ca.Certificate[0]}, PrivateKey: key, Leaf: leaf}, nil
+	leaf.Certificate = append(leaf.Certificate, c.ca.Certificate[0])
+	return leaf, nil
 }

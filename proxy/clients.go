@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"fmt"
 	"net"
@@ -19,36 +20,87 @@ const (
 	deniedRoute       = "route"
 )
 
+// admitted is a client of the clients list as admission compares it: the SHA-256 sums of its credentials
+// are made once per configuration, and a request's are compared with them in constant time.
+type admitted struct {
+	*config.Client
+	userSum, passwordSum [32]byte
+}
+
+// admittedClients makes the clients of a configuration ready for admission.
+func admittedClients(clients []*config.Client) []*admitted {
+	out := make([]*admitted, len(clients))
+	for i, c := range clients {
+		out[i] = &admitted{Client: c, userSum: sha256.Sum256([]byte(c.Username)), passwordSum: sha256.Sum256([]byte(c.Password))}
+	}
+	return out
+}
+
+// credentials tells whether the sums of a request's Basic user and password name this client and are its
+// password. Both are compared in constant time, so the time taken tells nothing of either.
+func (c *admitted) credentials(userSum, passwordSum *[32]byte) (named, passwordOK bool) {
+	named = subtle.ConstantTimeCompare(c.userSum[:], userSum[:]) == 1 && c.Username != ""
+	passwordOK = subtle.ConstantTimeCompare(c.passwordSum[:], passwordSum[:]) == 1
+	return named, passwordOK
+}
+
+// fromAddress reports whether addr is one of the client's source addresses (any, when it names none).
+func (c *admitted) fromAddress(addr netip.Addr) bool {
+	if len(c.CIDRs) == 0 {
+		return true
+	}
+	addr = addr.Unmap()
+	for _, p := range c.CIDRs {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
+}
+
+// mayUse reports whether the client may spend route's tokens.
+func (c *admitted) mayUse(route string) bool { return c.Routes == nil || c.Routes[route] }
+
+// client returns the client of the snapshot with the given name, or nil.
+func (snap *snapshot) client(name string) *admitted {
+	for _, c := range snap.clients {
+		if c.Name == name {
+			return c
+		}
+	}
+	return nil
+}
+
 // admission applies the clients rules to a request whose route is known: a CONNECT, a plain request, or a
 // request inside an intercepted connection (whose client was identified at its CONNECT). It returns the
 // client, or tokenproxy's refusal. Without clients, everyone who reaches the port is let in.
 func (s *Server) admission(x *exchange, r *http.Request) (*config.Client, *http.Response) {
-	clients := x.snap.cfg.Clients
+	clients := x.snap.clients
 	if len(clients) == 0 {
 		return nil, nil
 	}
 	addr := remoteAddr(r.RemoteAddr)
-	var client *config.Client
+	var client *admitted
 	reason := ""
 	if x.tunnel != nil {
 		// Credentials went with the CONNECT; a reload may have removed the client since, or changed its
 		// password (perhaps because it leaked).
-		switch client = x.snap.cfg.Client(x.tunnel.client); {
+		switch client = x.snap.client(x.tunnel.client); {
 		case client == nil || client.Username != x.tunnel.username || client.Password != x.tunnel.password:
 			reason = deniedCredentials
-		case !client.FromAddress(addr):
+		case !client.fromAddress(addr):
 			reason = deniedAddress
 		}
 	} else {
 		client, reason = identify(clients, addr, r.Header.Get("Proxy-Authorization"))
 	}
 	// A client limited to some routes reaches only their hosts: no other host, tunnelled or forwarded.
-	if reason == "" && (x.route == nil && client.Routes != nil || x.route != nil && !client.MayUse(x.route.Name)) {
+	if reason == "" && (x.route == nil && client.Routes != nil || x.route != nil && !client.mayUse(x.route.Name)) {
 		reason = deniedRoute
 	}
 	if reason == "" {
 		x.client = client.Name
-		return client, nil
+		return client.Client, nil
 	}
 	return nil, s.deny(x, r, client, reason, addr)
 }
@@ -56,14 +108,14 @@ func (s *Server) admission(x *exchange, r *http.Request) (*config.Client, *http.
 // identify finds the client a request comes from: by its credentials when they name a client's user,
 // else by its address (an app may send credentials meant for another proxy). A client with both must
 // match both. The reason is empty when a client was found.
-func identify(clients []*config.Client, addr netip.Addr, proxyAuth string) (*config.Client, string) {
+func identify(clients []*admitted, addr netip.Addr, proxyAuth string) (*admitted, string) {
 	if user, password, ok := parseBasic(proxyAuth); ok {
 		// Compared as sums, every client's name and password, so the time taken tells nothing of either.
 		userSum, passwordSum := sha256.Sum256([]byte(user)), sha256.Sum256([]byte(password))
-		var named *config.Client
+		var named *admitted
 		passwordOK := false
 		for _, c := range clients {
-			if isNamed, ok := c.Credentials(&userSum, &passwordSum); isNamed && named == nil {
+			if isNamed, ok := c.credentials(&userSum, &passwordSum); isNamed && named == nil {
 				named, passwordOK = c, ok
 			}
 		}
@@ -71,7 +123,7 @@ func identify(clients []*config.Client, addr netip.Addr, proxyAuth string) (*con
 			if !passwordOK {
 				return nil, deniedCredentials
 			}
-			if !named.FromAddress(addr) {
+			if !named.fromAddress(addr) {
 				return named, deniedAddress
 			}
 			return named, ""
@@ -83,7 +135,7 @@ func identify(clients []*config.Client, addr netip.Addr, proxyAuth string) (*con
 			asksCredentials = true
 			continue // this client must say who it is
 		}
-		if c.FromAddress(addr) {
+		if c.fromAddress(addr) {
 			return c, ""
 		}
 	}
@@ -95,7 +147,7 @@ func identify(clients []*config.Client, addr netip.Addr, proxyAuth string) (*con
 
 // deny makes the refusal: 407 (with Proxy-Authenticate) when credentials would help, 403 otherwise. It is
 // logged and counted here.
-func (s *Server) deny(x *exchange, r *http.Request, client *config.Client, reason string, addr netip.Addr) *http.Response {
+func (s *Server) deny(x *exchange, r *http.Request, client *admitted, reason string, addr netip.Addr) *http.Response {
 	x.step = StepPolicy
 	status, body := http.StatusForbidden, ""
 	switch reason {

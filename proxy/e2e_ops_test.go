@@ -24,10 +24,10 @@ import (
 	"github.com/tokenproxy/tokenproxy/tokensource"
 )
 
-// waitUntil polls cond until it holds, failing after a deadline.
+// waitUntil is testkit.WaitFor under the name these tests use.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	require.Eventually(t, cond, 10*time.Second, 5*time.Millisecond, what)
+	testkit.WaitFor(t, what, cond)
 }
 
 func TestMetricsAfterKnownTraffic(t *testing.T) {

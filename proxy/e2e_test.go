@@ -134,6 +134,10 @@ func TestCacheFalseFetchesEveryTime(t *testing.T) {
 // cannot show this: http.ProxyFromEnvironment skips loopback targets and reads the environment only once per
 // process, so the transports are checked themselves.)
 func TestNeverUsesProxyEnvironment(t *testing.T) {
+	// goproxy reads HTTPS_PROXY when its server is made, and chains CONNECTs through it only when it is set.
+	for _, name := range []string{"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"} {
+		t.Setenv(name, "http://127.0.0.1:1")
+	}
 	h := newHarness(t, harnessOptions{})
 	assert.Nil(t, h.srv.up.transport(forRoutes).Proxy, "the routes' upstream transport")
 	assert.Nil(t, h.srv.up.transport(forUnmatched).Proxy, "the upstream transport of hosts of no route")

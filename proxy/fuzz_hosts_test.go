@@ -74,7 +74,7 @@ func newConfinement(tb testing.TB) *confinement {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	c.cfg, err = config.Parse(filepath.Join(dir, "routes.yaml"), []byte(fmt.Sprintf(confinementRoutes, tokens.URL)), config.LoadOptions{})
+	c.cfg, err = config.Parse(filepath.Join(dir, "routes.yaml"), []byte(fmt.Sprintf(confinementRoutes, tokens.URL)), config.LoadOptions{ParseCA: mitm.ParseCA})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -38,64 +37,24 @@ const (
 )
 
 // received is what an upstream saw of one request.
-type received struct {
-	Method, RequestURI, Host, Proto string
-	Header                          http.Header
-	BodySHA                         string
-	BodyLen                         int64
-	TLS                             bool
-}
+type received = testkit.Received
 
-// upstream is an httptest server that records every request before its handler answers.
-type upstream struct {
-	*httptest.Server
-	mu  sync.Mutex
-	got []received
-}
+// upstream is testkit's recorder under the names these tests use.
+type upstream struct{ *testkit.Upstream }
 
-func (u *upstream) requests() []received {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return append([]received(nil), u.got...)
-}
+func (u *upstream) requests() []received { return u.Requests() }
 
 func (u *upstream) last(t *testing.T) received {
-	got := u.requests()
-	require.NotEmpty(t, got, "the upstream received no request")
-	return got[len(got)-1]
+	t.Helper()
+	return u.Last(t)
 }
 
 // newUpstream starts an upstream; handler may be nil (answers "hello from upstream"). With cert, it speaks TLS.
 // Handlers that read the body themselves set readsBody; otherwise the body is hashed before handler runs.
 func newUpstream(t *testing.T, cert *tls.Certificate, readsBody bool, handler http.HandlerFunc) *upstream {
-	u := &upstream{}
-	u.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rec := received{Method: r.Method, RequestURI: r.RequestURI, Host: r.Host, Proto: r.Proto, Header: r.Header.Clone(), TLS: r.TLS != nil}
-		if !readsBody {
-			h := sha256.New()
-			n, _ := io.Copy(h, r.Body)
-			rec.BodySHA, rec.BodyLen = hex.EncodeToString(h.Sum(nil)), n
-		}
-		u.mu.Lock()
-		u.got = append(u.got, rec)
-		u.mu.Unlock()
-		if handler == nil {
-			w.Header().Set("X-Upstream", "yes")
-			_, _ = io.WriteString(w, "hello from upstream")
-			return
-		}
-		handler(w, r)
-	}))
-	u.Config.MaxHeaderBytes = 8 << 20 // larger than the proxy's: a 431 can only come from the proxy
-	if cert != nil {
-		u.TLS = &tls.Config{Certificates: []tls.Certificate{*cert}}
-		u.EnableHTTP2 = true // as suppliers do: the proxy speaks HTTP/2 to them when they offer it
-		u.StartTLS()
-	} else {
-		u.Start()
-	}
-	t.Cleanup(u.Close)
-	return u
+	return &upstream{testkit.NewUpstream(t, testkit.UpstreamOptions{Handler: handler, ReadsBody: readsBody, Cert: cert,
+		MaxHeaderBytes: 8 << 20, // larger than the proxy's: a 431 can only come from the proxy
+	})}
 }
 
 // tokenServer issues testTokenPrefix+N for the N-th request to buyer's credentials (HTTP Basic), unless
@@ -247,12 +206,12 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 // config parses routes.yaml text; {{TOKEN_URL}} and {{MITM}} are filled in.
 func (h *harness) config(text string, withMITM bool) *config.Config {
 	h.t.Helper()
-	mitm := "mitm: {caCert: ca/ca.crt, caKey: ca/ca.key}"
+	section := "mitm: {caCert: ca/ca.crt, caKey: ca/ca.key}"
 	if !withMITM {
-		mitm = ""
+		section = ""
 	}
-	text = strings.NewReplacer("{{TOKEN_URL}}", h.tokens.URL+"/oauth/token", "{{MITM}}", mitm).Replace(text)
-	cfg, err := config.Parse(filepath.Join(h.dir, "routes.yaml"), []byte(text), config.LoadOptions{})
+	text = strings.NewReplacer("{{TOKEN_URL}}", h.tokens.URL+"/oauth/token", "{{MITM}}", section).Replace(text)
+	cfg, err := config.Parse(filepath.Join(h.dir, "routes.yaml"), []byte(text), config.LoadOptions{ParseCA: mitm.ParseCA})
 	require.NoError(h.t, err)
 	return cfg
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/elazarl/goproxy"
 	"github.com/tokenproxy/tokenproxy/config"
 	"github.com/tokenproxy/tokenproxy/internal/hopbyhop"
+	"github.com/tokenproxy/tokenproxy/proxy/authheader"
 	"github.com/tokenproxy/tokenproxy/tokensource"
 )
 
@@ -208,7 +209,7 @@ func (s *Server) authorize(req *http.Request, x *exchange) (*tokensource.Token, 
 		return nil, err
 	}
 	x.tokenVia, x.fingerprint = string(via), tok.Fingerprint()
-	x.route.Authorize(req.Header, tok)
+	authheader.Set(req.Header, x.route, tok)
 	return tok, nil
 }
 

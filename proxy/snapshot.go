@@ -17,13 +17,15 @@ type snapshot struct {
 	cfg      *config.Config
 	fetchers map[*config.Route]*tokensource.Fetcher
 	leaves   *mitm.Leaves // nil without a mitm section
+	clients  []*admitted  // cfg's clients as admission compares them
 }
 
 // newSnapshot builds the snapshot of a resolved configuration. Whatever did not change since prev is taken
 // over: a route's fetcher when its token settings are the same (it remembers what authStyle auto found),
 // and the leaf certificates when the CA is the same.
 func (s *Server) newSnapshot(cfg *config.Config, prev *snapshot) (*snapshot, error) {
-	snap := &snapshot{cfg: cfg, fetchers: make(map[*config.Route]*tokensource.Fetcher, len(cfg.Routes))}
+	snap := &snapshot{cfg: cfg, fetchers: make(map[*config.Route]*tokensource.Fetcher, len(cfg.Routes)),
+		clients: admittedClients(cfg.Clients)}
 	for _, r := range cfg.Routes {
 		if f := prev.fetcherLike(r); f != nil {
 			snap.fetchers[r] = f

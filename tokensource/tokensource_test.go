@@ -149,12 +149,22 @@ func TestTokenPathAndLifetime(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, tt.wantToken, tok.Value)
 			assert.Equal(t, tt.wantLifetime, tok.Lifetime())
-			// What each request sends and logs is worked out once per token, not per request.
 			assert.Equal(t, Fingerprint(tt.wantToken), tok.Fingerprint())
 			assert.Equal(t, []string{"Bearer " + tt.wantToken}, tok.HeaderValue("Bearer "))
-			assert.Zero(t, testing.AllocsPerRun(50, func() { _, _ = tok.Fingerprint(), tok.HeaderValue("Bearer ") }))
 		})
 	}
+}
+
+// What each request sends and logs is worked out once per token, not per request.
+func TestTokenHeaderAndFingerprintAllocs(t *testing.T) {
+	ts := newTokenServer(t, func(_ int64, w http.ResponseWriter) {
+		_, _ = io.WriteString(w, `{"data":{"token":"n","expires_in":90}}`)
+	})
+	f, err := NewFetcher(Config{TokenURL: ts.URL, ClientID: "c", ClientSecret: "s", TokenPath: "data.token"}, Options{})
+	require.NoError(t, err)
+	tok, err := f.Fetch(context.Background())
+	require.NoError(t, err)
+	assert.Zero(t, testkit.AllocsPerRun(t, 50, func() { _, _ = tok.Fingerprint(), tok.HeaderValue("Bearer ") }))
 }
 
 func TestErrors(t *testing.T) {

@@ -2,6 +2,6 @@
 
 package testkit
 
-// RaceEnabled is set when built with -race, where sync.Pool drops items at random on purpose, so
+// raceEnabled is set when built with -race, where sync.Pool drops items at random on purpose, so
 // allocation counts that rely on a pool do not hold.
-const RaceEnabled = true
+const raceEnabled = true

@@ -75,13 +75,7 @@ func (r *Redis) Start() {
 	if err := r.cmd.Start(); err != nil {
 		r.t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !r.pong() {
-		if time.Now().After(deadline) {
-			r.t.Fatalf("redis-server on %s did not answer PING within 10s", r.Addr)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	WaitFor(r.t, "redis-server on "+r.Addr+" to answer PING", r.pong)
 }
 
 func (r *Redis) pong() bool {

@@ -3,17 +3,10 @@
 package testkit
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -24,6 +17,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/tokenproxy/tokenproxy/internal/certgen"
 )
 
 // Clock is a clock the test moves by hand.
@@ -54,7 +48,6 @@ type Cert struct {
 	TLS  *tls.Certificate
 	Leaf *x509.Certificate
 	PEM  []byte
-	key  *ecdsa.PrivateKey
 }
 
 // Pool returns a pool trusting the certificate.
@@ -89,71 +82,27 @@ func (c *Cert) Issue(t testing.TB, names ...string) *Cert {
 	return leaf
 }
 
-// NewCert makes an ECDSA certificate for names: its own root when parent is nil, a CA when isCA is set.
-// Outside tests (the bench harness) it is what SelfSigned, CA and Issue call.
+// NewCert makes a certificate for names, valid for a day, to serve and to authenticate a client: its own
+// root when parent is nil, a CA when isCA is set. It is what SelfSigned, CA and Issue call, for the tests
+// that make certificates where they cannot fail the test at once.
 func NewCert(names []string, isCA bool, parent *Cert) (*Cert, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: names[0]},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	for _, n := range names {
-		if ip := net.ParseIP(n); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, n)
-		}
-	}
-	if isCA {
-		tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
-		tmpl.KeyUsage |= x509.KeyUsageCertSign
-	}
-	signer, signerKey := tmpl, key
+	var signer *tls.Certificate
 	if parent != nil {
-		signer, signerKey = parent.Leaf, parent.key
+		signer = parent.TLS
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
+	c, err := certgen.New(certgen.Spec{CommonName: names[0], Hosts: append([]string{"127.0.0.1"}, names...), CA: isCA,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}, Valid: 24 * time.Hour}, signer)
 	if err != nil {
 		return nil, err
 	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, err
-	}
-	return &Cert{
-		TLS:  &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf},
-		Leaf: leaf,
-		PEM:  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		key:  key,
-	}, nil
+	return &Cert{TLS: c, Leaf: c.Leaf, PEM: certgen.CertPEM(c)}, nil
 }
 
 // KeyPEM is the certificate's private key as PKCS #8 PEM.
 func (c *Cert) KeyPEM(t testing.TB) []byte {
-	b, err := c.KeyPEMBytes()
+	b, err := certgen.KeyPEM(c.TLS)
 	require.NoError(t, err)
 	return b
-}
-
-// KeyPEMBytes is KeyPEM outside tests.
-func (c *Cert) KeyPEMBytes() ([]byte, error) {
-	der, err := x509.MarshalPKCS8PrivateKey(c.key)
-	if err != nil {
-		return nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }
 
 // LogBuffer is a log sink safe for concurrent writers.

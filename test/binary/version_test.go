@@ -1,4 +1,4 @@
-package main
+package binary
 
 import (
 	"os"
@@ -15,7 +15,7 @@ import (
 // dockerBuild runs the Dockerfile's build step as docker would: its ARGs, with their defaults unless args
 // (NAME=value) give them, as its environment, and no .git (-buildvcs=false); the binary goes to bin.
 func dockerBuild(t *testing.T, bin string, args ...string) {
-	raw, err := os.ReadFile("Dockerfile")
+	raw, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
 	require.NoError(t, err)
 	step := regexp.MustCompile(`(?m)^RUN (CGO_ENABLED=0 go build (?:.*\\\n)*.*)$`).FindStringSubmatch(string(raw))
 	require.NotNil(t, step, "the Dockerfile's go build step")
@@ -25,6 +25,7 @@ func dockerBuild(t *testing.T, bin string, args ...string) {
 		env = append(env, arg[1]+"="+arg[2])
 	}
 	cmd := exec.Command("sh", "-c", script)
+	cmd.Dir = root
 	cmd.Env = append(env, args...)
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s\n%s", script, out)
@@ -66,4 +67,15 @@ func TestVersionSaysHowToSetIt(t *testing.T) {
 	assert.Equal(t, 0, code)
 	assert.True(t, strings.HasPrefix(out, "tokenproxy v0.4.0 (revision 0123456789ab, go1."), out)
 	assert.Empty(t, errOut)
+}
+
+// A release build carries its version from the Dockerfile's -ldflags.
+func TestVersionFromTheBuild(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "tokenproxy")
+	out, err := runGo("build", "-ldflags", "-X github.com/tokenproxy/tokenproxy/internal/buildinfo.version=v9.8.7 "+
+		"-X github.com/tokenproxy/tokenproxy/internal/buildinfo.revision=0123456789abcdef0123", "-o", bin, ".")
+	require.NoError(t, err, out)
+	code, stdout, _ := runCommand(t, bin, "version")
+	assert.Equal(t, 0, code)
+	assert.True(t, strings.HasPrefix(stdout, "tokenproxy v9.8.7 (revision 0123456789ab, "), stdout)
 }

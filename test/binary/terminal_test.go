@@ -1,4 +1,4 @@
-package main
+package binary
 
 import (
 	"bytes"
@@ -13,6 +13,7 @@ import (
 	"github.com/creack/pty"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tokenproxy/tokenproxy/internal/testkit"
 	"github.com/tokenproxy/tokenproxy/secrets"
 	"golang.org/x/sys/unix"
 )
@@ -72,18 +73,6 @@ func (term *terminal) echoOff() bool {
 	return off
 }
 
-// waitFor polls cond until it holds, failing the test after a generous deadline.
-func (term *terminal) waitFor(what string, cond func() bool) {
-	term.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			term.t.Fatalf("waited 20s for %s; screen so far: %q", what, term.screen())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func (term *terminal) typeIn(s string) {
 	_, err := io.WriteString(term.ptmx, s)
 	require.NoError(term.t, err)
@@ -104,9 +93,9 @@ func TestEncryptDoesNotEchoOnATerminal(t *testing.T) {
 	key, err := secrets.NewKey()
 	require.NoError(t, err)
 	term := onTerminal(t, []string{secrets.KeyEnv + "=" + key}, "encrypt")
-	term.waitFor("the prompt", func() bool { return strings.Contains(term.screen(), "secret (not echoed): ") })
+	testkit.WaitForShowing(t, "the prompt", func() bool { return strings.Contains(term.screen(), "secret (not echoed): ") }, term.screen)
 	// Typing before the program has switched echo off would show the secret: wait for the switch itself.
-	term.waitFor("echo to be switched off", term.echoOff)
+	testkit.WaitForShowing(t, "echo to be switched off", term.echoOff, term.screen)
 	term.typeIn(binSecret + "\r")
 	out := term.finished()
 	assert.Contains(t, out, "aes256gcm:")
@@ -114,7 +103,7 @@ func TestEncryptDoesNotEchoOnATerminal(t *testing.T) {
 }
 
 func TestCheckMarksAreColouredOnATerminal(t *testing.T) {
-	tokens, supplier, _ := checkServers(t)
+	tokens, supplier := checkServers(t)
 	config := checkConfig(t, tokens.URL, binSecret, supplier.Listener.Addr().String())
 	out := onTerminal(t, nil, "check", "-config", config).finished()
 	assert.Contains(t, out, "\x1b[32m✔\x1b[0m token:")

@@ -1,12 +1,12 @@
-package main
+package binary
 
 import (
 	"net/http"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tokenproxy/tokenproxy/internal/testkit"
 )
 
 // The binary's /metrics has the series the README's increase() alerts use at zero for every route from the
@@ -30,10 +30,10 @@ func TestAlertSeriesExistAtZeroForEveryRouteInService(t *testing.T) {
 
 	status, _ := getBody(t, proxyClient(r.addr), "http://refused.test/")
 	require.Equal(t, http.StatusBadGateway, status)
-	require.Eventually(t, func() bool {
+	testkit.WaitFor(t, "the first token failure counted", func() bool {
 		m, _ := scrape(t, r.admin)
 		return value(m, "tokenproxy_errors_total", "route", "refused", "kind", "token") == 1
-	}, 20*time.Second, 5*time.Millisecond, "the first token failure counted")
+	})
 
 	r.write(t, "listen: 127.0.0.1:0\nadmin: 127.0.0.1:0\nroutes:\n"+good+routeYAML("added", "added.test", "TOKENS", ""))
 	r.waitLog(t, "the reload", `"msg":"configuration reloaded"`)

@@ -1,4 +1,4 @@
-package main
+package binary
 
 import (
 	"crypto/tls"
@@ -36,10 +36,9 @@ func TestAppsTrustTheCAThroughTheWrittenBundles(t *testing.T) {
 	tunnelled := serveTLS(t, root, func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, "tunnelled auth="+r.Header.Get("Authorization")+"\n")
 	})
-	tokens := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	tokens := testkit.NewTokenServer(t, func(_ int64, _ testkit.TokenRequest, w http.ResponseWriter) {
 		_, _ = io.WriteString(w, `{"access_token":"client-token","expires_in":600}`)
-	}))
-	defer tokens.Close()
+	})
 
 	dir := t.TempDir()
 	rootsFile := writeFile(t, dir, "system-roots.pem", string(root.PEM))

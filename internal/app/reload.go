@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -20,7 +20,7 @@ import (
 // included) and has settled. A configuration that does not load or resolve is refused and the one in
 // service stays.
 type reloader struct {
-	cf            configFlags
+	load          func() (*config.Config, error) // reads the configuration files
 	srv           *proxy.Server
 	metrics       *admin.Metrics // nil without admin endpoints
 	log           *slog.Logger
@@ -39,6 +39,13 @@ type reloader struct {
 	settling bool
 	read     []config.Source
 	now      func() time.Time // nil: time.Now
+}
+
+// newReloader returns the reloader of p, which serves cfg, read from sources, since start; load reads the
+// configuration files again.
+func newReloader(load func() (*config.Config, error), p *running, cfg *config.Config, sources []config.Source) *reloader {
+	return &reloader{load: load, srv: p.srv, metrics: p.metrics, log: p.log, listen: cfg.Listen, admin: cfg.Admin,
+		store: storeOf(cfg), sources: sources}
 }
 
 // Discovery retries after a reload failed to reach an issuer: 5 s, doubling up to a minute.
@@ -82,7 +89,7 @@ func (r *reloader) poll(ctx context.Context) {
 	if !r.settling && !retry && !config.Changed(watched) {
 		return
 	}
-	loaded, err := r.cf.load()
+	loaded, err := r.load()
 	read := sourcesRead(loaded, err)
 	switch {
 	case config.SameSources(read, watched):
@@ -114,7 +121,7 @@ func sourcesRead(loaded *config.Config, err error) []config.Source {
 
 // reload loads the configuration now and puts it in service (SIGHUP: the operator says the files are ready).
 func (r *reloader) reload(ctx context.Context, reason string) {
-	loaded, err := r.cf.load()
+	loaded, err := r.load()
 	r.apply(ctx, reason, loaded, err)
 }
 

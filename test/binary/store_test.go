@@ -1,4 +1,4 @@
-package main
+package binary
 
 import (
 	"context"
@@ -34,7 +34,7 @@ func TestTwoBinariesShareATokenThroughRedis(t *testing.T) {
 		require.Equal(t, http.StatusOK, status)
 		assert.Equal(t, "auth=Bearer tok-a-1", body)
 	}
-	assert.EqualValues(t, 1, tokens.count.Load(), "one token for both sidecars")
+	assert.EqualValues(t, 1, tokens.Count.Load(), "one token for both sidecars")
 
 	for _, r := range []*running{one, two} {
 		resp, err := http.Get("http://" + r.admin + "/routes")
@@ -105,7 +105,7 @@ func TestTheStoreOverTLSWithAPasswordFileAndAKeyPrefix(t *testing.T) {
 		assert.Equal(t, "auth=Bearer tok-a-1", body)
 		assert.True(t, storeHealthy(r))
 	}
-	assert.EqualValues(t, 1, tokens.count.Load(), "one token for both, through TLS and AUTH")
+	assert.EqualValues(t, 1, tokens.Count.Load(), "one token for both, through TLS and AUTH")
 
 	// What is in Redis: keys under the prefix only, and neither the client id, the secret nor the token.
 	client := goredis.NewClient(&goredis.Options{Addr: redis.Addr, Password: "pw-redis-7",

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -32,15 +32,15 @@ func newTestReloader(t *testing.T, path, keyFile string, log io.Writer) *reloade
 	if log == nil {
 		log = io.Discard
 	}
-	cf := configFlags{path: &path, keyFile: &keyFile}
-	loaded, err := cf.load()
+	files := ConfigFiles{Path: path, SecretKeyFile: keyFile}
+	loaded, err := files.Load()
 	require.NoError(t, err)
 	cfg, err := config.Resolve(context.Background(), loaded, nil, nil)
 	require.NoError(t, err)
 	srv, err := proxy.New(cfg, proxy.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	require.NoError(t, err)
-	return &reloader{cf: cf, srv: srv, metrics: admin.NewMetrics(buildinfo.Read()), log: slog.New(slog.NewTextHandler(log, nil)),
-		listen: cfg.Listen, sources: loaded.Sources}
+	p := &running{srv: srv, metrics: admin.NewMetrics(buildinfo.Read()), log: slog.New(slog.NewTextHandler(log, nil))}
+	return newReloader(files.Load, p, cfg, loaded.Sources)
 }
 
 // reloads counts the reloader's reloads with result success or failure.
@@ -65,21 +65,12 @@ func TestAReloaderTriesARefusedFileOncePerChange(t *testing.T) {
 	path := filepath.Join(dir, "routes.yaml")
 	good := "routes:\n  - name: a\n    hosts: [a.example]\n    tokenUrl: https://auth.example/t\n    clientId: c\n    clientSecret: s\n"
 	require.NoError(t, os.WriteFile(path, []byte(good), 0o600))
-	keyFile := ""
-	cf := configFlags{path: &path, keyFile: &keyFile}
-	cfg, err := cf.load()
-	require.NoError(t, err)
-	srv, err := proxy.New(cfg, proxy.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	require.NoError(t, err)
-	metrics := admin.NewMetrics(buildinfo.Read())
-	r := &reloader{cf: cf, srv: srv, metrics: metrics, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		listen: cfg.Listen, sources: cfg.Sources}
+	r := newTestReloader(t, path, "", nil)
+	srv := r.srv
 
 	ctx := context.Background()
 	poll := func() { r.poll(ctx) }
-	reloads := func(result string) float64 {
-		return counterValue(t, metrics, "tokenproxy_config_reloads_total", result)
-	}
+	reloads := func(result string) float64 { return r.reloads(t, result) }
 
 	poll()
 	assert.Zero(t, reloads("success")+reloads("failure"), "nothing changed, nothing loaded")
@@ -188,21 +179,11 @@ func TestReloadsAndIssuerDiscovery(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "routes.yaml")
 	require.NoError(t, os.WriteFile(path, []byte("routes:\n"+route("a", "one")), 0o600))
-	keyFile := ""
-	cf := configFlags{path: &path, keyFile: &keyFile}
-	loaded, err := cf.load()
-	require.NoError(t, err)
-	cfg, err := config.Resolve(context.Background(), loaded, nil, nil)
-	require.NoError(t, err)
-	srv, err := proxy.New(cfg, proxy.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	require.NoError(t, err)
-	metrics := admin.NewMetrics(buildinfo.Read())
+	r := newTestReloader(t, path, "", nil)
+	srv := r.srv
 	now := time.Unix(1_800_000_000, 0)
-	r := &reloader{cf: cf, srv: srv, metrics: metrics, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		sources: loaded.Sources, now: func() time.Time { return now }}
-	reloads := func(result string) float64 {
-		return counterValue(t, metrics, "tokenproxy_config_reloads_total", result)
-	}
+	r.now = func() time.Time { return now }
+	reloads := func(result string) float64 { return r.reloads(t, result) }
 	ctx := context.Background()
 
 	up.Store(false)
@@ -234,16 +215,8 @@ func TestTheSecretKeyFileIsASource(t *testing.T) {
 	key, err := secrets.NewKey()
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(keyFile, []byte(key), 0o600))
-	cf := configFlags{path: &path, keyFile: &keyFile}
-	loaded, err := cf.load()
-	require.NoError(t, err)
-	srv, err := proxy.New(loaded, proxy.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	require.NoError(t, err)
-	metrics := admin.NewMetrics(buildinfo.Read())
-	r := &reloader{cf: cf, srv: srv, metrics: metrics, log: slog.New(slog.NewTextHandler(io.Discard, nil)), sources: loaded.Sources}
-	reloads := func(result string) float64 {
-		return counterValue(t, metrics, "tokenproxy_config_reloads_total", result)
-	}
+	r := newTestReloader(t, path, keyFile, nil)
+	reloads := func(result string) float64 { return r.reloads(t, result) }
 
 	require.NoError(t, os.Remove(keyFile))
 	for range 5 {
@@ -335,143 +308,4 @@ func TestStoreOfComparesTheEffectiveKeyPrefix(t *testing.T) {
 	assert.NotEqual(t, storeOf(&config.Config{Store: &config.Store{URL: "redis://r:6379"}}),
 		storeOf(&config.Config{Store: &config.Store{URL: "redis://r:6379", KeyPrefix: "team-a:"}}))
 	assert.Empty(t, storeOf(&config.Config{}))
-}
-
-// A change is loaded only once every file it reads has read the same at two polls in a row. A file
-// written in place in steps, with a poll between them, is never served as it stood between them, even
-// when that is a valid configuration; a rename or a ConfigMap's ..data swap is served at the second poll
-// after it, like any other change. No refusal is logged for what a writer has not finished.
-func TestAReloadServesOnlyFilesThatHaveSettled(t *testing.T) {
-	const (
-		routeOne = "routes:\n  - {name: a, hosts: [a.example], tokenUrl: \"https://auth.example/t\", clientId: c, clientSecretFile: secret, scope: one}\n"
-		routeTwo = "routes:\n  - {name: a, hosts: [a.example], tokenUrl: \"https://auth.example/t\", clientId: c, clientSecretFile: secret, scope: two}\n"
-		reject   = "unmatched: reject\n"
-	)
-	// state names the configuration in service: old, new or, for anything else, what it is (no secret).
-	state := func(cfg *config.Config) string {
-		tok := cfg.Routes[0].Token
-		secret := map[string]string{"secret-one": "one", "secret-two": "two"}[tok.ClientSecret]
-		switch got := fmt.Sprintf("scope=%s secret=%s reject=%t", tok.Scope, secret, cfg.RejectUnmatched); got {
-		case "scope=one secret=one reject=true":
-			return "old"
-		case "scope=two secret=two reject=true":
-			return "new"
-		default:
-			return got
-		}
-	}
-	write := func(path, content string) { require.NoError(t, os.WriteFile(path, []byte(content), 0o600)) }
-	// inPlace writes content to path as an editor saving in place does: the same file, truncated, then
-	// written; each call of the returned step writes the next part, the last one closes the file.
-	inPlace := func(path string, parts ...string) []func() {
-		var f *os.File
-		steps := make([]func(), len(parts))
-		for i, p := range parts {
-			steps[i] = func() {
-				if i == 0 {
-					var err error
-					f, err = os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
-					require.NoError(t, err)
-				}
-				_, err := f.WriteString(p)
-				require.NoError(t, err)
-				if i == len(parts)-1 {
-					require.NoError(t, f.Close())
-				}
-			}
-		}
-		return steps
-	}
-	// flat is routes.yaml and its secret file side by side.
-	flat := func(dir string) string {
-		write(filepath.Join(dir, "secret"), "secret-one\n")
-		write(filepath.Join(dir, "routes.yaml"), routeOne+reject)
-		return filepath.Join(dir, "routes.yaml")
-	}
-	// configMap is the layout the kubelet gives a ConfigMap or Secret volume: each file a symlink into
-	// ..data, itself a symlink to a timestamped directory.
-	configMap := func(dir string) string {
-		version := func(name, routes, secret string) {
-			require.NoError(t, os.Mkdir(filepath.Join(dir, name), 0o755))
-			write(filepath.Join(dir, name, "routes.yaml"), routes)
-			write(filepath.Join(dir, name, "secret"), secret)
-		}
-		version("..2026_01_01", routeOne+reject, "secret-one\n")
-		require.NoError(t, os.Symlink("..2026_01_01", filepath.Join(dir, "..data")))
-		for _, f := range []string{"routes.yaml", "secret"} {
-			require.NoError(t, os.Symlink(filepath.Join("..data", f), filepath.Join(dir, f)))
-		}
-		return filepath.Join(dir, "routes.yaml")
-	}
-
-	cases := []struct {
-		name  string
-		setup func(dir string) string // the files in service; returns routes.yaml's path
-		// steps change the files, with one poll after each: none of them may be served before the last.
-		steps func(dir string) []func()
-	}{{
-		name:  "routes.yaml written in place, its last line after a poll",
-		setup: flat,
-		steps: func(dir string) []func() {
-			return append([]func(){func() { write(filepath.Join(dir, "secret"), "secret-two\n") }},
-				inPlace(filepath.Join(dir, "routes.yaml"), routeTwo, reject)...)
-		},
-	}, {
-		name:  "routes.yaml truncated, then written",
-		setup: flat,
-		steps: func(dir string) []func() {
-			return append([]func(){func() { write(filepath.Join(dir, "secret"), "secret-two\n") }},
-				inPlace(filepath.Join(dir, "routes.yaml"), "", routeTwo+reject)...)
-		},
-	}, {
-		name:  "the secret file routes.yaml names, written in place in two steps",
-		setup: flat,
-		steps: func(dir string) []func() {
-			return append([]func(){func() { write(filepath.Join(dir, "routes.yaml"), routeTwo+reject) }},
-				inPlace(filepath.Join(dir, "secret"), "secret-t", "wo\n")...)
-		},
-	}, {
-		name:  "routes.yaml renamed into place",
-		setup: flat,
-		steps: func(dir string) []func() {
-			return []func(){func() {
-				write(filepath.Join(dir, "secret.tmp"), "secret-two\n")
-				write(filepath.Join(dir, "routes.yaml.tmp"), routeTwo+reject)
-				require.NoError(t, os.Rename(filepath.Join(dir, "secret.tmp"), filepath.Join(dir, "secret")))
-				require.NoError(t, os.Rename(filepath.Join(dir, "routes.yaml.tmp"), filepath.Join(dir, "routes.yaml")))
-			}}
-		},
-	}, {
-		name:  "a ConfigMap's ..data swapped",
-		setup: configMap,
-		steps: func(dir string) []func() {
-			return []func(){func() {
-				require.NoError(t, os.Mkdir(filepath.Join(dir, "..2026_01_02"), 0o755))
-				write(filepath.Join(dir, "..2026_01_02", "routes.yaml"), routeTwo+reject)
-				write(filepath.Join(dir, "..2026_01_02", "secret"), "secret-two\n")
-				require.NoError(t, os.Symlink("..2026_01_02", filepath.Join(dir, "..data_tmp")))
-				require.NoError(t, os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")))
-				require.NoError(t, os.RemoveAll(filepath.Join(dir, "..2026_01_01")))
-			}}
-		},
-	}}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			dir := t.TempDir()
-			r := newTestReloader(t, c.setup(dir), "", nil)
-			require.Equal(t, "old", state(r.srv.Config()))
-			ctx := context.Background()
-			for i, step := range c.steps(dir) {
-				step()
-				r.poll(ctx)
-				require.Equal(t, "old", state(r.srv.Config()), "after step %d and a poll", i+1)
-			}
-			r.poll(ctx)
-			assert.Equal(t, "new", state(r.srv.Config()), "the second poll after the last step")
-			assert.Equal(t, 1.0, r.reloads(t, "success"))
-			assert.Zero(t, r.reloads(t, "failure"), "nothing refused on the way")
-			r.poll(ctx)
-			assert.Equal(t, 1.0, r.reloads(t, "success"), "and loaded once")
-		})
-	}
 }
