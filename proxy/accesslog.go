@@ -73,8 +73,11 @@ func (s *Server) logRequest(x *exchange, took time.Duration) {
 	}
 	// One attribute, a group without a key, which handlers write inline: a record keeps up to five
 	// attributes without allocating, and the fields live in a pooled slice the handler is done with when
-	// LogAttrs returns.
-	s.log.LogAttrs(ctx, level, "request", slog.Attr{Value: slog.GroupValue(attrs...)})
+	// Handle returns. The record goes to the handler directly, with no source position: Logger.LogAttrs
+	// would walk the stack for one on every line (runtime.Callers), which no handler of tokenproxy's prints.
+	rec := slog.NewRecord(time.Now(), level, "request", 0)
+	rec.AddAttrs(slog.Attr{Value: slog.GroupValue(attrs...)})
+	_ = s.log.Handler().Handle(ctx, rec)
 	clear(attrs) // the pool holds no strings of this request
 	*held = attrs
 	accessAttrs.Put(held)

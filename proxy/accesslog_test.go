@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/tokenproxy/tokenproxy/config"
+	"github.com/tokenproxy/tokenproxy/internal/logging"
 	"github.com/tokenproxy/tokenproxy/internal/testkit"
 )
 
@@ -34,4 +35,25 @@ func TestAccessLineFieldsAndAllocations(t *testing.T) {
 	// log/slog's JSON handler formats a float through encoding/json, which boxes it: duration_ms's one.
 	s.log = slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	assert.Equal(t, 1.0, testing.AllocsPerRun(100, func() { s.logRequest(x, time.Millisecond) }))
+}
+
+// BenchmarkAccessLine is the access line of a matched request with a cached token, through the logger as
+// deployed (logfmt into the buffered writer).
+//
+//	go test ./proxy -run '^$' -bench AccessLine -benchmem
+func BenchmarkAccessLine(b *testing.B) {
+	log, closeLog, err := logging.New(io.Discard, "info", "text", true)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer closeLog()
+	s := &Server{log: log}
+	x := &exchange{route: &config.Route{Name: "orders"}, method: "GET", host: "api.example:8080", path: "/orders/1",
+		status: 200, tokenVia: "hit", fingerprint: "3b0e893f"}
+	x.received.Store(1024)
+	x.tokenLeft.Store(true)
+	b.ReportAllocs()
+	for range b.N {
+		s.logRequest(x, 1234567*time.Nanosecond)
+	}
 }
