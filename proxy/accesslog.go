@@ -17,6 +17,9 @@ func (s *Server) done(x *exchange) {
 		s.metrics.Error(route, x.step)
 	}
 	s.logRequest(x, took)
+	if c := x.conn(); c != nil {
+		c.sending.CompareAndSwap(x, nil) // its connection's trace no longer tells it
+	}
 	if x.counted {
 		s.inflight.Add(-1)
 	}
