@@ -214,6 +214,13 @@ func (c *trackedConn) SetDeadline(t time.Time) error {
 }
 
 func (c *trackedConn) SetWriteDeadline(t time.Time) error {
+	if t.IsZero() && c.lastWrite.Load() != 0 {
+		// net/http clears the write deadline after every answer (Go 1.26), and the next answer's first write
+		// would set it again: two changes of the runtime's timers per request. The deadline progress set
+		// stays instead; it lies at least the idle timeout less pushEvery ahead of any later write, which
+		// pushes it on if it is older, so every write still has one. An idle connection writes nothing.
+		return nil
+	}
 	c.lastWrite.Store(0)
 	return c.Conn.SetWriteDeadline(t)
 }
