@@ -1,9 +1,11 @@
 package admin
 
 import (
+	"maps"
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,6 +39,77 @@ type Metrics struct {
 	// routes are the routes whose series may exist: those in service, and those a reload removed until a
 	// later reload finds none of their series (a request that ran on the old configuration may add one).
 	routes map[string]bool
+	// series holds the per-request children of the routes in service and of hosts of no route, each looked
+	// up by label values once and kept, instead of on every request; replaced whole by RoutesInService. A
+	// route not in it (a request that ran on a configuration since replaced) takes the label-values path.
+	series atomic.Pointer[map[string]*routeSeries]
+}
+
+// routeSeries are one route's children of the metrics every request counts, each looked up by label values
+// the first time it is needed (so a series still appears only once it has something to count) and kept.
+type routeSeries struct {
+	m        *Metrics
+	route    string
+	mu       sync.Mutex // one writer at a time of what follows
+	duration atomic.Pointer[prometheus.Observer]
+	// codes and lookups are children by status code (tokenproxy_requests_total) and by how the token was
+	// found (tokenproxy_token_cache_total), copied on write so that a request reads them without a lock.
+	codes   atomic.Pointer[map[int]prometheus.Counter]
+	lookups atomic.Pointer[map[tokensource.Via]prometheus.Counter]
+}
+
+func (m *Metrics) newRouteSeries(route string) *routeSeries {
+	s := &routeSeries{m: m, route: route}
+	s.codes.Store(&map[int]prometheus.Counter{})
+	s.lookups.Store(&map[tokensource.Via]prometheus.Counter{})
+	return s
+}
+
+// observer is the route's request duration histogram.
+func (s *routeSeries) observer() prometheus.Observer {
+	if o := s.duration.Load(); o != nil {
+		return *o
+	}
+	o := s.m.duration.WithLabelValues(s.route)
+	s.duration.Store(&o)
+	return o
+}
+
+// code is the route's request counter for status.
+func (s *routeSeries) code(status int) prometheus.Counter {
+	if c, ok := (*s.codes.Load())[status]; ok {
+		return c
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.m.requests.WithLabelValues(s.route, statusCode(status))
+	s.codes.Store(with(*s.codes.Load(), status, c))
+	return c
+}
+
+// lookup is the route's token cache counter for via.
+func (s *routeSeries) lookup(via tokensource.Via) prometheus.Counter {
+	if c, ok := (*s.lookups.Load())[via]; ok {
+		return c
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.m.lookups.WithLabelValues(s.route, string(via))
+	s.lookups.Store(with(*s.lookups.Load(), via, c))
+	return c
+}
+
+// with returns a copy of m with k set to v.
+func with[K comparable, V any](m map[K]V, k K, v V) *map[K]V {
+	next := make(map[K]V, len(m)+1)
+	maps.Copy(next, m)
+	next[k] = v
+	return &next
+}
+
+// seriesOf returns the children of a route in service, or nil.
+func (m *Metrics) seriesOf(route string) *routeSeries {
+	return (*m.series.Load())[route]
 }
 
 var _ proxy.Metrics = (*Metrics)(nil)
@@ -122,6 +195,7 @@ func NewMetrics(info buildinfo.Info) *Metrics {
 	for _, kind := range []string{proxy.StepUpstream, proxy.StepPolicy} { // the answers to hosts of no route
 		m.errors.WithLabelValues(unmatched, kind)
 	}
+	m.series.Store(&map[string]*routeSeries{unmatched: m.newRouteSeries(unmatched)})
 	m.reg.MustRegister(m.requests, m.duration, m.errors, m.fetches, m.fetchDuration, m.lookups, m.replays, m.refusals,
 		m.connections, m.refusedConns, m.denials, m.reloads, m.lastReload, m.storeOps, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -162,10 +236,24 @@ const unmatched = "-"
 
 // RoutesInService implements proxy.Metrics: the series alerts watch with increase() (errors by kind,
 // replays, refusal backoffs) start at zero for every route in service, so the first event after a start
-// or a reload is an increase, and every series of a route no longer in service is dropped.
+// or a reload is an increase, and every series of a route no longer in service is dropped. The children
+// requests count are looked up here, once per route, and those of the routes removed are let go.
 func (m *Metrics) RoutesInService(routes []string) {
 	m.routesMu.Lock()
 	defer m.routesMu.Unlock()
+	// Requests of the routes removed count by label values from here on, so none counts into a child
+	// whose series is dropped below; a route kept keeps its children, whose series stay.
+	prev := *m.series.Load()
+	series := make(map[string]*routeSeries, len(routes)+1)
+	series[unmatched] = prev[unmatched]
+	for _, name := range routes {
+		if s := prev[name]; s != nil {
+			series[name] = s
+		} else {
+			series[name] = m.newRouteSeries(name)
+		}
+	}
+	m.series.Store(&series)
 	inService := make(map[string]bool, len(routes))
 	for _, name := range routes {
 		inService[name] = true
@@ -195,6 +283,11 @@ func (m *Metrics) RoutesInService(routes []string) {
 
 // Request implements proxy.Metrics.
 func (m *Metrics) Request(route string, status int, took time.Duration) {
+	if s := m.seriesOf(route); s != nil {
+		s.code(status).Inc()
+		s.observer().Observe(took.Seconds())
+		return
+	}
 	m.requests.WithLabelValues(route, statusCode(status)).Inc()
 	m.duration.WithLabelValues(route).Observe(took.Seconds())
 }
@@ -226,6 +319,10 @@ func (m *Metrics) ConnectionClosed(kind proxy.ConnKind) {
 
 // TokenLookup implements tokensource.Metrics.
 func (m *Metrics) TokenLookup(route string, via tokensource.Via) {
+	if s := m.seriesOf(route); s != nil {
+		s.lookup(via).Inc()
+		return
+	}
 	m.lookups.WithLabelValues(route, string(via)).Inc()
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/tokenproxy/tokenproxy/config"
 	"github.com/tokenproxy/tokenproxy/internal/buildinfo"
 	"github.com/tokenproxy/tokenproxy/proxy"
+	"github.com/tokenproxy/tokenproxy/tokensource"
 )
 
 func routesConfig(t *testing.T, names ...string) *config.Config {
@@ -115,4 +116,71 @@ func TestAlertSeriesStartAtZeroForEveryRouteInService(t *testing.T) {
 	}
 	assert.Empty(t, of(body, "b"))
 	assert.Empty(t, of(body, "c"))
+}
+
+// The series every request counts go through children kept per route: they appear with the first request
+// (not before), a reload keeps those of the routes it keeps, and a route that comes back after a reload
+// removed it counts into new series, not into the children of the series that reload dropped.
+func TestRequestSeriesAcrossReloads(t *testing.T) {
+	m := NewMetrics(buildinfo.Read())
+	samples := func() map[string]bool {
+		t.Helper()
+		code, body := get(t, m.Handler(), "/metrics")
+		require.Equal(t, http.StatusOK, code)
+		got := map[string]bool{}
+		for _, line := range strings.Split(body, "\n") {
+			if strings.HasPrefix(line, "tokenproxy_requests_total") || strings.HasPrefix(line, "tokenproxy_token_cache_total") ||
+				strings.HasPrefix(line, "tokenproxy_request_duration_seconds_count") {
+				got[line] = true
+			}
+		}
+		return got
+	}
+	m.RoutesInService([]string{"a", "b"})
+	assert.Empty(t, samples(), "no request, no series")
+
+	m.TokenLookup("a", tokensource.ViaHit)
+	m.TokenLookup("a", tokensource.ViaHit)
+	m.TokenLookup("a", tokensource.ViaFetch)
+	m.Request("a", http.StatusOK, time.Millisecond)
+	m.Request("a", http.StatusOK, time.Millisecond)
+	m.Request("a", http.StatusNotFound, time.Millisecond)
+	m.Request("-", http.StatusBadGateway, time.Millisecond)
+	assert.Equal(t, map[string]bool{
+		`tokenproxy_requests_total{code="200",route="a"} 2`:        true,
+		`tokenproxy_requests_total{code="404",route="a"} 1`:        true,
+		`tokenproxy_requests_total{code="502",route="-"} 1`:        true,
+		`tokenproxy_request_duration_seconds_count{route="a"} 3`:   true,
+		`tokenproxy_request_duration_seconds_count{route="-"} 1`:   true,
+		`tokenproxy_token_cache_total{result="hit",route="a"} 2`:   true,
+		`tokenproxy_token_cache_total{result="fetch",route="a"} 1`: true,
+	}, samples())
+
+	m.RoutesInService([]string{"b"}) // a goes, and every series of it
+	m.RoutesInService([]string{"a", "b"})
+	m.TokenLookup("a", tokensource.ViaHit)
+	m.Request("a", http.StatusOK, time.Millisecond)
+	m.Request("-", http.StatusBadGateway, time.Millisecond)
+	assert.Equal(t, map[string]bool{
+		`tokenproxy_requests_total{code="200",route="a"} 1`:      true,
+		`tokenproxy_requests_total{code="502",route="-"} 2`:      true,
+		`tokenproxy_request_duration_seconds_count{route="a"} 1`: true,
+		`tokenproxy_request_duration_seconds_count{route="-"} 2`: true,
+		`tokenproxy_token_cache_total{result="hit",route="a"} 1`: true,
+	}, samples())
+}
+
+// BenchmarkRequestMetrics is what a matched request with a cached token costs the metrics.
+//
+//	go test ./admin -run '^$' -bench RequestMetrics -benchmem
+func BenchmarkRequestMetrics(b *testing.B) {
+	m := NewMetrics(buildinfo.Read())
+	m.RoutesInService([]string{"orders", "billing", "shipping"})
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			m.TokenLookup("orders", tokensource.ViaHit)
+			m.Request("orders", http.StatusOK, time.Millisecond)
+		}
+	})
 }

@@ -19,9 +19,13 @@ import (
 	"github.com/tokenproxy/tokenproxy/internal/minproxy"
 )
 
-// roleEnv makes the harness's own binary run as one of its helper processes: the upstream or the minimal
-// proxy, each in a process of its own so that the load generator's garbage collection is not theirs.
+// roleEnv makes the harness's own binary run as one of its helper processes: the upstream, the minimal
+// proxy or the bare one, each in a process of its own so that the load generator's garbage collection is not theirs.
 const roleEnv = "TOKENPROXY_BENCH_ROLE"
+
+// bareAuthorization is what the bare proxy puts on every request: the header tokenproxy sends with the token
+// endpoint's answer below.
+const bareAuthorization = "Bearer bench-token"
 
 // answerBody is what the upstream sends for every request: 1 KiB, as in the proxy package's benchmarks.
 var answerBody = strings.Repeat("x", 1024)
@@ -81,6 +85,8 @@ func runRole(role string) int {
 		}
 	case "minimal":
 		err = listen(minproxy.New(64), nil)
+	case "bare":
+		err = listen(minproxy.Bare(64, bareAuthorization), nil)
 	default:
 		err = fmt.Errorf("unknown role %q", role)
 	}

@@ -15,6 +15,15 @@ type speedRun struct {
 	left    []string // peers not measured, and why
 }
 
+// The rows the targets are computed from.
+const (
+	infoName    = "tokenproxy, matched route, log level info"
+	quietName   = "tokenproxy, matched route, log level error"
+	minimalName = "minimal net/http proxy"
+	bareName    = "bare net/http proxy (fixed Authorization, no hop-by-hop scan, no log)"
+	squidName   = "squid (forward proxy, caching off)"
+)
+
 func newSpeedRun(f *fixture, o options) (*speedRun, error) {
 	s := &speedRun{f: f, o: o}
 	var err error
@@ -24,12 +33,19 @@ func newSpeedRun(f *fixture, o options) (*speedRun, error) {
 	if s.quiet, err = f.startTokenproxy("tokenproxy-error", "error"); err != nil {
 		return nil, err
 	}
+	// The least a Go proxy that puts a token on requests does: the bar of the plain path's speed.
+	bare, err := startRole("bare")
+	if err != nil {
+		return nil, err
+	}
+	f.track(bare)
 	s.targets = []*target{
 		{name: "direct", group: "direct", host: f.matched},
-		{name: "tokenproxy, matched route, log level info", group: "direct", proxy: s.info.addr, host: f.matched},
-		{name: "tokenproxy, matched route, log level error", group: "direct", proxy: s.quiet.addr, host: f.matched},
+		{name: infoName, group: "direct", proxy: s.info.addr, host: f.matched},
+		{name: quietName, group: "direct", proxy: s.quiet.addr, host: f.matched},
 		{name: "tokenproxy, no route (pass-through)", group: "direct", proxy: s.info.addr, host: f.other},
-		{name: "minimal net/http proxy", group: "direct", proxy: f.minimal.addrs[0], host: f.matched},
+		{name: minimalName, group: "direct", proxy: f.minimal.addrs[0], host: f.matched},
+		{name: bareName, group: "direct", proxy: bare.addrs[0], host: f.matched},
 	}
 	if o.peers {
 		for _, p := range peers {
@@ -85,35 +101,37 @@ func (s *speedRun) closedLoop(rep *report) {
 	}
 	direct := map[string]float64{"direct": byName["direct"].rps(), "https": byName["direct HTTPS, keep-alive"].rps(),
 		"https-new": byName["direct HTTPS, new connection per request"].rps()}
-	minimal := byName["minimal net/http proxy"].rps()
+	minimal, bareRPS := byName[minimalName].rps(), byName[bareName].rps()
 	var rows [][]string
 	for i, t := range s.targets {
 		r := &res[i]
-		vsMinimal := "–"
+		vsMinimal, vsBare := "–", "–"
 		if t.group == "direct" {
-			vsMinimal = ratio(r.rps(), minimal)
+			vsMinimal, vsBare = ratio(r.rps(), minimal), ratio(r.rps(), bareRPS)
 		}
 		errs := fmt.Sprint(r.errors)
 		if r.errors > 0 {
 			errs = fmt.Sprintf("%d (last: %v)", r.errors, r.lastErr)
 		}
-		rows = append(rows, []string{t.name, count(r.rps()), ratio(r.rps(), direct[t.group]), vsMinimal,
+		rows = append(rows, []string{t.name, count(r.rps()), ratio(r.rps(), direct[t.group]), vsMinimal, vsBare,
 			ms(r.percentile(50)), ms(r.percentile(99)), errs})
 	}
 	rep.table("Throughput, closed loop",
 		fmt.Sprintf("%d connections each sending its next GET (1 KiB answer) when the last is answered, %s per target "+
 			"in each of %d rounds, interleaved; × direct compares with direct plain HTTP, direct HTTPS keep-alive or "+
-			"direct HTTPS with a new connection per request, whichever the row is a proxy for.",
+			"direct HTTPS with a new connection per request, whichever the row is a proxy for. The bare proxy only "+
+			"deletes Proxy-Connection, sets a fixed Authorization and copies the answer.",
 			s.o.conns, s.o.duration, s.o.rounds),
-		[]string{"target", "req/s", "× direct", "× minimal proxy", "p50", "p99", "errors"}, rows)
+		[]string{"target", "req/s", "× direct", "× minimal proxy", "× bare proxy", "p50", "p99", "errors"}, rows)
 	for _, l := range s.left {
 		rep.note("Left out: %s.", l)
 	}
 
-	info := byName["tokenproxy, matched route, log level info"].rps()
-	quiet := byName["tokenproxy, matched route, log level error"].rps()
+	info := byName[infoName].rps()
+	quiet := byName[quietName].rps()
 	rep.target("matched plain HTTP at info ≥ 0.95× the minimal net/http proxy", info >= 0.95*minimal, "%s", ratio(info, minimal))
-	if sq, ok := byName["squid (forward proxy, caching off)"]; ok {
+	rep.target("matched plain HTTP at info ≥ 1.0× the bare net/http proxy", info >= bareRPS, "%s", ratio(info, bareRPS))
+	if sq, ok := byName[squidName]; ok {
 		rep.target("matched plain HTTP at info ≥ 1.2× squid", info >= 1.2*sq.rps(), "%s", ratio(info, sq.rps()))
 	}
 	rep.target("logging a line per request costs ≤ ~5 % (info against error)", info >= 0.95*quiet, "info is %s of error", ratio(info, quiet))
@@ -124,7 +142,7 @@ func (s *speedRun) closedLoop(rep *report) {
 // fixedRate measures direct, tokenproxy and the minimal proxy at o.rate requests a second, interleaved
 // over the rounds, and reports the latency each adds over direct.
 func (s *speedRun) fixedRate(rep *report) {
-	names := []string{"direct", "tokenproxy, matched route, log level info", "minimal net/http proxy",
+	names := []string{"direct", infoName, minimalName,
 		"direct HTTPS, keep-alive", "tokenproxy intercepted HTTPS, keep-alive"}
 	res := make([]result, len(names))
 	for round := range s.o.rounds {

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/tokenproxy/tokenproxy/internal/logging"
 )
 
 // done ends an exchange: one log line, the request metrics, and no longer in flight.
@@ -18,6 +20,9 @@ func (s *Server) done(x *exchange) {
 		s.metrics.Error(route, x.step)
 	}
 	s.logRequest(x, took)
+	if c := x.conn(); c != nil {
+		c.sending.CompareAndSwap(x, nil) // its connection's trace no longer tells it
+	}
 	if x.counted {
 		s.inflight.Add(-1)
 	}
@@ -37,52 +42,90 @@ func (s *Server) logRequest(x *exchange, took time.Duration) {
 	case x.step == StepPolicy:
 		level = slog.LevelWarn
 	}
-	ctx := context.Background()
-	if !s.log.Enabled(ctx, level) {
+	if !s.log.Enabled(context.Background(), level) {
 		return
 	}
-	held := accessAttrs.Get().(*[]slog.Attr)
-	attrs := (*held)[:0]
-	attrs = append(attrs,
-		slog.String("route", routeName(x.route)),
-		slog.String("method", x.method),
-		slog.String("host", x.host),
-	)
-	if x.path != "" {
-		attrs = append(attrs, slog.String("path", x.path))
+	s.writeAccessLine(time.Now(), level, x, took)
+}
+
+// lineWriter is a log handler that writes whole logfmt lines built with logging.Line, as its own lines
+// read (the one internal/logging's New makes for logfmt): the access line, written for every request,
+// skips slog's generic attribute handling, a microsecond of each request's.
+type lineWriter interface {
+	WriteLine(*logging.Line)
+}
+
+// writeAccessLine writes the access line of x at level, timed now.
+func (s *Server) writeAccessLine(now time.Time, level slog.Level, x *exchange, took time.Duration) {
+	h := s.log.Handler()
+	if lw, ok := h.(lineWriter); ok {
+		l := logging.NewLine(now, level, "request")
+		x.accessFields(l, took)
+		lw.WriteLine(l)
+		return
 	}
-	attrs = append(attrs,
-		slog.Int("status", x.status),
-		slog.Float64("duration_ms", millis(took)),
-		slog.Int64("bytes_sent", x.sent.Load()),
-		slog.Int64("bytes_received", x.received.Load()),
-	)
-	if x.tokenVia != "" && x.tokenLeft.Load() {
-		attrs = append(attrs, slog.String("token", x.tokenVia), slog.String("token_fp", x.fingerprint))
-	}
-	if x.replayed {
-		attrs = append(attrs, slog.Bool("replayed", true))
-	}
-	if x.client != "" {
-		attrs = append(attrs, slog.String("client", x.client))
-	}
-	if x.step != "" {
-		attrs = append(attrs, slog.String("failed", x.step))
-		if x.err != nil {
-			attrs = append(attrs, slog.String("error", x.err.Error()))
-		}
-	}
+	held := accessAttrs.Get().(*attrList)
+	x.accessFields(held, took)
 	// One attribute, a group without a key, which handlers write inline: a record keeps up to five
 	// attributes without allocating, and the fields live in a pooled slice the handler is done with when
-	// LogAttrs returns.
-	s.log.LogAttrs(ctx, level, "request", slog.Attr{Value: slog.GroupValue(attrs...)})
-	clear(attrs) // the pool holds no strings of this request
-	*held = attrs
+	// Handle returns. The record goes to the handler directly, with no source position: Logger.LogAttrs
+	// would walk the stack for one on every line (runtime.Callers), which no handler of tokenproxy's prints.
+	rec := slog.NewRecord(now, level, "request", 0)
+	rec.AddAttrs(slog.Attr{Value: slog.GroupValue(*held...)})
+	_ = h.Handle(context.Background(), rec)
+	clear(*held) // the pool holds no strings of this request
+	*held = (*held)[:0]
 	accessAttrs.Put(held)
 }
 
-// accessAttrs holds the slices access lines are built in.
+// fieldSink takes the access line's fields in order: a logging.Line, or an attrList for other handlers.
+type fieldSink interface {
+	String(key, value string)
+	Int64(key string, value int64)
+	Float64(key string, value float64)
+	Bool(key string, value bool)
+}
+
+// accessFields gives the access line's fields to f.
+func (x *exchange) accessFields(f fieldSink, took time.Duration) {
+	f.String("route", routeName(x.route))
+	f.String("method", x.method)
+	f.String("host", x.host)
+	if x.path != "" {
+		f.String("path", x.path)
+	}
+	f.Int64("status", int64(x.status))
+	f.Float64("duration_ms", millis(took))
+	f.Int64("bytes_sent", x.sent.Load())
+	f.Int64("bytes_received", x.received.Load())
+	if x.tokenVia != "" && x.tokenLeft.Load() {
+		f.String("token", x.tokenVia)
+		f.String("token_fp", x.fingerprint)
+	}
+	if x.replayed {
+		f.Bool("replayed", true)
+	}
+	if x.client != "" {
+		f.String("client", x.client)
+	}
+	if x.step != "" {
+		f.String("failed", x.step)
+		if x.err != nil {
+			f.String("error", x.err.Error())
+		}
+	}
+}
+
+// attrList collects the access line's fields as slog attributes.
+type attrList []slog.Attr
+
+func (a *attrList) String(key, value string)          { *a = append(*a, slog.String(key, value)) }
+func (a *attrList) Int64(key string, value int64)     { *a = append(*a, slog.Int64(key, value)) }
+func (a *attrList) Float64(key string, value float64) { *a = append(*a, slog.Float64(key, value)) }
+func (a *attrList) Bool(key string, value bool)       { *a = append(*a, slog.Bool(key, value)) }
+
+// accessAttrs holds the lists access lines are built in for handlers that take no logging.Line.
 var accessAttrs = sync.Pool{New: func() any {
-	attrs := make([]slog.Attr, 0, 16)
+	attrs := make(attrList, 0, 16)
 	return &attrs
 }}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -50,7 +51,7 @@ func (l trackingListener) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		tc := &trackedConn{Conn: c, idleDeadline: idleDeadline{idle: l.t.idle}, t: l.t, closed: make(chan struct{})}
+		tc := newTrackedConn(c, l.t.idle, l.t)
 		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
 			tc.from = sourceOf(ap.Addr())
 		}
@@ -84,9 +85,14 @@ func (t *connTracker) add(tc *trackedConn, total, perAddress int) string {
 
 type connKey struct{}
 
-// connContext puts the connection into its requests' context, so handlers can reach it.
+// connContext puts the connection into its requests' context, so handlers can reach it, and with it the
+// connection's trace (see trackedConn.trace): the plain path serves HTTP/1 only.
 func (t *connTracker) connContext(ctx context.Context, c net.Conn) context.Context {
-	return context.WithValue(ctx, connKey{}, c)
+	ctx = context.WithValue(ctx, connKey{}, c)
+	if tc, ok := c.(*trackedConn); ok {
+		ctx = httptrace.WithClientTrace(ctx, &tc.trace)
+	}
+	return ctx
 }
 
 // connFrom returns the client connection of a request served on the proxy port, or nil.
@@ -165,6 +171,25 @@ type trackedConn struct {
 	// answer is the app's ResponseWriter while an HTTP/1 request of this connection is served, so the
 	// upstream's answer headers can be handed over instead of copied. Only the serving goroutine uses it.
 	answer http.ResponseWriter
+	// trace is in the context of every request the connection carries over HTTP/1, put there once with
+	// the connection instead of into each request's (which costs a context, a copy of the request and a
+	// closure). The transport calls it when it has written a request's headers; it tells the exchange
+	// whose upstream round trip is under way, sending, which is the only one: HTTP/1 carries one request
+	// at a time. A request's token fetch runs in its context too, before its exchange is sending.
+	trace   httptrace.ClientTrace
+	sending atomic.Pointer[exchange]
+}
+
+func newTrackedConn(c net.Conn, idle time.Duration, t *connTracker) *trackedConn {
+	tc := &trackedConn{Conn: c, idleDeadline: idleDeadline{idle: idle}, t: t, closed: make(chan struct{})}
+	tc.trace.WroteHeaders = tc.wroteHeaders
+	return tc
+}
+
+func (c *trackedConn) wroteHeaders() {
+	if x := c.sending.Load(); x != nil {
+		x.wroteHeaders()
+	}
 }
 
 // setKind changes what the connection is counted as.
@@ -189,6 +214,13 @@ func (c *trackedConn) SetDeadline(t time.Time) error {
 }
 
 func (c *trackedConn) SetWriteDeadline(t time.Time) error {
+	if t.IsZero() && c.lastWrite.Load() != 0 {
+		// net/http clears the write deadline after every answer (Go 1.26), and the next answer's first write
+		// would set it again: two changes of the runtime's timers per request. The deadline progress set
+		// stays instead; it lies at least the idle timeout less pushEvery ahead of any later write, which
+		// pushes it on if it is older, so every write still has one. An idle connection writes nothing.
+		return nil
+	}
 	c.lastWrite.Store(0)
 	return c.Conn.SetWriteDeadline(t)
 }

@@ -85,7 +85,7 @@ func (s *Server) hijack(w http.ResponseWriter) (conn *trackedConn, buffered []by
 	conn, isTracked := raw.(*trackedConn)
 	if !isTracked {
 		// Served outside Serve (a test calling ServeHTTP): track it anyway.
-		conn = &trackedConn{Conn: raw, idleDeadline: idleDeadline{idle: s.opts.ClientIdleTimeout}, t: s.conns, closed: make(chan struct{})}
+		conn = newTrackedConn(raw, s.opts.ClientIdleTimeout, s.conns)
 		conn.kind.Store(ConnPlain)
 		s.metrics.ConnectionOpened(ConnPlain)
 	}

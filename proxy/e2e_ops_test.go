@@ -2,11 +2,13 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -193,6 +195,62 @@ func TestTheRequestLineNamesATokenOnlyWhenItLeft(t *testing.T) {
 	}))
 	failsUpstream("http://supplier.test/replayed")
 	assert.Regexp(t, `status=502 .* token=fetch token_fp=[0-9a-f]+ replayed=true failed=upstream`, lineOf("/replayed"))
+}
+
+// On a kept-alive connection each line says whether its own request's token left: after a request that
+// sent its token, one whose token was fetched for it (the token endpoint's request runs in the request's
+// context) and whose upstream then refused the dial names none. Over plain HTTP, and intercepted HTTP/1
+// and HTTP/2, whose traces are set up differently.
+func TestEachRequestOnAConnectionNamesOnlyItsOwnToken(t *testing.T) {
+	for _, kind := range []struct {
+		name, scheme, port string
+		proto              int
+	}{{"plain", "http", "80", 1}, {"intercepted", "https", "443", 1}, {"intercepted HTTP/2", "https", "443", 2}} {
+		t.Run(kind.name, func(t *testing.T) {
+			h := newHarness(t, harnessOptions{})
+			var cert *tls.Certificate
+			if kind.scheme == "https" {
+				cert = h.upCert
+			}
+			h.route("fresh.test:"+kind.port, newUpstream(t, cert, false, nil)) // cache: false, a token fetched per request
+			c := h.client(h.caPool)
+			c.Transport.(*http.Transport).ForceAttemptHTTP2 = kind.proto == 2
+			t.Cleanup(c.CloseIdleConnections) // before the harness shuts down, which an idle HTTP/2 client slows
+			get := func(path string, status int) (reused bool) {
+				t.Helper()
+				ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+					GotConn: func(info httptrace.GotConnInfo) { reused = info.Reused }})
+				req, err := http.NewRequestWithContext(ctx, http.MethodGet, kind.scheme+"://fresh.test"+path, nil)
+				require.NoError(t, err)
+				resp, err := c.Do(req)
+				require.NoError(t, err)
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				require.Equal(t, status, resp.StatusCode)
+				require.Equal(t, kind.proto, resp.ProtoMajor)
+				return reused
+			}
+			lineOf := func(path string) string {
+				t.Helper()
+				waitUntil(t, "the line of "+path, func() bool { return strings.Contains(h.logs.String(), " path="+path+" ") })
+				return regexp.MustCompile(`.* path=` + regexp.QuoteMeta(path) + ` .*`).FindString(h.logs.String())
+			}
+
+			get("/sent", http.StatusOK)
+			dead, err := net.Listen("tcp", "127.0.0.1:0")
+			require.NoError(t, err)
+			require.NoError(t, dead.Close()) // connection refused from now on
+			h.mapHost("fresh.test:"+kind.port, dead.Addr().String())
+			h.srv.up.closeIdle()
+			assert.True(t, get("/not-sent", http.StatusBadGateway), "the second request went on the first one's connection")
+
+			assert.Equal(t, int64(2), h.tokens.Count.Load(), "a token fetched for each request")
+			assert.Regexp(t, `status=200 .* token=fetch token_fp=[0-9a-f]+\n?$`, lineOf("/sent"))
+			line := lineOf("/not-sent")
+			assert.Regexp(t, `status=502 .* failed=upstream`, line)
+			assert.NotContains(t, line, "token", "the line of a request whose token never left")
+		})
+	}
 }
 
 // An app that does not trust the CA is the most common mistake: the warning names the host and the file.

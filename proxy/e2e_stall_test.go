@@ -131,24 +131,30 @@ func TestAnAppThatReadsNothingIsCut(t *testing.T) {
 		}
 	})
 	for _, intercepted := range []bool{false, true} {
-		name := "HTTP/1 plain"
-		if intercepted {
-			name = "HTTP/1 intercepted"
-		}
-		t.Run(name, func(t *testing.T) {
-			h, endless := newStall(t)
-			const apps = 5
-			for range apps {
-				c := h.neverReading(intercepted)
-				defer c.Close()
-			}
-			waitUntil(t, "the upstream's streams reset", func() bool { return endless.resets.Load() == apps })
-			kind := ConnPlain
+		for _, second := range []bool{false, true} {
+			name := "HTTP/1 plain"
 			if intercepted {
-				kind = ConnIntercepted
+				name = "HTTP/1 intercepted"
 			}
-			waitUntil(t, "the apps' connections closed", func() bool { return h.metrics.get("connections "+string(kind)) == 0 })
-		})
+			if second {
+				// net/http clears the write deadline after every answer: the next one is bounded all the same.
+				name += ", the second answer on the connection"
+			}
+			t.Run(name, func(t *testing.T) {
+				h, endless := newStall(t)
+				const apps = 5
+				for range apps {
+					c := h.neverReading(intercepted, second)
+					defer c.Close()
+				}
+				waitUntil(t, "the upstream's streams reset", func() bool { return endless.resets.Load() == apps })
+				kind := ConnPlain
+				if intercepted {
+					kind = ConnIntercepted
+				}
+				waitUntil(t, "the apps' connections closed", func() bool { return h.metrics.get("connections "+string(kind)) == 0 })
+			})
+		}
 	}
 	t.Run("an HTTP/2 stream that waits for its upstream", func(t *testing.T) {
 		h := newHarness(t, harnessOptions{yaml: stallRoutes, clientIdleTimeout: idle})
@@ -171,8 +177,10 @@ func TestAnAppThatReadsNothingIsCut(t *testing.T) {
 }
 
 // neverReading sends one request for an endless answer, plain or on an intercepted HTTP/1 connection, and
-// never reads: its receive buffer is made small, so the proxy's writes soon block.
-func (h *harness) neverReading(intercepted bool) net.Conn {
+// never reads: its receive buffer is made small, so the proxy's writes soon block. With second, the
+// connection first carries a request the proxy refuses itself (TRACE to a route's host), its answer read
+// whole.
+func (h *harness) neverReading(intercepted, second bool) net.Conn {
 	h.t.Helper()
 	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
 		return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
@@ -190,6 +198,15 @@ func (h *harness) neverReading(intercepted bool) net.Conn {
 		tc := tls.Client(raw, &tls.Config{ServerName: "supplier.test", RootCAs: h.caPool, NextProtos: []string{"http/1.1"}})
 		require.NoError(h.t, tc.Handshake())
 		c, request = tc, strings.Replace(request, "http://supplier.test/", "/", 1)
+	}
+	if second {
+		_, err = io.WriteString(c, strings.Replace(request, "GET", "TRACE", 1))
+		require.NoError(h.t, err)
+		resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: http.MethodTrace})
+		require.NoError(h.t, err)
+		_, err = io.Copy(io.Discard, resp.Body)
+		require.NoError(h.t, err)
+		require.Equal(h.t, http.StatusMethodNotAllowed, resp.StatusCode)
 	}
 	_, err = io.WriteString(c, request)
 	require.NoError(h.t, err)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"strings"
 	"sync"
 	"time"
@@ -41,6 +42,10 @@ func (s *Server) intercept(conn *trackedConn, buffered []byte, t *tunnel, snap *
 	}
 	_ = conn.SetDeadline(time.Time{})
 
+	base := context.WithValue(context.Background(), tunnelKey{}, t)
+	if tlsConn.ConnectionState().NegotiatedProtocol != "h2" { // HTTP/2 streams get a trace each
+		base = httptrace.WithClientTrace(base, &conn.trace)
+	}
 	srv := &http.Server{
 		MaxHeaderBytes:    MaxHeaderBytes,
 		Handler:           http.HandlerFunc(s.serveIntercepted),
@@ -49,7 +54,7 @@ func (s *Server) intercept(conn *trackedConn, buffered []byte, t *tunnel, snap *
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 		// Each stream can hold an upstream answer's window (UpstreamStreamWindow) while its app reads nothing.
 		HTTP2:       &http.HTTP2Config{MaxConcurrentStreams: MaxStreamsPerConn},
-		BaseContext: func(net.Listener) context.Context { return context.WithValue(context.Background(), tunnelKey{}, t) },
+		BaseContext: func(net.Listener) context.Context { return base },
 		ConnState: func(_ net.Conn, state http.ConnState) {
 			if state == http.StateHijacked { // an upgrade (websocket): it lives while it carries bytes
 				conn.followIdle(true)

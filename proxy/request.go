@@ -35,8 +35,8 @@ type exchange struct {
 	// tokenLeft is set when the request's headers, token included, were written to an upstream connection
 	// (by the transport's writer goroutine); a request that never got that far sent no token.
 	tokenLeft atomic.Bool
-	trace     httptrace.ClientTrace
-	replayed  bool // sent again with a fresh token after a 401
+	trace     httptrace.ClientTrace // an HTTP/2 stream's own (see traceWrites)
+	replayed  bool                  // sent again with a fresh token after a 401
 	// replayReserved is what of the server's replay budget this exchange holds for its body.
 	replayReserved int64
 	status         int
@@ -168,9 +168,8 @@ func (s *Server) forward(req *http.Request, x *exchange) (resp *http.Response, f
 	}
 	// Whether the token left is told by the transport itself: a refused dial or a failed handshake sends
 	// nothing, while a connection that breaks after the request was written (and the transport's own retry
-	// on a new one) did send it. The trace lives in the exchange; a replay's clone keeps its context.
-	x.trace.WroteHeaders = x.wroteHeaders
-	req = req.WithContext(httptrace.WithClientTrace(req.Context(), &x.trace))
+	// on a new one) did send it. A replay's clone keeps the context, and so the trace.
+	req = x.traceWrites(req)
 	resp, err = s.up.roundTrip(req, x)
 	if err != nil {
 		return s.upstreamFailure(req, x, err), true
@@ -201,6 +200,26 @@ func (s *Server) forward(req *http.Request, x *exchange) (resp *http.Response, f
 }
 
 func (x *exchange) wroteHeaders() { x.tokenLeft.Store(true) }
+
+// traceWrites has the transport tell x when it has written req's headers, from now until x ends. On an
+// HTTP/1 connection the trace set up with the connection is already in req's context, and x becomes the
+// exchange it tells; an HTTP/2 stream's request gets a trace of its own.
+func (x *exchange) traceWrites(req *http.Request) *http.Request {
+	if c := x.conn(); c != nil && req.ProtoMajor == 1 && httptrace.ContextClientTrace(req.Context()) == &c.trace {
+		c.sending.Store(x)
+		return req
+	}
+	x.trace.WroteHeaders = x.wroteHeaders
+	return req.WithContext(httptrace.WithClientTrace(req.Context(), &x.trace))
+}
+
+// conn is the app's connection the exchange arrived on: the plain one, or the one intercepted.
+func (x *exchange) conn() *trackedConn {
+	if x.tunnel != nil {
+		return x.tunnel.conn
+	}
+	return x.clientConn
+}
 
 // authorize puts a token of the exchange's route on req.
 func (s *Server) authorize(req *http.Request, x *exchange) (*tokensource.Token, error) {

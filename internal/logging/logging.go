@@ -38,8 +38,9 @@ func New(out io.Writer, level, format string, buffered bool) (log *slog.Logger, 
 	}
 	color := IsTerminal(out)
 	close = func() {}
+	var w *Writer
 	if buffered {
-		w := NewWriter(out, FlushInterval)
+		w = NewWriter(out, FlushInterval)
 		out, close = w, w.Close
 	}
 	switch {
@@ -50,7 +51,11 @@ func New(out io.Writer, level, format string, buffered bool) (log *slog.Logger, 
 	}
 	// Not a terminal (a container's log, a file): logfmt, which collectors parse. tint without colour
 	// copies every string value rune by rune to strip escapes, about 15 allocations per access line.
-	return slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: lv})), close, nil
+	h := slog.NewTextHandler(out, &slog.HandlerOptions{Level: lv})
+	if w != nil { // the Writer takes whole lines from anyone, so it can take Lines too
+		return slog.New(textHandler{TextHandler: h, w: w}), close, nil
+	}
+	return slog.New(h), close, nil
 }
 
 // IsTerminal reports whether w is a terminal, where colours are welcome.
