@@ -14,6 +14,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/tokenproxy/tokenproxy/internal/testkit"
 )
 
 // The README's quickstart, as a newcomer runs it: this program, tokenproxy with the repository's
@@ -49,6 +50,7 @@ func TestTheQuickstartShowsATokenPutOnARequest(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	qs := exec.CommandContext(ctx, quickstartBin, "-token-listen", "127.0.0.1:"+tokenPort, "-supplier-listen", "127.0.0.1:"+supplierPort)
+	testkit.DiesWithTest(qs)
 	out, err := qs.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, qs.Start())
@@ -62,6 +64,7 @@ func TestTheQuickstartShowsATokenPutOnARequest(t *testing.T) {
 	}()
 
 	proxy := exec.CommandContext(ctx, proxyBin, "-config", routesFile)
+	testkit.DiesWithTest(proxy)
 	require.NoError(t, proxy.Start())
 	t.Cleanup(func() { cancel(); _ = proxy.Wait() })
 	require.Eventually(t, func() bool {

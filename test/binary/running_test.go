@@ -40,6 +40,7 @@ func startArgs(t *testing.T, args []string, env ...string) *running {
 	cmd := exec.Command(binary, append(args, "-log-format", "json")...)
 	// A TMPDIR of the test's own keeps the record health reads (internal/runstate) out of the machine's /tmp.
 	cmd.Env = append(append(os.Environ(), "TMPDIR="+t.TempDir()), env...)
+	testkit.DiesWithTest(cmd)
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
